@@ -1,0 +1,48 @@
+// swift-tools-version:6.0
+// BitNet: train 1-bit Transformer language models on the CPU, and run them.
+import PackageDescription
+
+// Hot loops need the machine's vector instructions: without them Swift emits
+// baseline x86-64 (no AVX, no popcnt) and numeric loops run several times slower.
+let nativeSwift: [SwiftSetting] = [.unsafeFlags(["-target-cpu", "native"])]
+
+let package = Package(
+    name: "bitnet",
+    products: [
+        .library(name: "BitNet", targets: ["BitNet"]),
+        .executable(name: "bitnet-train", targets: ["bitnet-train"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // Debian's libopenblas-dev: cblas_sgemm for every FP32 matrix product.
+        .systemLibrary(name: "COpenBLAS", path: "Sources/COpenBLAS", pkgConfig: "openblas"),
+        // Debian's libsentencepiece-dev behind a small extern "C" API.
+        .target(
+            name: "CSentencePiece",
+            path: "Sources/CSentencePiece",
+            cxxSettings: [.unsafeFlags(["-O2"])],
+            linkerSettings: [.linkedLibrary("sentencepiece"), .linkedLibrary("sentencepiece_train")]
+        ),
+        .target(
+            name: "BitNet",
+            dependencies: ["COpenBLAS", "CSentencePiece"],
+            path: "Sources/BitNet",
+            swiftSettings: nativeSwift
+        ),
+        .executableTarget(
+            name: "bitnet-train",
+            dependencies: ["BitNet", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            path: "Sources/bitnet-train",
+            swiftSettings: nativeSwift
+        ),
+        .testTarget(
+            name: "BitNetTests",
+            dependencies: ["BitNet"],
+            path: "Tests/BitNetTests",
+            swiftSettings: nativeSwift
+        ),
+    ],
+    cxxLanguageStandard: .cxx17
+)

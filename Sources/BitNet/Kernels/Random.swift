@@ -1,0 +1,60 @@
+// A small seeded generator (xoshiro256**, Blackman & Vigna 2018) whose whole state
+// is four words, so checkpoints can save it and a resumed run draws the same numbers.
+
+public struct Xoshiro256: Sendable, Equatable {
+    public private(set) var state: [UInt64]
+
+    public init(seed: UInt64) {
+        // SplitMix64 expands the seed into a well-mixed nonzero state.
+        var z = seed
+        var s: [UInt64] = []
+        for _ in 0..<4 {
+            z &+= 0x9E37_79B9_7F4A_7C15
+            var x = z
+            x = (x ^ (x >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            x = (x ^ (x >> 27)) &* 0x94D0_49BB_1331_11EB
+            s.append(x ^ (x >> 31))
+        }
+        state = s
+    }
+
+    public init(state: [UInt64]) throws {
+        guard state.count == 4, state.contains(where: { $0 != 0 }) else {
+            throw ConfigError("random generator state must be four words, not all zero")
+        }
+        self.state = state
+    }
+
+    public mutating func next() -> UInt64 {
+        let result = ((state[1] &* 5) << 7 | (state[1] &* 5) >> 57) &* 9
+        let t = state[1] << 17
+        state[2] ^= state[0]
+        state[3] ^= state[1]
+        state[1] ^= state[2]
+        state[0] ^= state[3]
+        state[2] ^= t
+        state[3] = state[3] << 45 | state[3] >> 19
+        return result
+    }
+
+    /// Uniform in 0..<bound (Lemire's multiply-shift; the tiny bias is irrelevant here).
+    public mutating func below(_ bound: Int) -> Int {
+        Int((UInt128(next()) * UInt128(bound)) >> 64)
+    }
+
+    /// Uniform in [0, 1).
+    public mutating func uniform() -> Float {
+        Float(next() >> 40) * (1 / Float(1 << 24))
+    }
+
+    /// Standard normal (Box-Muller).
+    public mutating func normal() -> Float {
+        let u1 = max(Double(next() >> 11) * (1.0 / 9007199254740992.0), 1e-300)
+        let u2 = Double(next() >> 11) * (1.0 / 9007199254740992.0)
+        return Float((-2 * _log(u1)).squareRoot() * _cos(2 * Double.pi * u2))
+    }
+}
+
+import Foundation
+@inline(__always) private func _log(_ x: Double) -> Double { Foundation.log(x) }
+@inline(__always) private func _cos(_ x: Double) -> Double { Foundation.cos(x) }

@@ -1,0 +1,135 @@
+// Rotary position embedding and causal multi-head self-attention, forward and backward.
+import Foundation
+
+/// RoPE (Su et al. 2021) on interleaved pairs (2j, 2j+1) of each head:
+/// (a, b) -> (a cos - b sin, a sin + b cos) with angle t * theta^(-2j / headDim).
+public struct Rope {
+    public let context: Int
+    public let halfHeadDim: Int
+    /// Shapes: cos, sin [context, headDim / 2].
+    public let cos: [Float]
+    public let sin: [Float]
+
+    public init(context: Int, headDim: Int, theta: Float) {
+        self.context = context
+        halfHeadDim = headDim / 2
+        var c = [Float](repeating: 0, count: context * headDim / 2)
+        var s = c
+        for t in 0..<context {
+            for j in 0..<headDim / 2 {
+                let angle = Double(t) * pow(Double(theta), -2 * Double(j) / Double(headDim))
+                c[t * headDim / 2 + j] = Float(Foundation.cos(angle))
+                s[t * headDim / 2 + j] = Float(Foundation.sin(angle))
+            }
+        }
+        cos = c
+        sin = s
+    }
+
+    /// Rotates x [B*T, C] in place; `inverse` applies the transpose (the backward pass).
+    public func apply(_ x: UnsafeMutablePointer<Float>, batch b: Int, length t: Int, width c: Int, inverse: Bool = false) {
+        let half = halfHeadDim, heads = c / (2 * half)
+        let sign: Float = inverse ? -1 : 1
+        cos.withUnsafeBufferPointer { cosTable in
+            sin.withUnsafeBufferPointer { sinTable in
+                Parallel.forRanges(b * t, workPerItem: c) { rows in
+                    for r in rows {
+                        let pos = r % t
+                        let cs = cosTable.baseAddress! + pos * half, sn = sinTable.baseAddress! + pos * half
+                        for h in 0..<heads {
+                            let v = x + r * c + h * 2 * half
+                            for j in 0..<half {
+                                let a = v[2 * j], bb = v[2 * j + 1]
+                                let sj = sign * sn[j]
+                                v[2 * j] = a * cs[j] - bb * sj
+                                v[2 * j + 1] = a * sj + bb * cs[j]
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Causal attention. Shapes: q, k, v, out [B*T, C] (heads side by side in C);
+/// probs [B, NH, T, T] (row i holds softmax weights over keys j <= i, zeros above).
+public enum Attention {
+    public static func forward(
+        out: UnsafeMutablePointer<Float>, probs: UnsafeMutablePointer<Float>, q: UnsafePointer<Float>,
+        k: UnsafePointer<Float>, v: UnsafePointer<Float>, batch b: Int, length t: Int, width c: Int, heads nh: Int
+    ) {
+        let hd = c / nh
+        let scale = 1 / Float(hd).squareRoot()
+        for bi in 0..<b {
+            for h in 0..<nh {
+                let p = probs + (bi * nh + h) * t * t
+                let base = bi * t * c + h * hd
+                // scores[i, j] = q_i . k_j / sqrt(hd)
+                Matmul.gemm(transA: false, transB: true, m: t, n: t, k: hd, alpha: scale, q + base, lda: c,
+                            k + base, ldb: c, beta: 0, p, ldc: t)
+                causalSoftmax(p, length: t)
+                Matmul.gemm(transA: false, transB: false, m: t, n: hd, k: t, alpha: 1, p, lda: t,
+                            v + base, ldb: c, beta: 0, out + base, ldc: c)
+            }
+        }
+    }
+
+    /// Row-wise softmax over j <= i; entries above the diagonal become 0.
+    static func causalSoftmax(_ p: UnsafeMutablePointer<Float>, length t: Int) {
+        Parallel.forRanges(t, workPerItem: t) { rows in
+            for i in rows {
+                let row = p + i * t
+                var m = -Float.infinity
+                for j in 0...i { m = max(m, row[j]) }
+                var sum: Float = 0
+                for j in 0...i {
+                    let e = expf(row[j] - m)
+                    row[j] = e
+                    sum += e
+                }
+                let inv = 1 / sum
+                for j in 0...i { row[j] *= inv }
+                for j in (i + 1)..<t { row[j] = 0 }
+            }
+        }
+    }
+
+    /// dq, dk, dv += gradients given dout. `scratch` holds T*T floats.
+    public static func backward(
+        dq: UnsafeMutablePointer<Float>, dk: UnsafeMutablePointer<Float>, dv: UnsafeMutablePointer<Float>,
+        dout: UnsafePointer<Float>, probs: UnsafePointer<Float>, q: UnsafePointer<Float>, k: UnsafePointer<Float>,
+        v: UnsafePointer<Float>, batch b: Int, length t: Int, width c: Int, heads nh: Int,
+        scratch: UnsafeMutablePointer<Float>
+    ) {
+        let hd = c / nh
+        let scale = 1 / Float(hd).squareRoot()
+        for bi in 0..<b {
+            for h in 0..<nh {
+                let p = probs + (bi * nh + h) * t * t
+                let base = bi * t * c + h * hd
+                let dp = scratch
+                // dP = dout @ v^T; dv += P^T @ dout
+                Matmul.gemm(transA: false, transB: true, m: t, n: t, k: hd, alpha: 1, dout + base, lda: c,
+                            v + base, ldb: c, beta: 0, dp, ldc: t)
+                Matmul.gemm(transA: true, transB: false, m: t, n: hd, k: t, alpha: 1, p, lda: t,
+                            dout + base, ldb: c, beta: 1, dv + base, ldc: c)
+                // dS = P * (dP - sum_j P * dP): the softmax Jacobian, row by row.
+                Parallel.forRanges(t, workPerItem: t) { rows in
+                    for i in rows {
+                        let pr = p + i * t, dr = dp + i * t
+                        var dot: Float = 0
+                        for j in 0...i { dot += pr[j] * dr[j] }
+                        for j in 0...i { dr[j] = pr[j] * (dr[j] - dot) }
+                        for j in (i + 1)..<t { dr[j] = 0 }
+                    }
+                }
+                // dq += dS @ k * scale; dk += dS^T @ q * scale
+                Matmul.gemm(transA: false, transB: false, m: t, n: hd, k: t, alpha: scale, dp, lda: t,
+                            k + base, ldb: c, beta: 1, dq + base, ldc: c)
+                Matmul.gemm(transA: true, transB: false, m: t, n: hd, k: t, alpha: scale, dp, lda: t,
+                            q + base, ldb: c, beta: 1, dk + base, ldc: c)
+            }
+        }
+    }
+}

@@ -1,0 +1,98 @@
+// BitLinear (BitNet eq. 11): y = (Quant(SubLN(x)) @ W~^T) * beta * gamma / Qb, the
+// projection every block uses; in `fp` mode an ordinary linear layer y = x @ W^T.
+
+/// What a quantized BitLinear saves for its backward pass. Shapes: mean, rstd,
+/// gamma [N]; quantized [N, inFeatures] as Int8 (4x smaller than FP32).
+public struct BitLinearSaved {
+    public var mean: UnsafeMutablePointer<Float>
+    public var rstd: UnsafeMutablePointer<Float>
+    public var gamma: UnsafeMutablePointer<Float>
+    public var quantized: UnsafeMutablePointer<Int8>
+}
+
+/// The weights one BitLinear multiplies by: W~ (integer-valued floats, or W itself
+/// in fp mode) and its scale beta (1 in fp mode).
+public struct EffectiveWeight {
+    public var values: UnsafeMutablePointer<Float>
+    public var scale: Float
+}
+
+public struct BitLinearOptions {
+    public var mode: WeightMode
+    public var norm: NormKind
+    public var scaling: ActivationScaling
+    public var normEpsilon: Float
+}
+
+public enum BitLinear {
+    /// out[N, O] = BitLinear(inp[N, I]). `scratchA` and `scratchB` hold N * I floats each.
+    public static func forward(
+        out: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>, params: UnsafePointer<Float>,
+        slots: BitLinearSlots, weight: EffectiveWeight, saved: BitLinearSaved?, options: BitLinearOptions,
+        rows n: Int, scratchA: UnsafeMutablePointer<Float>, scratchB: UnsafeMutablePointer<Float>
+    ) {
+        let i = slots.inFeatures, o = slots.outFeatures
+        guard options.mode.isQuantized, let sub = slots.subNorm, let saved else {
+            Matmul.forward(out, inp, params + slots.weight, rows: n, inFeatures: i, outFeatures: o)
+            return
+        }
+        let normed = scratchA, quantized = scratchB
+        Norm.forward(options.norm, out: normed, mean: saved.mean, rstd: saved.rstd, inp: inp,
+                     gain: params + sub.gain, bias: sub.bias.map { params + $0 }, rows: n, width: i,
+                     epsilon: options.normEpsilon)
+        Quantizers.absmax(gamma: saved.gamma, inp: normed, rows: n, width: i, scaling: options.scaling)
+        Quantizers.quantizeActivations(out: quantized, saved: saved.quantized, inp: normed, gamma: saved.gamma,
+                                       rows: n, width: i)
+        // Integer-valued operands: the FP32 sums are exact (|sum| <= 127 * I < 2^24), so
+        // this equals the runtime's integer accumulator before the one rescale per output.
+        Matmul.forward(out, quantized, weight.values, rows: n, inFeatures: i, outFeatures: o)
+        rescaleRows(out, gamma: saved.gamma, weightScale: weight.scale, rows: n, width: o)
+    }
+
+    /// y[n, o] = acc[n, o] * (gamma[n] / Qb * beta): the dequantization rule.
+    static func rescaleRows(_ out: UnsafeMutablePointer<Float>, gamma: UnsafePointer<Float>, weightScale: Float,
+                            rows n: Int, width o: Int) {
+        Parallel.forRanges(n, workPerItem: o) { rows in
+            for r in rows {
+                let s = gamma[r] / Quantizers.activationLevels * weightScale
+                let y = out + r * o
+                for j in 0..<o { y[j] *= s }
+            }
+        }
+    }
+
+    /// dinp += dL/dinp; dparams += dL/dW (and SubLN gains). The straight-through
+    /// estimator treats W~ * beta as W (identity, as in BitNet's reference code) and
+    /// the dequantized activation as SubLN(x): with gamma = absmax the clip range is
+    /// never left, so the activation STE mask (Quantizers.activationSTE) is all ones.
+    public static func backward(
+        dinp: UnsafeMutablePointer<Float>, dparams: UnsafeMutablePointer<Float>, dout: UnsafePointer<Float>,
+        inp: UnsafePointer<Float>, params: UnsafePointer<Float>, slots: BitLinearSlots, weight: EffectiveWeight,
+        saved: BitLinearSaved?, options: BitLinearOptions, rows n: Int,
+        scratchA: UnsafeMutablePointer<Float>, scratchB: UnsafeMutablePointer<Float>
+    ) {
+        let i = slots.inFeatures, o = slots.outFeatures
+        guard options.mode.isQuantized, let sub = slots.subNorm, let saved else {
+            Matmul.backwardInput(dinp, dout, params + slots.weight, rows: n, inFeatures: i, outFeatures: o)
+            Matmul.backwardWeight(dparams + slots.weight, dout, inp, rows: n, inFeatures: i, outFeatures: o)
+            return
+        }
+        // dW += dout^T @ x_deq with x_deq = x~ * gamma / Qb.
+        let dequantized = scratchA
+        Parallel.forRanges(n, workPerItem: i) { rows in
+            for r in rows {
+                let s = saved.gamma[r] / Quantizers.activationLevels
+                let q = saved.quantized + r * i, x = dequantized + r * i
+                for j in 0..<i { x[j] = Float(q[j]) * s }
+            }
+        }
+        Matmul.backwardWeight(dparams + slots.weight, dout, dequantized, rows: n, inFeatures: i, outFeatures: o)
+        // d(SubLN output) = dout @ (W~ * beta).
+        let dnormed = scratchB
+        Matmul.gemm(transA: false, transB: false, m: n, n: i, k: o, alpha: weight.scale, dout, lda: o,
+                    weight.values, ldb: i, beta: 0, dnormed, ldc: i)
+        Norm.backward(options.norm, dinp: dinp, dgain: dparams + sub.gain, dbias: sub.bias.map { dparams + $0 },
+                      dout: dnormed, inp: inp, gain: params + sub.gain, mean: saved.mean, rstd: saved.rstd,
+                      rows: n, width: i)
+    }
+}

@@ -1,0 +1,73 @@
+// RMSNorm and LayerNorm over the last dimension, forward and backward
+// (the block norms, the final norm, and BitLinear's SubLN).
+
+/// Shapes: inp, out [N, C]; gain, bias [C]; mean, rstd [N] (saved for backward).
+public enum Norm {
+    public static func forward(
+        _ kind: NormKind, out: UnsafeMutablePointer<Float>, mean: UnsafeMutablePointer<Float>,
+        rstd: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>, gain: UnsafePointer<Float>,
+        bias: UnsafePointer<Float>?, rows n: Int, width c: Int, epsilon: Float
+    ) {
+        Parallel.forRanges(n, workPerItem: c) { rows in
+            for r in rows {
+                let x = inp + r * c, y = out + r * c
+                var m: Float = 0
+                if kind == .layer {
+                    var sum: Float = 0
+                    for i in 0..<c { sum += x[i] }
+                    m = sum / Float(c)
+                }
+                var sumSquares: Float = 0
+                for i in 0..<c { let d = x[i] - m; sumSquares += d * d }
+                let s = 1 / (sumSquares / Float(c) + epsilon).squareRoot()
+                mean[r] = m
+                rstd[r] = s
+                if let bias {
+                    for i in 0..<c { y[i] = (x[i] - m) * s * gain[i] + bias[i] }
+                } else {
+                    for i in 0..<c { y[i] = (x[i] - m) * s * gain[i] }
+                }
+            }
+        }
+    }
+
+    /// dinp += d/dinp; dgain (and dbias) += their gradients. For LayerNorm
+    /// dx = rstd * (g*dy - mean(g*dy) - xhat * mean(g*dy * xhat)); RMSNorm drops
+    /// the mean term (its "mean" is 0).
+    public static func backward(
+        _ kind: NormKind, dinp: UnsafeMutablePointer<Float>, dgain: UnsafeMutablePointer<Float>,
+        dbias: UnsafeMutablePointer<Float>?, dout: UnsafePointer<Float>, inp: UnsafePointer<Float>,
+        gain: UnsafePointer<Float>, mean: UnsafePointer<Float>, rstd: UnsafePointer<Float>, rows n: Int, width c: Int
+    ) {
+        // Input gradients are row-parallel; the parameter gradients sum over rows
+        // in a fixed order afterwards so the result does not depend on threading.
+        Parallel.forRanges(n, workPerItem: c) { rows in
+            for r in rows {
+                let x = inp + r * c, dy = dout + r * c, dx = dinp + r * c
+                let m = mean[r], s = rstd[r]
+                var sumG: Float = 0, sumGX: Float = 0
+                for i in 0..<c {
+                    let g = dy[i] * gain[i]
+                    sumG += g
+                    sumGX += g * (x[i] - m) * s
+                }
+                let meanG = kind == .layer ? sumG / Float(c) : 0
+                let meanGX = sumGX / Float(c)
+                for i in 0..<c {
+                    let xhat = (x[i] - m) * s
+                    dx[i] += s * (dy[i] * gain[i] - meanG - xhat * meanGX)
+                }
+            }
+        }
+        Parallel.forRanges(c, workPerItem: n) { columns in
+            for r in 0..<n {
+                let x = inp + r * c, dy = dout + r * c
+                let m = mean[r], s = rstd[r]
+                for i in columns {
+                    dgain[i] += dy[i] * (x[i] - m) * s
+                    if let dbias { dbias[i] += dy[i] }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,99 @@
+// Where every parameter lives in the one flat FP32 block (llm.c's size table).
+// Gradients and both AdamW moments use the same layout in blocks of their own.
+
+public struct TensorSpec: Sendable, Equatable {
+    public let name: String
+    public let shape: [Int]
+    /// Offset in floats from the start of the block (a multiple of 16: 64 bytes).
+    public let offset: Int
+    public var count: Int { shape.reduce(1, *) }
+    /// Matrices get weight decay; gains and biases do not (as in nanoGPT).
+    public var decays: Bool { shape.count >= 2 }
+}
+
+/// Offsets of a norm's gain and (for LayerNorm) bias.
+public struct NormSlots: Sendable {
+    public let gain: Int
+    public let bias: Int?
+}
+
+/// Offsets of one BitLinear: its weight [outFeatures, inFeatures] and, in the
+/// quantized modes, its SubLN.
+public struct BitLinearSlots: Sendable {
+    public let weight: Int
+    public let subNorm: NormSlots?
+    public let inFeatures: Int
+    public let outFeatures: Int
+    /// Index of this projection among all BitLinears of the model (for side buffers).
+    public let index: Int
+    public var weightCount: Int { inFeatures * outFeatures }
+}
+
+public struct LayerSlots: Sendable {
+    public let attentionNorm: NormSlots
+    public let query, key, value, attentionOutput: BitLinearSlots
+    public let ffnNorm: NormSlots
+    public let up: BitLinearSlots
+    public let gate: BitLinearSlots?
+    public let down: BitLinearSlots
+
+    public var projections: [BitLinearSlots] {
+        [query, key, value, attentionOutput, up] + (gate.map { [$0] } ?? []) + [down]
+    }
+}
+
+public struct ParameterLayout: Sendable {
+    public private(set) var tensors: [TensorSpec] = []
+    public private(set) var totalCount = 0
+    public private(set) var embedding = 0
+    public private(set) var layers: [LayerSlots] = []
+    public private(set) var finalNorm = NormSlots(gain: 0, bias: nil)
+    /// The output head's weight [vocab, dim]; the embedding when tied.
+    public private(set) var head = 0
+    public private(set) var bitLinears: [BitLinearSlots] = []
+
+    public init(config: ModelConfig) {
+        let c = config.dim, f = config.ffnDim
+        embedding = add("embedding.weight", [config.vocabSize, c])
+        for l in 0..<config.layers {
+            let p = "layers.\(l)."
+            let attentionNorm = addNorm(p + "attention_norm", c, config.norm)
+            let q = addBitLinear(p + "attention.query", c, c, config)
+            let k = addBitLinear(p + "attention.key", c, c, config)
+            let v = addBitLinear(p + "attention.value", c, c, config)
+            let o = addBitLinear(p + "attention.output", c, c, config)
+            let ffnNorm = addNorm(p + "ffn_norm", c, config.norm)
+            let up = addBitLinear(p + "ffn.up", c, f, config)
+            let gate = config.ffnActivation.hasGate ? addBitLinear(p + "ffn.gate", c, f, config) : nil
+            let down = addBitLinear(p + "ffn.down", f, c, config)
+            layers.append(LayerSlots(attentionNorm: attentionNorm, query: q, key: k, value: v, attentionOutput: o,
+                                     ffnNorm: ffnNorm, up: up, gate: gate, down: down))
+        }
+        finalNorm = addNorm("final_norm", c, config.norm)
+        head = config.tiedEmbeddings ? embedding : add("head.weight", [config.vocabSize, c])
+    }
+
+    public func tensor(named name: String) -> TensorSpec? { tensors.first { $0.name == name } }
+
+    private mutating func add(_ name: String, _ shape: [Int]) -> Int {
+        let offset = totalCount
+        tensors.append(TensorSpec(name: name, shape: shape, offset: offset))
+        totalCount += (shape.reduce(1, *) + 15) / 16 * 16
+        return offset
+    }
+
+    private mutating func addNorm(_ name: String, _ width: Int, _ kind: NormKind) -> NormSlots {
+        let gain = add(name + ".weight", [width])
+        let bias = kind == .layer ? add(name + ".bias", [width]) : nil
+        return NormSlots(gain: gain, bias: bias)
+    }
+
+    private mutating func addBitLinear(_ name: String, _ inFeatures: Int, _ outFeatures: Int, _ config: ModelConfig) -> BitLinearSlots {
+        let subNorm = config.mode.isQuantized ? addNorm(name + ".sub_norm", inFeatures, config.norm) : nil
+        let weight = add(name + ".weight", [outFeatures, inFeatures])
+        let slots = BitLinearSlots(weight: weight, subNorm: subNorm, inFeatures: inFeatures,
+                                   outFeatures: outFeatures, index: bitLinears.count)
+        bitLinears.append(slots)
+        return slots
+    }
+}

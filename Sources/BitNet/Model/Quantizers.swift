@@ -1,0 +1,118 @@
+// The BitNet quantizers, defined once: absmax int8 activations (BitNet eq. 4-5),
+// Sign-binarized weights (eq. 1-3) and absmean ternary weights (BitNet b1.58 eq. 1-3).
+// docs/FORMAT.md restates these rules for the runtime, which must match them exactly.
+
+public enum Quantizers {
+    /// Qb = 2^(b-1) - 1 for b = 8 bits.
+    public static let activationLevels: Float = 127
+    /// Floor of the absmax scale, so an all-zero row quantizes to zeros.
+    public static let minimumAbsmax: Float = 1e-5
+    /// Added to mean |W| before dividing in the ternary rule (b1.58's epsilon).
+    public static let ternaryEpsilon: Float = 1e-6
+
+    // MARK: Activations
+
+    /// gamma = max |x| over each row (per token) or the whole tensor; writes one
+    /// gamma per row either way. Shapes: inp [N, C], gamma [N].
+    public static func absmax(
+        gamma: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>, rows n: Int, width c: Int,
+        scaling: ActivationScaling
+    ) {
+        Parallel.forRanges(n, workPerItem: c) { rows in
+            for r in rows {
+                let x = inp + r * c
+                var m: Float = 0
+                for i in 0..<c { m = max(m, abs(x[i])) }
+                gamma[r] = max(m, minimumAbsmax)
+            }
+        }
+        if scaling == .perTensor {
+            var m: Float = 0
+            for r in 0..<n { m = max(m, gamma[r]) }
+            for r in 0..<n { gamma[r] = m }
+        }
+    }
+
+    /// x~ = round(clip(x * Qb / gamma, -Qb, Qb)), rounding half to even, as integer-valued
+    /// floats (for the FP32 product) and as Int8 (kept for the backward pass).
+    public static func quantizeActivations(
+        out: UnsafeMutablePointer<Float>, saved: UnsafeMutablePointer<Int8>?, inp: UnsafePointer<Float>,
+        gamma: UnsafePointer<Float>, rows n: Int, width c: Int
+    ) {
+        let qb = activationLevels
+        Parallel.forRanges(n, workPerItem: c) { rows in
+            for r in rows {
+                let x = inp + r * c, q = out + r * c
+                let scale = qb / gamma[r]
+                for i in 0..<c {
+                    q[i] = min(max(x[i] * scale, -qb), qb).rounded(.toNearestOrEven)
+                }
+                if let saved {
+                    let s = saved + r * c
+                    for i in 0..<c { s[i] = Int8(q[i]) }
+                }
+            }
+        }
+    }
+
+    /// Straight-through estimator of the activation quantizer, with respect to the
+    /// dequantized value x~ * gamma / Qb: the gradient passes where x * Qb / gamma lies
+    /// inside [-Qb, Qb] and is zero outside (gamma is treated as a constant).
+    /// dinp += dout * mask.
+    public static func activationSTE(
+        dinp: UnsafeMutablePointer<Float>, dout: UnsafePointer<Float>, inp: UnsafePointer<Float>,
+        gamma: UnsafePointer<Float>, rows n: Int, width c: Int
+    ) {
+        let qb = activationLevels
+        Parallel.forRanges(n, workPerItem: c) { rows in
+            for r in rows {
+                let scale = qb / gamma[r]
+                // A value at the absmax lands a rounding error past Qb; it is inside.
+                let limit = qb * (1 + 1e-6)
+                for i in r * c..<(r + 1) * c where abs(inp[i] * scale) <= limit {
+                    dinp[i] += dout[i]
+                }
+            }
+        }
+    }
+
+    // MARK: Weights
+
+    /// Binary (BitNet): alpha = mean(W), W~ = Sign(W - alpha) with Sign(0) = -1,
+    /// beta = mean |W|. Writes W~ as +-1 floats and returns beta.
+    @discardableResult
+    public static func binarizeWeights(out: UnsafeMutablePointer<Float>, weight: UnsafePointer<Float>, count: Int) -> Float {
+        var sum: Double = 0, sumAbs: Double = 0
+        for i in 0..<count {
+            sum += Double(weight[i])
+            sumAbs += Double(abs(weight[i]))
+        }
+        let alpha = Float(sum / Double(count))
+        for i in 0..<count { out[i] = weight[i] - alpha > 0 ? 1 : -1 }
+        return Float(sumAbs / Double(count))
+    }
+
+    /// Ternary (BitNet b1.58): gamma = mean |W|, W~ = RoundClip(W / (gamma + eps), -1, 1)
+    /// with rounding half to even. Writes W~ as {-1, 0, +1} floats and returns gamma.
+    @discardableResult
+    public static func ternarizeWeights(out: UnsafeMutablePointer<Float>, weight: UnsafePointer<Float>, count: Int) -> Float {
+        var sumAbs: Double = 0
+        for i in 0..<count { sumAbs += Double(abs(weight[i])) }
+        let scale = Float(sumAbs / Double(count))
+        let inverse = 1 / (scale + ternaryEpsilon)
+        for i in 0..<count { out[i] = min(max((weight[i] * inverse).rounded(.toNearestOrEven), -1), 1) }
+        return scale
+    }
+
+    /// Quantizes a weight matrix by `mode`; fp copies it and returns 1.
+    @discardableResult
+    public static func quantizeWeights(_ mode: WeightMode, out: UnsafeMutablePointer<Float>, weight: UnsafePointer<Float>, count: Int) -> Float {
+        switch mode {
+        case .fp:
+            out.update(from: weight, count: count)
+            return 1
+        case .binary: return binarizeWeights(out: out, weight: weight, count: count)
+        case .ternary: return ternarizeWeights(out: out, weight: weight, count: count)
+        }
+    }
+}

@@ -1,0 +1,279 @@
+// The decoder-only Transformer: parameters, gradients and activations in a few big
+// blocks, and the forward and backward passes over them, layer by layer (llm.c's shape).
+import Foundation
+
+public final class Transformer {
+    public let config: ModelConfig
+    public let layout: ParameterLayout
+    /// FP32 latent weights [layout.totalCount].
+    public let parameters: UnsafeMutablePointer<Float>
+    /// dL/dparameters, same layout; backward adds into it.
+    public let gradients: UnsafeMutablePointer<Float>
+    public let activations: Activations
+    let rope: Rope
+    let options: BitLinearOptions
+
+    /// W~ of every BitLinear (integer-valued floats) in the quantized modes, and beta.
+    private let quantized: UnsafeMutablePointer<Float>
+    private let quantizedOffsets: [Int]
+    public private(set) var weightScales: [Float]
+    private var quantizedWeightsAreStale = true
+    /// W~ at the last `quantizationStatistics()` call, to count sign flips.
+    private var snapshot: [Int8] = []
+
+    private var lastBatch = 0, lastLength = 0, hasTargets = false
+
+    /// - Parameter batch: the largest batch `forward` will be given.
+    public init(config: ModelConfig, batch: Int) {
+        self.config = config
+        layout = ParameterLayout(config: config)
+        parameters = .allocate(capacity: layout.totalCount)
+        parameters.initialize(repeating: 0, count: layout.totalCount)
+        gradients = .allocate(capacity: layout.totalCount)
+        gradients.initialize(repeating: 0, count: layout.totalCount)
+        activations = Activations(config: config, batch: batch)
+        rope = Rope(context: config.context, headDim: config.headDim, theta: config.ropeTheta)
+        options = BitLinearOptions(mode: config.mode, norm: config.norm, scaling: config.activationScaling,
+                                   normEpsilon: config.normEpsilon)
+        var offsets: [Int] = [], total = 0
+        for p in layout.bitLinears {
+            offsets.append(total)
+            total += config.mode.isQuantized ? p.weightCount : 0
+        }
+        quantizedOffsets = offsets
+        quantized = .allocate(capacity: max(total, 1))
+        quantized.initialize(repeating: 0, count: max(total, 1))
+        weightScales = Array(repeating: 1, count: layout.bitLinears.count)
+    }
+
+    deinit {
+        parameters.deallocate()
+        gradients.deallocate()
+        quantized.deallocate()
+    }
+
+    /// Bytes of memory a model of this shape needs to train with batch `batch`:
+    /// parameters, gradients, both AdamW moments, quantized weights and activations.
+    public static func trainingBytes(config: ModelConfig, batch: Int) -> Int {
+        let layout = ParameterLayout(config: config)
+        let quantizedCount = config.mode.isQuantized ? layout.bitLinears.reduce(0) { $0 + $1.weightCount } : 0
+        return 4 * (4 * layout.totalCount + quantizedCount) + Activations.bytesNeeded(config: config, batch: batch)
+    }
+
+    // MARK: Initialization
+
+    /// GPT-2's scheme: N(0, 0.02) matrices, residual outputs scaled by 1/sqrt(2 * layers),
+    /// unit gains, zero biases.
+    public func initializeParameters(seed: UInt64) {
+        var rng = Xoshiro256(seed: seed)
+        let residualScale = 1 / Float(2 * config.layers).squareRoot()
+        for tensor in layout.tensors {
+            let p = parameters + tensor.offset
+            if tensor.shape.count == 1 {
+                let value: Float = tensor.name.hasSuffix(".bias") ? 0 : 1
+                for i in 0..<tensor.count { p[i] = value }
+            } else {
+                let isResidual = tensor.name.hasSuffix("attention.output.weight") || tensor.name.hasSuffix("ffn.down.weight")
+                let std: Float = 0.02 * (isResidual ? residualScale : 1)
+                for i in 0..<tensor.count { p[i] = rng.normal() * std }
+            }
+        }
+        parametersDidChange()
+    }
+
+    /// Call after anything writes `parameters` (optimizer step, checkpoint load).
+    public func parametersDidChange() { quantizedWeightsAreStale = true }
+
+    public func zeroGradients() { gradients.update(repeating: 0, count: layout.totalCount) }
+
+    // MARK: Weights as the forward pass sees them
+
+    private func refreshQuantizedWeights() {
+        guard quantizedWeightsAreStale else { return }
+        quantizedWeightsAreStale = false
+        guard config.mode.isQuantized else { return }
+        Parallel.forEach(layout.bitLinears.count) { j in
+            let p = layout.bitLinears[j]
+            weightScales[j] = Quantizers.quantizeWeights(config.mode, out: quantized + quantizedOffsets[j],
+                                                         weight: parameters + p.weight, count: p.weightCount)
+        }
+    }
+
+    func effectiveWeight(_ slots: BitLinearSlots) -> EffectiveWeight {
+        if config.mode.isQuantized {
+            return EffectiveWeight(values: quantized + quantizedOffsets[slots.index], scale: weightScales[slots.index])
+        }
+        return EffectiveWeight(values: parameters + slots.weight, scale: 1)
+    }
+
+    /// W~ of one BitLinear as the forward pass uses it (values in {-1, 0, +1} unless fp).
+    public func quantizedWeight(_ slots: BitLinearSlots) -> (values: UnsafePointer<Float>, scale: Float) {
+        refreshQuantizedWeights()
+        let w = effectiveWeight(slots)
+        return (UnsafePointer(w.values), w.scale)
+    }
+
+    /// Fraction of quantized weights whose value changed since the previous call
+    /// (nil on the first call) and fraction of zeros (ternary). Nil values in fp mode.
+    public func quantizationStatistics() -> (flipFraction: Double?, zeroFraction: Double?) {
+        guard config.mode.isQuantized else { return (nil, nil) }
+        refreshQuantizedWeights()
+        let total = quantizedOffsets.last.map { $0 + layout.bitLinears.last!.weightCount } ?? 0
+        var zeros = 0, flips = 0
+        let first = snapshot.isEmpty
+        if first { snapshot = Array(repeating: 0, count: total) }
+        snapshot.withUnsafeMutableBufferPointer { previous in
+            for i in 0..<total {
+                let value = Int8(quantized[i])
+                if value == 0 { zeros += 1 }
+                if value != previous[i] { flips += 1 }
+                previous[i] = value
+            }
+        }
+        let zeroFraction = config.mode == .ternary ? Double(zeros) / Double(total) : nil
+        return (first ? nil : Double(flips) / Double(total), zeroFraction)
+    }
+
+    // MARK: Forward
+
+    /// Runs the model on tokens [B, T] (B <= the allocated batch, T <= context). With
+    /// targets [B, T] returns the mean cross-entropy and keeps what `backward` needs;
+    /// without, leaves logits [B*T, V] in `logits`.
+    @discardableResult
+    public func forward(tokens: UnsafePointer<Int32>, targets: UnsafePointer<Int32>?, batch b: Int, length t: Int) -> Float {
+        precondition(b <= activations.batch && t <= config.context && b > 0 && t > 0, "batch shape out of range")
+        refreshQuantizedWeights()
+        let a = activations.views
+        let n = b * t, c = config.dim, f = config.ffnDim, v = config.vocabSize
+        let params = UnsafePointer(parameters)
+        a.tokens.update(from: tokens, count: n)
+        Embedding.forward(out: a.layers[0].input, tokens: a.tokens, table: params + layout.embedding, rows: n, width: c)
+
+        for (l, slots) in layout.layers.enumerated() {
+            let x = a.layers[l]
+            let next = l + 1 < config.layers ? a.layers[l + 1].input : a.output
+            func linear(_ s: BitLinearSlots, _ out: UnsafeMutablePointer<Float>, _ inp: UnsafePointer<Float>) {
+                BitLinear.forward(out: out, inp: inp, params: params, slots: s, weight: effectiveWeight(s),
+                                  saved: saved(x, s, slots), options: options, rows: n,
+                                  scratchA: a.scratchA, scratchB: a.scratchB)
+            }
+            normForward(slots.attentionNorm, out: x.attentionNorm, mean: x.attentionNormMean, rstd: x.attentionNormRstd,
+                        inp: x.input, rows: n)
+            linear(slots.query, x.q, x.attentionNorm)
+            linear(slots.key, x.k, x.attentionNorm)
+            linear(slots.value, x.v, x.attentionNorm)
+            rope.apply(x.q, batch: b, length: t, width: c)
+            rope.apply(x.k, batch: b, length: t, width: c)
+            Attention.forward(out: x.attentionOut, probs: x.probs, q: x.q, k: x.k, v: x.v, batch: b, length: t,
+                              width: c, heads: config.heads)
+            linear(slots.attentionOutput, a.projectionOut, x.attentionOut)
+            add(x.residualMid, x.input, a.projectionOut, count: n * c)
+            normForward(slots.ffnNorm, out: x.ffnNorm, mean: x.ffnNormMean, rstd: x.ffnNormRstd, inp: x.residualMid, rows: n)
+            linear(slots.up, x.up, x.ffnNorm)
+            if let gate = slots.gate { linear(gate, x.gate, x.ffnNorm) }
+            FeedForward.forward(config.ffnActivation, hidden: x.hidden, up: x.up,
+                                gate: slots.gate == nil ? nil : x.gate, count: n * f)
+            linear(slots.down, a.projectionOut, x.hidden)
+            add(next, x.residualMid, a.projectionOut, count: n * c)
+        }
+        normForward(layout.finalNorm, out: a.finalNorm, mean: a.finalNormMean, rstd: a.finalNormRstd, inp: a.output, rows: n)
+        Matmul.forward(a.logits, a.finalNorm, params + layout.head, rows: n, inFeatures: c, outFeatures: v)
+
+        lastBatch = b
+        lastLength = t
+        hasTargets = targets != nil
+        guard let targets else { return .nan }
+        a.targets.update(from: targets, count: n)
+        CrossEntropy.forward(probs: a.logits, losses: a.losses, targets: a.targets, rows: n, vocab: v)
+        var sum: Double = 0
+        for i in 0..<n { sum += Double(a.losses[i]) }
+        return Float(sum / Double(n))
+    }
+
+    /// Logits of row `row` of the last forward without targets.
+    public func logits(row: Int) -> UnsafeBufferPointer<Float> {
+        UnsafeBufferPointer(start: activations.views.logits + row * config.vocabSize, count: config.vocabSize)
+    }
+
+    // MARK: Backward
+
+    /// Adds d(lossScale * mean loss)/dparameters into `gradients`, for the last forward.
+    public func backward(lossScale: Float = 1) {
+        precondition(hasTargets, "backward needs a forward pass with targets")
+        let a = activations.views
+        let b = lastBatch, t = lastLength, n = b * t, c = config.dim, f = config.ffnDim, v = config.vocabSize
+        let params = UnsafePointer(parameters), grads = gradients
+
+        CrossEntropy.backward(probs: a.logits, targets: a.targets, rows: n, vocab: v, scale: lossScale / Float(n))
+        zero(a.dNorm, n * c)
+        Matmul.backwardInput(a.dNorm, a.logits, params + layout.head, rows: n, inFeatures: c, outFeatures: v)
+        Matmul.backwardWeight(grads + layout.head, a.logits, a.finalNorm, rows: n, inFeatures: c, outFeatures: v)
+        zero(a.dResidual, n * c)
+        normBackward(layout.finalNorm, dinp: a.dResidual, dout: a.dNorm, inp: a.output, mean: a.finalNormMean,
+                     rstd: a.finalNormRstd, rows: n)
+
+        for (l, slots) in layout.layers.enumerated().reversed() {
+            let x = a.layers[l]
+            func linearBackward(_ s: BitLinearSlots, dinp: UnsafeMutablePointer<Float>, dout: UnsafePointer<Float>,
+                                inp: UnsafePointer<Float>) {
+                BitLinear.backward(dinp: dinp, dparams: grads, dout: dout, inp: inp, params: params, slots: s,
+                                   weight: effectiveWeight(s), saved: saved(x, s, slots), options: options, rows: n,
+                                   scratchA: a.scratchA, scratchB: a.scratchB)
+            }
+            // dResidual holds dL/d(layer output) = dL/d(residualMid) through the skip.
+            zero(a.dHidden, n * f)
+            linearBackward(slots.down, dinp: a.dHidden, dout: a.dResidual, inp: x.hidden)
+            FeedForward.backward(config.ffnActivation, dup: a.dUp, dgate: slots.gate == nil ? nil : a.dGate,
+                                 dhidden: a.dHidden, up: x.up, gate: slots.gate == nil ? nil : x.gate, count: n * f)
+            zero(a.dNorm, n * c)
+            linearBackward(slots.up, dinp: a.dNorm, dout: a.dUp, inp: x.ffnNorm)
+            if let gate = slots.gate { linearBackward(gate, dinp: a.dNorm, dout: a.dGate, inp: x.ffnNorm) }
+            normBackward(slots.ffnNorm, dinp: a.dResidual, dout: a.dNorm, inp: x.residualMid, mean: x.ffnNormMean,
+                         rstd: x.ffnNormRstd, rows: n)
+            // dResidual now holds dL/d(residualMid) = dL/d(layer input) through the skip.
+            zero(a.dAttentionOut, n * c)
+            linearBackward(slots.attentionOutput, dinp: a.dAttentionOut, dout: a.dResidual, inp: x.attentionOut)
+            zero(a.dq, n * c)
+            zero(a.dk, n * c)
+            zero(a.dv, n * c)
+            Attention.backward(dq: a.dq, dk: a.dk, dv: a.dv, dout: a.dAttentionOut, probs: x.probs, q: x.q, k: x.k,
+                               v: x.v, batch: b, length: t, width: c, heads: config.heads, scratch: a.dProbs)
+            rope.apply(a.dq, batch: b, length: t, width: c, inverse: true)
+            rope.apply(a.dk, batch: b, length: t, width: c, inverse: true)
+            zero(a.dNorm, n * c)
+            linearBackward(slots.query, dinp: a.dNorm, dout: a.dq, inp: x.attentionNorm)
+            linearBackward(slots.key, dinp: a.dNorm, dout: a.dk, inp: x.attentionNorm)
+            linearBackward(slots.value, dinp: a.dNorm, dout: a.dv, inp: x.attentionNorm)
+            normBackward(slots.attentionNorm, dinp: a.dResidual, dout: a.dNorm, inp: x.input,
+                         mean: x.attentionNormMean, rstd: x.attentionNormRstd, rows: n)
+        }
+        Embedding.backward(dtable: grads + layout.embedding, dout: a.dResidual, tokens: a.tokens, rows: n, width: c)
+    }
+
+    // MARK: Helpers
+
+    private func saved(_ x: LayerActivations, _ s: BitLinearSlots, _ slots: LayerSlots) -> BitLinearSaved? {
+        config.mode.isQuantized ? x.saved[s.index - slots.query.index] : nil
+    }
+
+    private func normForward(_ s: NormSlots, out: UnsafeMutablePointer<Float>, mean: UnsafeMutablePointer<Float>,
+                             rstd: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>, rows n: Int) {
+        Norm.forward(config.norm, out: out, mean: mean, rstd: rstd, inp: inp, gain: parameters + s.gain,
+                     bias: s.bias.map { UnsafePointer(parameters + $0) }, rows: n, width: config.dim,
+                     epsilon: config.normEpsilon)
+    }
+
+    private func normBackward(_ s: NormSlots, dinp: UnsafeMutablePointer<Float>, dout: UnsafePointer<Float>,
+                              inp: UnsafePointer<Float>, mean: UnsafePointer<Float>, rstd: UnsafePointer<Float>, rows n: Int) {
+        Norm.backward(config.norm, dinp: dinp, dgain: gradients + s.gain, dbias: s.bias.map { gradients + $0 },
+                      dout: dout, inp: inp, gain: parameters + s.gain, mean: mean, rstd: rstd, rows: n, width: config.dim)
+    }
+
+    private func add(_ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, count: Int) {
+        Parallel.forRanges(count) { range in
+            for i in range { out[i] = x[i] + y[i] }
+        }
+    }
+
+    private func zero(_ p: UnsafeMutablePointer<Float>, _ count: Int) { p.update(repeating: 0, count: count) }
+}

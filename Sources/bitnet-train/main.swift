@@ -1,0 +1,1 @@
+print("bitnet-train")

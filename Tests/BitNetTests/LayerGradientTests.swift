@@ -1,0 +1,119 @@
+// Each layer's analytic backward pass against finite differences of its forward pass.
+import Testing
+@testable import BitNet
+
+@Suite struct LayerGradientTests {
+    @Test(arguments: NormKind.allCases)
+    func norm(kind: NormKind) {
+        var rng = Xoshiro256(seed: 1)
+        let n = 3, c = 37
+        let x = Buffer(random: n * c, rng: &rng), gain = Buffer(random: c, rng: &rng)
+        let bias = Buffer(random: c, rng: &rng), r = Buffer(random: n * c, rng: &rng)
+        let out = Buffer(n * c), mean = Buffer(n), rstd = Buffer(n)
+        let biasPointer: UnsafeMutablePointer<Float>? = kind == .layer ? bias.pointer : nil
+        func loss() -> Double {
+            Norm.forward(kind, out: out.pointer, mean: mean.pointer, rstd: rstd.pointer, inp: x.pointer,
+                         gain: gain.pointer, bias: biasPointer, rows: n, width: c, epsilon: 1e-5)
+            return weightedSum(out.pointer, r.pointer, n * c)
+        }
+        _ = loss()
+        let dx = Buffer(n * c), dgain = Buffer(c), dbias = Buffer(c)
+        Norm.backward(kind, dinp: dx.pointer, dgain: dgain.pointer, dbias: kind == .layer ? dbias.pointer : nil,
+                      dout: r.pointer, inp: x.pointer, gain: gain.pointer, mean: mean.pointer, rstd: rstd.pointer,
+                      rows: n, width: c)
+        let numericX = (0..<n * c).map { finiteDifference(x.pointer, $0, h: 1e-2, loss) }
+        let numericG = (0..<c).map { finiteDifference(gain.pointer, $0, h: 1e-2, loss) }
+        #expect(maxRelativeError(dx.array.map(Double.init), numericX) < 1e-2)
+        #expect(maxRelativeError(dgain.array.map(Double.init), numericG) < 1e-2)
+        if kind == .layer {
+            let numericB = (0..<c).map { finiteDifference(bias.pointer, $0, h: 1e-2, loss) }
+            #expect(maxRelativeError(dbias.array.map(Double.init), numericB) < 1e-2)
+        }
+    }
+
+    @Test(arguments: FFNActivation.allCases)
+    func feedForwardActivation(kind: FFNActivation) {
+        var rng = Xoshiro256(seed: 2)
+        let count = 101
+        let up = Buffer(random: count, rng: &rng, scale: 2), gate = Buffer(random: count, rng: &rng, scale: 2)
+        let r = Buffer(random: count, rng: &rng), hidden = Buffer(count)
+        let gatePointer: UnsafeMutablePointer<Float>? = kind.hasGate ? gate.pointer : nil
+        func loss() -> Double {
+            FeedForward.forward(kind, hidden: hidden.pointer, up: up.pointer, gate: gatePointer, count: count)
+            return weightedSum(hidden.pointer, r.pointer, count)
+        }
+        let dup = Buffer(count), dgate = Buffer(count)
+        FeedForward.backward(kind, dup: dup.pointer, dgate: kind.hasGate ? dgate.pointer : nil, dhidden: r.pointer,
+                             up: up.pointer, gate: gatePointer, count: count)
+        let numericUp = (0..<count).map { finiteDifference(up.pointer, $0, h: 1e-3, loss) }
+        #expect(maxRelativeError(dup.array.map(Double.init), numericUp) < 1e-2)
+        if kind.hasGate {
+            let numericGate = (0..<count).map { finiteDifference(gate.pointer, $0, h: 1e-3, loss) }
+            #expect(maxRelativeError(dgate.array.map(Double.init), numericGate) < 1e-2)
+        }
+    }
+
+    @Test func attentionWithRope() {
+        var rng = Xoshiro256(seed: 3)
+        let b = 2, t = 5, c = 12, nh = 3
+        let rope = Rope(context: t, headDim: c / nh, theta: 10000)
+        let q = Buffer(random: b * t * c, rng: &rng), k = Buffer(random: b * t * c, rng: &rng)
+        let v = Buffer(random: b * t * c, rng: &rng), r = Buffer(random: b * t * c, rng: &rng)
+        let qr = Buffer(b * t * c), kr = Buffer(b * t * c), out = Buffer(b * t * c), probs = Buffer(b * nh * t * t)
+        func loss() -> Double {
+            qr.pointer.update(from: q.pointer, count: q.count)
+            kr.pointer.update(from: k.pointer, count: k.count)
+            rope.apply(qr.pointer, batch: b, length: t, width: c)
+            rope.apply(kr.pointer, batch: b, length: t, width: c)
+            Attention.forward(out: out.pointer, probs: probs.pointer, q: qr.pointer, k: kr.pointer, v: v.pointer,
+                              batch: b, length: t, width: c, heads: nh)
+            return weightedSum(out.pointer, r.pointer, out.count)
+        }
+        _ = loss()
+        let dq = Buffer(b * t * c), dk = Buffer(b * t * c), dv = Buffer(b * t * c), scratch = Buffer(t * t)
+        Attention.backward(dq: dq.pointer, dk: dk.pointer, dv: dv.pointer, dout: r.pointer, probs: probs.pointer,
+                           q: qr.pointer, k: kr.pointer, v: v.pointer, batch: b, length: t, width: c, heads: nh,
+                           scratch: scratch.pointer)
+        rope.apply(dq.pointer, batch: b, length: t, width: c, inverse: true)
+        rope.apply(dk.pointer, batch: b, length: t, width: c, inverse: true)
+        for (analytic, input) in [(dq, q), (dk, k), (dv, v)] {
+            let numeric = (0..<input.count).map { finiteDifference(input.pointer, $0, h: 1e-2, loss) }
+            #expect(maxRelativeError(analytic.array.map(Double.init), numeric) < 1e-2)
+        }
+    }
+
+    @Test func crossEntropy() {
+        var rng = Xoshiro256(seed: 4)
+        let n = 4, v = 11
+        let logits = Buffer(random: n * v, rng: &rng, scale: 3), work = Buffer(n * v), losses = Buffer(n)
+        let targets: [Int32] = [0, 10, 3, 3]
+        func loss() -> Double {
+            work.pointer.update(from: logits.pointer, count: n * v)
+            CrossEntropy.forward(probs: work.pointer, losses: losses.pointer, targets: targets, rows: n, vocab: v)
+            return losses.array.reduce(0) { $0 + Double($1) } / Double(n)
+        }
+        _ = loss()
+        CrossEntropy.backward(probs: work.pointer, targets: targets, rows: n, vocab: v, scale: 1 / Float(n))
+        let analytic = work.array.map(Double.init)
+        let numeric = (0..<n * v).map { finiteDifference(logits.pointer, $0, h: 1e-2, loss) }
+        #expect(maxRelativeError(analytic, numeric) < 1e-2)
+    }
+
+    @Test func fpLinear() {
+        var rng = Xoshiro256(seed: 5)
+        let n = 6, i = 13, o = 7
+        let w = Buffer(random: o * i, rng: &rng), x = Buffer(random: n * i, rng: &rng)
+        let r = Buffer(random: n * o, rng: &rng), out = Buffer(n * o)
+        func loss() -> Double {
+            Matmul.forward(out.pointer, x.pointer, w.pointer, rows: n, inFeatures: i, outFeatures: o)
+            return weightedSum(out.pointer, r.pointer, n * o)
+        }
+        let dx = Buffer(n * i), dw = Buffer(o * i)
+        Matmul.backwardInput(dx.pointer, r.pointer, w.pointer, rows: n, inFeatures: i, outFeatures: o)
+        Matmul.backwardWeight(dw.pointer, r.pointer, x.pointer, rows: n, inFeatures: i, outFeatures: o)
+        let numericX = (0..<n * i).map { finiteDifference(x.pointer, $0, h: 1e-2, loss) }
+        let numericW = (0..<o * i).map { finiteDifference(w.pointer, $0, h: 1e-2, loss) }
+        #expect(maxRelativeError(dx.array.map(Double.init), numericX) < 1e-3)
+        #expect(maxRelativeError(dw.array.map(Double.init), numericW) < 1e-3)
+    }
+}

@@ -1,0 +1,54 @@
+// Helpers shared by the tests: seeded random buffers and gradient comparison.
+@testable import BitNet
+
+/// A heap buffer of floats that frees itself.
+final class Buffer {
+    let pointer: UnsafeMutablePointer<Float>
+    let count: Int
+
+    init(_ count: Int, value: Float = 0) {
+        self.count = count
+        pointer = .allocate(capacity: max(count, 1))
+        pointer.initialize(repeating: value, count: max(count, 1))
+    }
+
+    convenience init(random count: Int, rng: inout Xoshiro256, scale: Float = 1) {
+        self.init(count)
+        for i in 0..<count { pointer[i] = rng.normal() * scale }
+    }
+
+    deinit { pointer.deallocate() }
+
+    subscript(i: Int) -> Float {
+        get { pointer[i] }
+        set { pointer[i] = newValue }
+    }
+
+    var array: [Float] { Array(UnsafeBufferPointer(start: pointer, count: count)) }
+}
+
+/// Central finite difference of `f` with respect to `x[i]`, in Double.
+func finiteDifference(_ x: UnsafeMutablePointer<Float>, _ i: Int, h: Float = 1e-2, _ f: () -> Double) -> Double {
+    let saved = x[i]
+    x[i] = saved + h
+    let plus = f()
+    x[i] = saved - h
+    let minus = f()
+    x[i] = saved
+    return (plus - minus) / Double(2 * h)
+}
+
+/// max |a - b| / max |b|: the largest error relative to the gradient's scale (an
+/// elementwise ratio would be dominated by float noise where a gradient is near 0).
+func maxRelativeError(_ a: [Double], _ b: [Double], floor: Double = 1e-6) -> Double {
+    precondition(a.count == b.count)
+    let scale = max(b.map(abs).max() ?? 0, floor)
+    return (zip(a, b).map { abs($0 - $1) }.max() ?? 0) / scale
+}
+
+/// sum(out * weights) in Double: a scalar loss whose gradient w.r.t. out is `weights`.
+func weightedSum(_ out: UnsafePointer<Float>, _ weights: UnsafePointer<Float>, _ count: Int) -> Double {
+    var s: Double = 0
+    for i in 0..<count { s += Double(out[i]) * Double(weights[i]) }
+    return s
+}

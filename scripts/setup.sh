@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Installs the system libraries the project links against (Debian/Ubuntu), when missing.
+set -euo pipefail
+missing=()
+for pkg in libopenblas-dev libsentencepiece-dev pkg-config; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "setup: installing ${missing[*]}" >&2
+    SUDO=""
+    if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
