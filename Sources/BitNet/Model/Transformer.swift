@@ -18,8 +18,9 @@ public final class Transformer {
     private let quantizedOffsets: [Int]
     public private(set) var weightScales: [Float]
     private var quantizedWeightsAreStale = true
-    /// W~ at the last `quantizationStatistics()` call, to count sign flips.
-    private var snapshot: [Int8] = []
+    /// W~ at the last `quantizationStatistics()` call, to count sign flips (checkpointed,
+    /// so a resumed run reports the same flips as an uninterrupted one).
+    public var quantizationSnapshot: [Int8] = []
 
     private var lastBatch = 0, lastLength = 0, hasTargets = false
 
@@ -120,9 +121,9 @@ public final class Transformer {
         refreshQuantizedWeights()
         let total = quantizedOffsets.last.map { $0 + layout.bitLinears.last!.weightCount } ?? 0
         var zeros = 0, flips = 0
-        let first = snapshot.isEmpty
-        if first { snapshot = Array(repeating: 0, count: total) }
-        snapshot.withUnsafeMutableBufferPointer { previous in
+        let first = quantizationSnapshot.count != total
+        if first { quantizationSnapshot = Array(repeating: 0, count: total) }
+        quantizationSnapshot.withUnsafeMutableBufferPointer { previous in
             for i in 0..<total {
                 let value = Int8(quantized[i])
                 if value == 0 { zeros += 1 }

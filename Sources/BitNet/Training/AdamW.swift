@@ -1,0 +1,113 @@
+// AdamW (Loshchilov & Hutter 2019) over the flat parameter block, with FP32 moments,
+// and global gradient-norm clipping.
+import Foundation
+
+public final class AdamW {
+    public let count: Int
+    /// First and second moments, in the parameter layout.
+    public let m: UnsafeMutablePointer<Float>
+    public let v: UnsafeMutablePointer<Float>
+    /// Updates taken so far (for bias correction).
+    public var step = 0
+
+    public init(count: Int) {
+        self.count = count
+        m = .allocate(capacity: count)
+        m.initialize(repeating: 0, count: count)
+        v = .allocate(capacity: count)
+        v.initialize(repeating: 0, count: count)
+    }
+
+    deinit {
+        m.deallocate()
+        v.deallocate()
+    }
+
+    /// One update of every tensor in `layout`; matrices get decoupled weight decay.
+    public func update(parameters: UnsafeMutablePointer<Float>, gradients: UnsafePointer<Float>, layout: ParameterLayout,
+                       learningRate lr: Float, weightDecay: Float, config: TrainingConfig) {
+        step += 1
+        let b1 = config.beta1, b2 = config.beta2, eps = config.adamEpsilon
+        let correction1 = 1 - Float(pow(Double(b1), Double(step)))
+        let correction2 = 1 - Float(pow(Double(b2), Double(step)))
+        let (m, v) = (self.m, self.v)
+        for tensor in layout.tensors {
+            let decay = tensor.decays ? weightDecay : 0
+            let base = tensor.offset
+            Parallel.forRanges(tensor.count) { range in
+                for j in range {
+                    let i = base + j
+                    let g = gradients[i]
+                    m[i] = b1 * m[i] + (1 - b1) * g
+                    v[i] = b2 * v[i] + (1 - b2) * g * g
+                    let mHat = m[i] / correction1, vHat = v[i] / correction2
+                    parameters[i] -= lr * (mHat / (vHat.squareRoot() + eps) + decay * parameters[i])
+                }
+            }
+        }
+    }
+
+    /// The L2 norm of all gradients; when above `maxNorm` (> 0) they are scaled down to it.
+    /// Partial sums are combined in a fixed order, so the result is reproducible.
+    @discardableResult
+    public static func clipGradients(_ gradients: UnsafeMutablePointer<Float>, count: Int, maxNorm: Float) -> Float {
+        let chunks = 64
+        var partial = [Double](repeating: 0, count: chunks)
+        partial.withUnsafeMutableBufferPointer { sums in
+            let out = sums.baseAddress!
+            Parallel.forEach(chunks) { c in
+                var s: Float = 0
+                for i in count * c / chunks..<count * (c + 1) / chunks { s += gradients[i] * gradients[i] }
+                out[c] = Double(s)
+            }
+        }
+        let norm = Float(partial.reduce(0, +).squareRoot())
+        if maxNorm > 0 && norm > maxNorm && norm.isFinite {
+            let scale = maxNorm / norm
+            Parallel.forRanges(count) { range in
+                for i in range { gradients[i] *= scale }
+            }
+        }
+        return norm
+    }
+}
+
+/// The learning-rate schedule: linear warm-up, then cosine, linear or no decay to
+/// `minLearningRateRatio * peak`; with `twoStage`, BitNet b1.58's drop half way.
+public struct LearningRateSchedule: Sendable {
+    public let peak: Float
+    public let config: TrainingConfig
+
+    public init(config: TrainingConfig, mode: WeightMode) {
+        self.config = config
+        peak = config.peakLearningRate(for: mode)
+    }
+
+    /// Learning rate of optimizer step `step` (0-based).
+    public func learningRate(at step: Int) -> Float {
+        let minimum = peak * config.minLearningRateRatio
+        var lr: Float
+        if step < config.warmupSteps {
+            // 1) Warm-up: from peak/warmup up to peak.
+            lr = peak * Float(step + 1) / Float(config.warmupSteps)
+        } else {
+            let span = max(config.steps - config.warmupSteps, 1)
+            let progress = min(Float(step - config.warmupSteps) / Float(span), 1)
+            switch config.decay {
+            // 2) Cosine from peak down to the minimum.
+            case .cosine: lr = minimum + 0.5 * (1 + cos(Float.pi * progress)) * (peak - minimum)
+            // 3) Straight line from peak down to the minimum.
+            case .linear: lr = peak - progress * (peak - minimum)
+            case .constant: lr = peak
+            }
+        }
+        if isSecondStage(step) { lr *= config.stage2LearningRateFactor }
+        return lr
+    }
+
+    public func weightDecay(at step: Int) -> Float {
+        isSecondStage(step) ? 0 : config.weightDecay
+    }
+
+    func isSecondStage(_ step: Int) -> Bool { config.twoStage && step >= config.steps / 2 }
+}

@@ -1,0 +1,83 @@
+// Training throughput on random tokens, and the machine's sgemm peak to compare it with.
+import Foundation
+
+public enum Benchmark {
+    /// GFLOP/s of OpenBLAS sgemm on square n x n matrices with its current threads: the
+    /// rate FP32 training could reach if all its time were large matrix products.
+    public static func sgemmPeak(size n: Int = 1536, seconds: Double = 1.5) -> Double {
+        var rng = Xoshiro256(seed: 1)
+        let a = UnsafeMutablePointer<Float>.allocate(capacity: n * n)
+        let b = UnsafeMutablePointer<Float>.allocate(capacity: n * n)
+        let c = UnsafeMutablePointer<Float>.allocate(capacity: n * n)
+        defer {
+            a.deallocate()
+            b.deallocate()
+            c.deallocate()
+        }
+        for i in 0..<n * n {
+            a[i] = rng.normal()
+            b[i] = rng.normal()
+        }
+        Matmul.forward(c, a, b, rows: n, inFeatures: n, outFeatures: n)  // warm-up
+        var best = 0.0
+        let start = Date()
+        repeat {
+            let t0 = Date()
+            Matmul.forward(c, a, b, rows: n, inFeatures: n, outFeatures: n)
+            best = max(best, 2 * Double(n * n * n) / Date().timeIntervalSince(t0) / 1e9)
+        } while Date().timeIntervalSince(start) < seconds
+        return best
+    }
+
+    public struct Result: Sendable {
+        public var mode: WeightMode
+        public var tokensPerSecond: Double
+        public var gflops: Double
+        public var secondsPerStep: Double
+        public var steps: Int
+        public var peakMemoryBytes: Int
+        public var estimatedMemoryBytes: Int
+    }
+
+    /// Times full optimizer steps (forward, backward, clip, AdamW) on random tokens.
+    public static func training(config: RunConfig, steps: Int, warmup: Int = 2) -> Result {
+        let m = config.model, t = config.training
+        let model = Transformer(config: m, batch: t.microBatchSize)
+        model.initializeParameters(seed: t.seed)
+        let optimizer = AdamW(count: model.layout.totalCount)
+        var rng = Xoshiro256(seed: t.seed)
+        let n = t.microBatchSize * m.context
+        let tokens = (0..<n).map { _ in Int32(rng.below(m.vocabSize)) }
+        let targets = (0..<n).map { _ in Int32(rng.below(m.vocabSize)) }
+        func step() {
+            model.zeroGradients()
+            for _ in 0..<t.accumulationSteps {
+                model.forward(tokens: tokens, targets: targets, batch: t.microBatchSize, length: m.context)
+                model.backward(lossScale: 1 / Float(t.accumulationSteps))
+            }
+            AdamW.clipGradients(model.gradients, count: model.layout.totalCount, maxNorm: t.gradClip)
+            optimizer.update(parameters: model.parameters, gradients: model.gradients, layout: model.layout,
+                             learningRate: 1e-4, weightDecay: 0.1, config: t)
+            model.parametersDidChange()
+        }
+        for _ in 0..<warmup { step() }
+        let start = Date()
+        for _ in 0..<steps { step() }
+        let seconds = Date().timeIntervalSince(start)
+        let tokensPerSecond = Double(steps * t.batchSize * m.context) / seconds
+        return Result(mode: m.mode, tokensPerSecond: tokensPerSecond,
+                      gflops: tokensPerSecond * m.trainingFlopsPerToken / 1e9, secondsPerStep: seconds / Double(steps),
+                      steps: steps, peakMemoryBytes: peakResidentBytes(),
+                      estimatedMemoryBytes: Transformer.trainingBytes(config: m, batch: t.microBatchSize))
+    }
+
+    /// The process's peak resident set size (Linux VmHWM), 0 where unavailable.
+    public static func peakResidentBytes() -> Int {
+        guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }
+        for line in status.split(separator: "\n") where line.hasPrefix("VmHWM:") {
+            let kb = line.split(separator: " ").compactMap { Int($0) }.first ?? 0
+            return kb * 1024
+        }
+        return 0
+    }
+}

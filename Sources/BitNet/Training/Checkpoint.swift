@@ -1,0 +1,106 @@
+// RUN_DIR/checkpoint.safetensors: latent weights, AdamW moments, the sign-flip
+// snapshot, and in the metadata the config, step, and generator state. One file,
+// written atomically, so a kill at any moment leaves the previous checkpoint whole.
+import Foundation
+
+public struct TrainingState: Sendable, Equatable {
+    public var step: Int
+    public var optimizerStep: Int
+    public var rngState: [UInt64]
+    public var tokensSeen: Int
+}
+
+public enum Checkpoint {
+    public static let fileName = "checkpoint.safetensors"
+    static let format = "bitnet-checkpoint"
+    static let version = "1"
+
+    public static func url(in runDirectory: URL) -> URL { runDirectory.appendingPathComponent(fileName) }
+
+    /// Writes the checkpoint atomically. `failAfterBytes` simulates a kill mid-write (tests).
+    public static func save(to url: URL, config: RunConfig, model: Transformer, optimizer: AdamW?,
+                            state: TrainingState, failAfterBytes: Int? = nil) throws {
+        var entries: [SafeTensorsEntry] = []
+        for t in model.layout.tensors {
+            entries.append(SafeTensorsEntry(name: t.name, dtype: .f32, shape: t.shape, pointer: model.parameters + t.offset))
+        }
+        if let optimizer {
+            for t in model.layout.tensors {
+                entries.append(SafeTensorsEntry(name: "optimizer.m." + t.name, dtype: .f32, shape: t.shape, pointer: optimizer.m + t.offset))
+                entries.append(SafeTensorsEntry(name: "optimizer.v." + t.name, dtype: .f32, shape: t.shape, pointer: optimizer.v + t.offset))
+            }
+        }
+        let snapshot = model.quantizationSnapshot
+        let configJSON = String(decoding: try JSONEncoder().encode(config), as: UTF8.self)
+        let metadata = [
+            "format": format, "version": version, "config": configJSON,
+            "step": String(state.step), "optimizer_step": String(state.optimizerStep),
+            "rng": state.rngState.map(String.init).joined(separator: ","), "tokens_seen": String(state.tokensSeen),
+        ]
+        try snapshot.withUnsafeBytes { snapshotBytes in
+            if !snapshot.isEmpty {
+                entries.append(SafeTensorsEntry(name: "quantization.snapshot", dtype: .i8, shape: [snapshot.count],
+                                                pointer: snapshotBytes.baseAddress!))
+            }
+            try AtomicFile.write(to: url) { handle in
+                try SafeTensorsWriter.write(entries, metadata: metadata, to: handle, failAfterBytes: failAfterBytes)
+            }
+        }
+    }
+
+    /// Reads and validates a checkpoint's config and training state (not the tensors).
+    public static func readHeader(_ file: SafeTensorsFile) throws -> (RunConfig, TrainingState) {
+        let m = file.metadata
+        func bad(_ what: String) -> FileError { FileError("\(file.path): not a BitNet checkpoint: \(what)") }
+        guard m["format"] == format else { throw bad("metadata 'format' is \(m["format"] ?? "missing")") }
+        guard m["version"] == version else {
+            throw bad("version \(m["version"] ?? "missing") is not supported (expected \(version))")
+        }
+        guard let configText = m["config"], let config = try? JSONDecoder().decode(RunConfig.self, from: Data(configText.utf8)) else {
+            throw bad("metadata 'config' is missing or invalid")
+        }
+        guard let step = m["step"].flatMap(Int.init), step >= 0,
+              let optimizerStep = m["optimizer_step"].flatMap(Int.init), optimizerStep >= 0,
+              let tokensSeen = m["tokens_seen"].flatMap(Int.init),
+              let rng = m["rng"]?.split(separator: ",").compactMap({ UInt64($0) }), rng.count == 4
+        else { throw bad("metadata 'step', 'optimizer_step', 'tokens_seen' or 'rng' is missing or invalid") }
+        return (config, TrainingState(step: step, optimizerStep: optimizerStep, rngState: rng, tokensSeen: tokensSeen))
+    }
+
+    /// Loads weights (and optimizer moments when `optimizer` is given) into a model whose
+    /// config must equal the checkpoint's; every tensor's shape is checked.
+    public static func load(_ file: SafeTensorsFile, into model: Transformer, optimizer: AdamW?) throws {
+        for t in model.layout.tensors {
+            try file.copy(t.name, dtype: .f32, shape: t.shape, into: model.parameters + t.offset)
+            if let optimizer {
+                try file.copy("optimizer.m." + t.name, dtype: .f32, shape: t.shape, into: optimizer.m + t.offset)
+                try file.copy("optimizer.v." + t.name, dtype: .f32, shape: t.shape, into: optimizer.v + t.offset)
+            }
+        }
+        for i in 0..<model.layout.totalCount where !model.parameters[i].isFinite {
+            throw FileError("\(file.path): holds a non-finite weight; the checkpoint is corrupt")
+        }
+        if let snapshot = file.tensors["quantization.snapshot"], (snapshot.shape.first ?? 0) > 0 {
+            let count = snapshot.shape.first ?? 0
+            var values = [Int8](repeating: 0, count: count)
+            try values.withUnsafeMutableBytes { raw in
+                try file.copy("quantization.snapshot", dtype: .i8, shape: [count], into: raw.baseAddress!)
+            }
+            model.quantizationSnapshot = values
+        }
+        model.parametersDidChange()
+    }
+
+    /// A trained model from a run directory, ready for sampling or evaluation.
+    public static func loadModel(runDirectory: URL, batch: Int = 1) throws -> (Transformer, RunConfig, TrainingState) {
+        let url = url(in: runDirectory)
+        guard FileManager.default.fileExists(atPath: url.path) else {
+            throw FileError("\(url.path): no checkpoint; has this run saved one yet?")
+        }
+        let file = try SafeTensorsFile(url: url)
+        let (config, state) = try readHeader(file)
+        let model = Transformer(config: config.model, batch: batch)
+        try load(file, into: model, optimizer: nil)
+        return (model, config, state)
+    }
+}

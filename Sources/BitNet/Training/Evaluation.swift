@@ -1,0 +1,47 @@
+// Validation loss and perplexity of a model on fixed, non-overlapping windows.
+import Foundation
+
+public enum Evaluation {
+    /// Mean cross-entropy over the first `windows` validation windows of `dataset`.
+    public static func loss(model: Transformer, dataset: TokenDataset, windows limit: Int, batch: Int) -> Float {
+        let context = model.config.context
+        let windows = dataset.validationWindows(context: context, limit: limit)
+        return loss(model: model, windows: windows, batch: batch) { index, tokens, targets in
+            dataset.validationWindow(index, context: context, tokens: tokens, targets: targets)
+        }
+    }
+
+    /// Mean cross-entropy over all whole windows of a token sequence.
+    public static func loss(model: Transformer, tokens sequence: [Int32], batch: Int) -> Float {
+        let context = model.config.context
+        let windows = (sequence.count - 1) / context
+        return loss(model: model, windows: windows, batch: batch) { index, tokens, targets in
+            for i in 0..<context {
+                tokens[i] = sequence[index * context + i]
+                targets[i] = sequence[index * context + i + 1]
+            }
+        }
+    }
+
+    static func loss(model: Transformer, windows: Int, batch: Int,
+                     fill: (Int, UnsafeMutablePointer<Int32>, UnsafeMutablePointer<Int32>) -> Void) -> Float {
+        let context = model.config.context
+        let batch = min(batch, model.activations.batch)
+        guard windows > 0 else { return .nan }
+        let tokens = UnsafeMutablePointer<Int32>.allocate(capacity: batch * context)
+        let targets = UnsafeMutablePointer<Int32>.allocate(capacity: batch * context)
+        defer {
+            tokens.deallocate()
+            targets.deallocate()
+        }
+        var total: Double = 0
+        var first = 0
+        while first < windows {
+            let b = min(batch, windows - first)
+            for i in 0..<b { fill(first + i, tokens + i * context, targets + i * context) }
+            total += Double(model.forward(tokens: tokens, targets: targets, batch: b, length: context)) * Double(b)
+            first += b
+        }
+        return Float(total / Double(windows))
+    }
+}

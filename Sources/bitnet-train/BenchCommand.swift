@@ -1,0 +1,56 @@
+// `bitnet-train bench`: training tokens/s against the machine's measured sgemm peak.
+import ArgumentParser
+import BitNet
+import Foundation
+
+struct BenchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench",
+        abstract: "Measure training throughput (random tokens) and compare it with the sgemm peak.",
+        discussion: "Takes the same shape and training overrides as 'train'; --vocab-size sets the vocabulary. "
+            + "Each mode runs in its own process, so peak memory is per mode.")
+
+    @OptionGroup var options: ModelOptions
+    @Option(help: "Vocabulary size (train takes it from the data).") var vocabSize: Int = 4096
+    @Option(name: .customLong("bench-steps"), help: "Timed optimizer steps.") var benchSteps: Int = 5
+    @Flag(help: "Print one JSON object.") var json = false
+
+    func validate() throws {
+        if benchSteps <= 0 { throw ValidationError("--bench-steps must be positive") }
+    }
+
+    func run() throws {
+        try reportingErrors {
+            let config = try options.runConfig(vocabSize: vocabSize)
+            let threads = Matmul.threads
+            if !json { log("measuring the sgemm peak with \(threads) thread(s)...") }
+            let peak = Benchmark.sgemmPeak()
+            if !json {
+                log(String(format: "sgemm peak: %.1f GFLOP/s; timing %d steps of %d x %d tokens, mode %@...", peak, benchSteps,
+                           config.training.batchSize, config.model.context, config.model.mode.rawValue))
+            }
+            let r = Benchmark.training(config: config, steps: benchSteps)
+            let m = config.model
+            if json {
+                let fields: [String] = [
+                    "\"mode\":\"\(m.mode.rawValue)\"", "\"dim\":\(m.dim)", "\"layers\":\(m.layers)", "\"heads\":\(m.heads)",
+                    "\"ffn_dim\":\(m.ffnDim)", "\"ffn_activation\":\"\(m.ffnActivation.rawValue)\"", "\"context\":\(m.context)",
+                    "\"batch\":\(config.training.batchSize)", "\"vocab_size\":\(m.vocabSize)",
+                    "\"parameters\":\(m.totalParameters)", "\"threads\":\(threads)",
+                    "\"tokens_per_second\":\(String(format: "%.1f", r.tokensPerSecond))",
+                    "\"gflops\":\(String(format: "%.2f", r.gflops))",
+                    "\"sgemm_peak_gflops\":\(String(format: "%.2f", peak))",
+                    "\"fraction_of_sgemm_peak\":\(String(format: "%.4f", r.gflops / peak))",
+                    "\"seconds_per_step\":\(String(format: "%.4f", r.secondsPerStep))",
+                    "\"peak_rss_bytes\":\(r.peakMemoryBytes)", "\"estimated_memory_bytes\":\(r.estimatedMemoryBytes)",
+                ]
+                print("{" + fields.joined(separator: ",") + "}")
+            } else {
+                print(String(format: "%@: %.0f tokens/s, %.1f GFLOP/s (%.0f%% of the %.1f GFLOP/s sgemm peak), %.3f s/step, "
+                             + "peak RSS %.2f GB, %@ parameters", m.mode.rawValue, r.tokensPerSecond, r.gflops,
+                             100 * r.gflops / peak, peak, r.secondsPerStep, Double(r.peakMemoryBytes) / 1e9,
+                             formatCount(m.totalParameters)))
+            }
+        }
+    }
+}

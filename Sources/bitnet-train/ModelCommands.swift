@@ -1,0 +1,114 @@
+// `bitnet-train eval` and `bitnet-train sample`: use a trained checkpoint.
+import ArgumentParser
+import BitNet
+import Foundation
+
+struct EvalCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "eval", abstract: "Validation loss and perplexity of a run's checkpoint.")
+
+    @Argument(help: "Run directory.") var runDirectory: String
+    @Option(help: "Data directory (its validation split is used).") var data: String?
+    @Option(help: "A text file to evaluate instead (encoded with the run's tokenizer).") var text: String?
+    @Option(help: "Validation windows to use (0: all).") var windows: Int = 0
+    @Option(help: "Windows per forward pass.") var batch: Int = 8
+    @Flag(help: "Print one JSON object.") var json = false
+
+    func validate() throws {
+        if (data == nil) == (text == nil) { throw ValidationError("give exactly one of --data or --text") }
+        if windows < 0 || batch <= 0 { throw ValidationError("--windows must be >= 0 and --batch positive") }
+    }
+
+    func run() throws {
+        try reportingErrors {
+            let (model, config, state) = try Checkpoint.loadModel(runDirectory: URL(fileURLWithPath: runDirectory), batch: batch)
+            let loss: Float, tokens: Int
+            if let data {
+                let dataset = try TokenDataset(directory: data)
+                guard dataset.meta.vocabSize == config.model.vocabSize else {
+                    throw ConfigError("\(data): vocabulary of \(dataset.meta.vocabSize) does not match the model's \(config.model.vocabSize)")
+                }
+                try dataset.check(context: config.model.context)
+                let limit = windows == 0 ? Int.max : windows
+                let n = dataset.validationWindows(context: config.model.context, limit: limit)
+                loss = Evaluation.loss(model: model, dataset: dataset, windows: limit, batch: batch)
+                tokens = n * config.model.context
+            } else {
+                let tokenizer = try runTokenizer(runDirectory, vocabSize: config.model.vocabSize)
+                let ids = try tokenizer.encode(try Corpus.readText(text!))
+                guard ids.count > config.model.context else {
+                    throw ConfigError("\(text!): \(ids.count) tokens is smaller than one context window (\(config.model.context) + 1)")
+                }
+                loss = Evaluation.loss(model: model, tokens: ids, batch: batch)
+                tokens = (ids.count - 1) / config.model.context * config.model.context
+            }
+            if json {
+                print("{\"step\":\(state.step),\"val_loss\":\(loss),\"val_perplexity\":\(exp(Double(loss))),\"tokens\":\(tokens)}")
+            } else {
+                print(String(format: "step %d: loss %.4f, perplexity %.3f over %d tokens", state.step, loss, exp(Double(loss)), tokens))
+            }
+        }
+    }
+}
+
+/// The tokenizer a run was trained with, checked against the model's vocabulary.
+func runTokenizer(_ run: String, vocabSize: Int) throws -> Tokenizer {
+    let tokenizer = try Tokenizer(path: run + "/tokenizer.model")
+    guard tokenizer.vocabSize == vocabSize else {
+        throw ConfigError("\(run)/tokenizer.model: vocabulary of \(tokenizer.vocabSize) does not match the checkpoint's \(vocabSize)")
+    }
+    return tokenizer
+}
+
+struct SampleCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sample", abstract: "Generate text from a run's checkpoint with the training forward pass.")
+
+    @Argument(help: "Run directory.") var runDirectory: String
+    @Option(help: "Text to continue.") var prompt: String = ""
+    @Option(help: "Tokens to generate at most.") var maxTokens: Int = 200
+    @Option(help: "Sampling temperature; 0 is greedy.") var temperature: Float = 0.8
+    @Option(help: "Sample from the k most likely tokens (0: all).") var topK: Int = 40
+    @Option(help: "Random seed.") var seed: UInt64 = 0
+
+    func validate() throws {
+        if maxTokens <= 0 { throw ValidationError("--max-tokens must be positive, got \(maxTokens)") }
+        if !(temperature >= 0 && temperature.isFinite) { throw ValidationError("--temperature must be >= 0, got \(temperature)") }
+        if topK < 0 { throw ValidationError("--top-k must be >= 0, got \(topK)") }
+    }
+
+    func run() throws {
+        try reportingErrors {
+            let (model, config, _) = try Checkpoint.loadModel(runDirectory: URL(fileURLWithPath: runDirectory))
+            let tokenizer = try runTokenizer(runDirectory, vocabSize: config.model.vocabSize)
+            var promptIDs = try tokenizer.encode(prompt)
+            // Documents are separated by end-of-sequence, so it starts an empty prompt.
+            if promptIDs.isEmpty { promptIDs = [max(tokenizer.eosID, 0)] }
+            guard promptIDs.count <= config.model.context else {
+                throw ConfigError("--prompt is \(promptIDs.count) tokens, longer than the context of \(config.model.context)")
+            }
+            let promptText = prompt.isEmpty ? "" : try tokenizer.decode(promptIDs)
+            let stdout = FileHandle.standardOutput
+            stdout.write(Data(prompt.utf8))
+            var generated: [Int32] = []
+            var printed = promptText.utf8.count
+            let reason = Generation.generate(
+                model: model, prompt: promptIDs, maxTokens: maxTokens,
+                options: SamplingOptions(temperature: temperature, topK: topK, seed: seed),
+                endOfSequence: tokenizer.eosID >= 0 ? tokenizer.eosID : nil
+            ) { token in
+                generated.append(token)
+                // Decode everything and print what is new, once it is whole UTF-8.
+                let ids = prompt.isEmpty ? generated : promptIDs + generated
+                guard let text = try? tokenizer.decode(ids), !text.hasSuffix("\u{FFFD}") else { return }
+                let bytes = Array(text.utf8)
+                if bytes.count > printed {
+                    stdout.write(Data(bytes[printed...]))
+                    printed = bytes.count
+                }
+            }
+            stdout.write(Data("\n".utf8))
+            log("[\(generated.count) tokens; stopped at \(reason.rawValue)]")
+        }
+    }
+}

@@ -1,0 +1,130 @@
+// `bitnet-train train`: set up or resume a run and print its progress.
+import ArgumentParser
+import BitNet
+import Foundation
+
+struct TrainCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "train", abstract: "Train a model on a prepared data directory.")
+
+    @Option(help: "Data directory made by 'bitnet-train prepare'.") var data: String
+    @Option(help: "Run directory (config.json, metrics.jsonl, checkpoint.safetensors).") var out: String
+    @Flag(help: "Continue the run in --out from its last checkpoint, with its own config.") var resume = false
+    @Flag(help: "Replace a run that --out already holds.") var force = false
+    @OptionGroup var options: ModelOptions
+
+    func run() throws {
+        try reportingErrors {
+            let dataset = try TokenDataset(directory: data)
+            let requested = try options.runConfig(vocabSize: dataset.meta.vocabSize)
+            let trainer = try Trainer(runDirectory: URL(fileURLWithPath: out), config: requested, dataset: dataset,
+                                      resume: resume, force: force)
+            printBanner(trainer)
+            let progress = ProgressPrinter(steps: trainer.config.training.steps)
+            let interrupted = InterruptFlag()
+            trainer.shouldStop = { interrupted.isSet }
+            try trainer.run { event in progress.handle(event) }
+            progress.finish()
+        }
+    }
+
+    private func printBanner(_ trainer: Trainer) {
+        let c = trainer.config, m = c.model, t = c.training
+        let memory = Double(Transformer.trainingBytes(config: m, batch: t.microBatchSize)) / 1e9
+        log("run: \(out)  data: \(data) (\(trainer.dataset.train.count) train / \(trainer.dataset.val.count) val tokens)")
+        log("model: preset \(c.preset ?? "custom"), mode \(m.mode.rawValue), dim \(m.dim), layers \(m.layers), heads \(m.heads), "
+            + "ffn \(m.ffnDim) (\(m.ffnActivation.rawValue)), context \(m.context), vocab \(m.vocabSize), norm \(m.norm.rawValue), "
+            + "activations \(m.activationScaling.rawValue), tied \(m.tiedEmbeddings)")
+        log(String(format: "parameters: %@ total, %@ non-embedding; %.1f MFLOP per token (training); peak memory ~%.2f GB",
+                   formatCount(m.totalParameters), formatCount(m.nonEmbeddingParameters), m.trainingFlopsPerToken / 1e6, memory))
+        log(String(format: "training: %d steps x %d sequences (micro-batch %d) x %d tokens; lr %.2g, warm-up %d, %@ decay%@; "
+                   + "weight decay %.2g; grad clip %.2g; seed %llu",
+                   t.steps, t.batchSize, t.microBatchSize, m.context, t.peakLearningRate(for: m.mode), t.warmupSteps,
+                   t.decay.rawValue, t.twoStage ? ", two-stage" : "", t.weightDecay, t.gradClip, t.seed))
+    }
+}
+
+func formatCount(_ n: Int) -> String {
+    if n >= 1_000_000 { return String(format: "%.2fM", Double(n) / 1e6) }
+    if n >= 1_000 { return String(format: "%.1fK", Double(n) / 1e3) }
+    return "\(n)"
+}
+
+func formatDuration(_ seconds: Double) -> String {
+    guard seconds.isFinite && seconds >= 0 else { return "?" }
+    let s = Int(seconds.rounded())
+    if s >= 3600 { return "\(s / 3600)h\(String(format: "%02d", s % 3600 / 60))m" }
+    if s >= 60 { return "\(s / 60)m\(String(format: "%02d", s % 60))s" }
+    return "\(s)s"
+}
+
+/// A progress bar when stderr is a terminal, plain log lines otherwise.
+final class ProgressPrinter {
+    let steps: Int
+    let isTerminal = isatty(STDERR_FILENO) == 1
+    private var barShown = false
+
+    init(steps: Int) { self.steps = steps }
+
+    func handle(_ event: TrainingEvent) {
+        switch event {
+        case .resumed(let step):
+            line("resuming at step \(step)")
+        case .checkpoint(let step, let path):
+            if !isTerminal || step == steps { line("step \(step): checkpoint written to \(path)") }
+        case .stopped(let step):
+            line("interrupted: checkpoint saved at step \(step); continue with --resume")
+        case .step(let m):
+            var text = String(format: "step %d/%d | loss %.4f | lr %.2e | %.0f tok/s", m.step, m.steps, m.loss,
+                              m.learningRate, m.tokensPerSecond)
+            if let f = m.flipFraction { text += String(format: " | flips %.2e", f) }
+            if let z = m.zeroFraction { text += String(format: " | zeros %.3f", z) }
+            let rate = m.elapsedSeconds / Double(m.step)
+            let eta = formatDuration(rate * Double(steps - m.step))
+            if let v = m.valLoss {
+                line(text + String(format: " | val loss %.4f (ppl %.2f)", v, exp(Double(v))))
+            } else if isTerminal {
+                let width = 24
+                let filled = width * m.step / max(steps, 1)
+                let bar = String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled)
+                log("\r\u{1B}[2K[\(bar)] " + text + " | ETA \(eta)", terminator: "")
+                barShown = true
+            } else {
+                line(text + " | ETA \(eta)")
+            }
+        }
+    }
+
+    private func line(_ text: String) {
+        if barShown { log("\r\u{1B}[2K", terminator: "") }
+        barShown = false
+        log(text)
+    }
+
+    func finish() { if barShown { log("") } }
+}
+
+/// Set by SIGINT (Ctrl-C), so training can stop cleanly at a step boundary.
+final class InterruptFlag: @unchecked Sendable {
+    private var flag = false
+    private let lock = NSLock()
+    private var source: DispatchSourceSignal?
+
+    var isSet: Bool { lock.withLock { flag } }
+
+    init() {
+        signal(SIGINT, SIG_IGN)
+        let s = DispatchSource.makeSignalSource(signal: SIGINT, queue: .global())
+        s.setEventHandler { [weak self] in
+            guard let self else { return }
+            let second = self.lock.withLock { () -> Bool in
+                defer { self.flag = true }
+                return self.flag
+            }
+            if second { exit(130) }
+            log("\nstopping after this step (Ctrl-C again to quit at once)")
+        }
+        s.resume()
+        source = s
+    }
+}
