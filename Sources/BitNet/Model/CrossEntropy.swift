@@ -35,7 +35,9 @@ public enum CrossEntropy {
                 }
                 let inv = 1 / sum
                 for j in 0..<v { row[j] *= inv }
-                losses[r] = -logf(max(row[Int(targets[r])], Float.leastNormalMagnitude))
+                // Clamp zero probabilities, but let a NaN through so training can stop on it.
+                let p = row[Int(targets[r])]
+                losses[r] = -logf(p < Float.leastNormalMagnitude ? Float.leastNormalMagnitude : p)
             }
         }
     }

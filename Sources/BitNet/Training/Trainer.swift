@@ -186,10 +186,14 @@ public final class Trainer {
             }
             loss /= Double(t.accumulationSteps)
             guard loss.isFinite else {
-                throw TrainingError(description: "loss became \(loss) at step \(state.step + 1); stopping. The last good "
+                throw TrainingError(description: "loss became \(loss.isNaN ? "NaN" : "infinite") at step \(state.step + 1); stopping. The last good "
                                     + "checkpoint is kept; try a lower --lr or a smaller --grad-clip")
             }
             let gradNorm = AdamW.clipGradients(model.gradients, count: model.layout.totalCount, maxNorm: t.gradClip)
+            guard gradNorm.isFinite else {
+                throw TrainingError(description: "gradient norm became \(gradNorm.isNaN ? "NaN" : "infinite") at step \(state.step + 1); stopping. "
+                                    + "The last good checkpoint is kept; try a lower --lr")
+            }
             optimizer.update(parameters: model.parameters, gradients: model.gradients, layout: model.layout,
                              learningRate: lr, weightDecay: schedule.weightDecay(at: state.step), config: t)
             model.parametersDidChange()

@@ -1,0 +1,155 @@
+// Model-level behaviour: learning, gradient accumulation, exact resume, safe checkpoints.
+import Foundation
+import Testing
+@testable import BitNet
+
+@Suite struct TrainingTests {
+    @Test(arguments: [WeightMode.binary, .ternary])
+    func tinyQuantizedModelOverfitsOneBatch(mode: WeightMode) {
+        var config = Fixtures.tinyRunConfig(mode: mode).model
+        config.vocabSize = 64
+        config.context = 16
+        let model = Transformer(config: config, batch: 4)
+        model.initializeParameters(seed: 3)
+        let optimizer = AdamW(count: model.layout.totalCount)
+        var rng = Xoshiro256(seed: 4)
+        let tokens = (0..<64).map { _ in Int32(rng.below(64)) }
+        let targets = (0..<64).map { _ in Int32(rng.below(64)) }
+        var training = TrainingConfig()
+        training.weightDecay = 0
+        var first: Float = 0, last: Float = 0
+        for step in 0..<300 {
+            model.zeroGradients()
+            let loss = model.forward(tokens: tokens, targets: targets, batch: 4, length: 16)
+            if step == 0 { first = loss }
+            last = loss
+            model.backward()
+            AdamW.clipGradients(model.gradients, count: model.layout.totalCount, maxNorm: 1)
+            optimizer.update(parameters: model.parameters, gradients: model.gradients, layout: model.layout,
+                             learningRate: 1e-2, weightDecay: 0, config: training)
+            model.parametersDidChange()
+        }
+        // Random targets: memorizing them is the only way down from log(64) = 4.16.
+        #expect(first > 3.9)
+        #expect(last < 0.5, "final loss \(last)")
+    }
+
+    @Test(arguments: WeightMode.allCases)
+    func gradientAccumulationEqualsOneBigBatch(mode: WeightMode) {
+        var config = Fixtures.tinyRunConfig(mode: mode).model
+        config.vocabSize = 50
+        config.context = 8
+        // Per-tensor scaling would couple the micro-batches through gamma; per-token does not.
+        config.activationScaling = .perToken
+        var rng = Xoshiro256(seed: 9)
+        let tokens = (0..<32).map { _ in Int32(rng.below(50)) }
+        let targets = (0..<32).map { _ in Int32(rng.below(50)) }
+        let big = Transformer(config: config, batch: 4)
+        big.initializeParameters(seed: 1)
+        big.zeroGradients()
+        big.forward(tokens: tokens, targets: targets, batch: 4, length: 8)
+        big.backward()
+        let small = Transformer(config: config, batch: 2)
+        small.initializeParameters(seed: 1)
+        small.zeroGradients()
+        for half in 0..<2 {
+            let slice = Array(tokens[half * 16..<(half + 1) * 16]), sliceTargets = Array(targets[half * 16..<(half + 1) * 16])
+            small.forward(tokens: slice, targets: sliceTargets, batch: 2, length: 8)
+            small.backward(lossScale: 0.5)
+        }
+        let a = (0..<big.layout.totalCount).map { Double(big.gradients[$0]) }
+        let b = (0..<small.layout.totalCount).map { Double(small.gradients[$0]) }
+        #expect(maxRelativeError(b, a) < 1e-4)
+    }
+
+    @Test(arguments: [WeightMode.fp, .binary])
+    func validationLossFallsOnGeneratedCorpus(mode: WeightMode) throws {
+        let dataset = try TokenDataset(directory: Fixtures.shared.data)
+        var config = Fixtures.tinyRunConfig(mode: mode, steps: 80, vocabSize: dataset.meta.vocabSize)
+        config.training.evalEvery = 1000
+        let trainer = try Trainer(runDirectory: Fixtures.temporaryDirectory("falls"), config: config, dataset: dataset,
+                                  resume: false, force: false)
+        let before = trainer.validationLoss()
+        try trainer.run { _ in }
+        let after = trainer.validationLoss()
+        #expect(before > 5.0)  // about log(320) = 5.77 at initialization
+        #expect(after < before - 2.0, "validation loss \(before) -> \(after)")
+    }
+
+    @Test(arguments: [WeightMode.ternary, .fp])
+    func resumedRunReproducesUninterruptedRun(mode: WeightMode) throws {
+        let dataset = try TokenDataset(directory: Fixtures.shared.data)
+        let config = Fixtures.tinyRunConfig(mode: mode, steps: 40, vocabSize: dataset.meta.vocabSize)
+        let whole = Fixtures.temporaryDirectory("whole")
+        try Trainer(runDirectory: whole, config: config, dataset: dataset, resume: false, force: false).run { _ in }
+
+        let parts = Fixtures.temporaryDirectory("parts")
+        let first = try Trainer(runDirectory: parts, config: config, dataset: dataset, resume: false, force: false)
+        first.shouldStop = { first.state.step >= 15 }  // stops, checkpointing at step 15
+        try first.run { _ in }
+        #expect(first.state.step == 15)
+        let second = try Trainer(runDirectory: parts, config: config, dataset: dataset, resume: true, force: false)
+        #expect(second.state.step == 15)
+        try second.run { _ in }
+        let a = try Fixtures.deterministicMetrics(whole), b = try Fixtures.deterministicMetrics(parts)
+        #expect(a.count == 8)
+        #expect(a == b)
+    }
+
+    @Test func interruptedCheckpointWriteKeepsThePreviousCheckpoint() throws {
+        let dataset = try TokenDataset(directory: Fixtures.shared.data)
+        let config = Fixtures.tinyRunConfig(mode: .binary, steps: 40, vocabSize: dataset.meta.vocabSize)
+        let dir = Fixtures.temporaryDirectory("interrupted")
+        let trainer = try Trainer(runDirectory: dir, config: config, dataset: dataset, resume: false, force: false)
+        trainer.failCheckpointWrite = (step: 40, afterBytes: 50_000)
+        #expect(throws: FileError.self) { try trainer.run { _ in } }
+        // The step-20 checkpoint is intact and no temporary file is left behind.
+        let (_, _, state) = try Checkpoint.loadModel(runDirectory: dir)
+        #expect(state.step == 20)
+        let leftovers = try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.contains(".tmp-") }
+        #expect(leftovers.isEmpty)
+        // And the run resumes from it to the end.
+        let resumed = try Trainer(runDirectory: dir, config: config, dataset: dataset, resume: true, force: false)
+        try resumed.run { _ in }
+        #expect(resumed.state.step == 40)
+    }
+
+    @Test func nonFiniteLossStopsAndKeepsTheLastCheckpoint() throws {
+        let dataset = try TokenDataset(directory: Fixtures.shared.data)
+        let config = Fixtures.tinyRunConfig(mode: .binary, steps: 40, vocabSize: dataset.meta.vocabSize)
+        let dir = Fixtures.temporaryDirectory("nan")
+        let trainer = try Trainer(runDirectory: dir, config: config, dataset: dataset, resume: false, force: false)
+        trainer.shouldStop = { trainer.state.step >= 20 }
+        try trainer.run { _ in }
+        // Poison the final norm: every logit becomes NaN.
+        let resumed = try Trainer(runDirectory: dir, config: config, dataset: dataset, resume: true, force: false)
+        resumed.model.parameters[resumed.model.layout.finalNorm.gain] = .nan
+        resumed.model.parametersDidChange()
+        var message = ""
+        do {
+            try resumed.run { _ in }
+        } catch {
+            message = "\(error)"
+        }
+        #expect(message.contains("loss became NaN at step 21"), "\(message)")
+        let (_, _, state) = try Checkpoint.loadModel(runDirectory: dir)
+        #expect(state.step == 20)
+    }
+
+    @Test func scheduleWarmsUpDecaysAndDropsInStageTwo() {
+        var t = TrainingConfig()
+        t.steps = 100
+        t.warmupSteps = 10
+        t.learningRate = 1e-3
+        t.minLearningRateRatio = 0.1
+        t.twoStage = true
+        t.stage2LearningRateFactor = 0.5
+        let s = LearningRateSchedule(config: t, mode: .binary)
+        #expect(abs(s.learningRate(at: 0) - 1e-4) < 1e-9)
+        #expect(abs(s.learningRate(at: 9) - 1e-3) < 1e-9)
+        #expect(s.learningRate(at: 30) < s.learningRate(at: 20))
+        #expect(abs(s.learningRate(at: 49) / s.learningRate(at: 50) - 2) < 0.1)  // the stage-two drop
+        #expect(s.weightDecay(at: 49) == t.weightDecay && s.weightDecay(at: 50) == 0)
+        #expect(abs(s.learningRate(at: 100) - 0.5e-4) < 1e-8)
+    }
+}
