@@ -1,0 +1,133 @@
+// bitnet-train as a user runs it: a run killed with SIGKILL resumes to the same numbers,
+// and every kind of bad input gets one clear line on stderr and a non-zero exit.
+import Foundation
+import Testing
+@testable import BitNet
+
+@Suite(.serialized) struct CommandLineTests {
+    static let trainArguments = ["--preset", "tiny", "--mode", "binary", "--steps", "120", "--context", "32",
+                                 "--log-every", "5", "--eval-every", "40", "--eval-windows", "4", "--checkpoint-every", "10"]
+
+    @Test func killedRunResumesToTheUninterruptedNumbers() throws {
+        let data = Fixtures.shared.data
+        let whole = Fixtures.temporaryDirectory("cli-whole"), killed = Fixtures.temporaryDirectory("cli-killed")
+        let full = try Fixtures.run(["train", "--data", data, "--out", whole.path] + Self.trainArguments)
+        #expect(full.status == 0, "\(full.stderr)")
+
+        // Start the same run and SIGKILL it once a checkpoint exists.
+        let process = Process()
+        process.executableURL = Fixtures.executable
+        process.arguments = ["train", "--data", data, "--out", killed.path] + Self.trainArguments
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        let checkpoint = Checkpoint.url(in: killed).path
+        let deadline = Date().addingTimeInterval(60)
+        while !FileManager.default.fileExists(atPath: checkpoint) && Date() < deadline { usleep(2_000) }
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+        #expect(process.terminationReason == .uncaughtSignal)
+        let (_, _, state) = try Checkpoint.loadModel(runDirectory: killed)
+        #expect(state.step < 120, "the run finished before it could be killed")
+
+        let resumed = try Fixtures.run(["train", "--data", data, "--out", killed.path, "--resume"] + Self.trainArguments)
+        #expect(resumed.status == 0, "\(resumed.stderr)")
+        #expect(resumed.stderr.contains("resuming at step \(state.step)"))
+        #expect(try Fixtures.deterministicMetrics(whole) == Fixtures.deterministicMetrics(killed))
+    }
+
+    @Test func sampleIsDeterministicAndStartsWithThePrompt() throws {
+        let run = Fixtures.temporaryDirectory("cli-sample")
+        let trained = try Fixtures.run(["train", "--data", Fixtures.shared.data, "--out", run.path, "--preset", "tiny",
+                                        "--steps", "60", "--context", "32"])
+        #expect(trained.status == 0, "\(trained.stderr)")
+        let a = try Fixtures.run(["sample", run.path, "--prompt", "the king", "--max-tokens", "20", "--seed", "3"])
+        let b = try Fixtures.run(["sample", run.path, "--prompt", "the king", "--max-tokens", "20", "--seed", "3"])
+        #expect(a.status == 0 && a.stdout == b.stdout)
+        #expect(a.stdout.hasPrefix("the king") && a.stdout.count > "the king".count + 5)
+        let greedy = try Fixtures.run(["sample", run.path, "--prompt", "the king", "--max-tokens", "20", "--temperature", "0"])
+        #expect(greedy.status == 0 && greedy.stdout.hasPrefix("the king"))
+        let eval = try Fixtures.run(["eval", run.path, "--data", Fixtures.shared.data, "--json"])
+        let object = try JSONSerialization.jsonObject(with: Data(eval.stdout.utf8)) as? [String: Any]
+        #expect((object?["val_loss"] as? Double).map { $0 > 0 && $0 < 5 } == true, "\(eval.stdout)")
+    }
+
+    /// One line on stderr naming the problem, status 1, no stack trace.
+    func expectCleanFailure(_ arguments: [String], mentions fragment: String,
+                            sourceLocation: SourceLocation = #_sourceLocation) throws {
+        let result = try Fixtures.run(arguments)
+        #expect(result.status != 0, "succeeded: \(arguments)", sourceLocation: sourceLocation)
+        let lines = result.stderr.split(separator: "\n").filter { !$0.isEmpty }
+        #expect(lines.count == 1 || result.stderr.contains("Usage:"), "stderr: \(result.stderr)", sourceLocation: sourceLocation)
+        #expect(result.stderr.contains(fragment), "stderr: \(result.stderr)", sourceLocation: sourceLocation)
+        #expect(!result.stderr.contains("Fatal error") && !result.stderr.contains("Stack dump"), sourceLocation: sourceLocation)
+    }
+
+    @Test func badInputsGetOneClearLine() throws {
+        let dir = Fixtures.temporaryDirectory("cli-bad")
+        let data = Fixtures.shared.data
+        let binary = dir.appendingPathComponent("binary.txt").path
+        FileManager.default.createFile(atPath: binary, contents: Data([0x66, 0xFF, 0xFE, 0x00, 0x80]))
+        let empty = dir.appendingPathComponent("empty.txt").path
+        FileManager.default.createFile(atPath: empty, contents: Data())
+        let tok = Fixtures.shared.tokenizer
+
+        try expectCleanFailure(["tokenizer", "--input", dir.path + "/missing.txt", "--output", dir.path + "/t.model"],
+                               mentions: "missing.txt: file does not exist")
+        try expectCleanFailure(["prepare", "--input", binary, "--tokenizer", tok, "--output", dir.path + "/d"],
+                               mentions: "binary.txt: not valid UTF-8")
+        try expectCleanFailure(["prepare", "--input", empty, "--tokenizer", tok, "--output", dir.path + "/d"],
+                               mentions: "empty.txt: file is empty")
+        try expectCleanFailure(["prepare", "--input", Fixtures.shared.corpus, "--tokenizer", binary, "--output", dir.path + "/d"],
+                               mentions: "not a valid SentencePiece model")
+        try expectCleanFailure(["train", "--data", dir.path + "/nodata", "--out", dir.path + "/r"], mentions: "meta.json: missing")
+        try expectCleanFailure(["train", "--data", data, "--out", dir.path + "/r", "--preset", "huge"], mentions: "unknown preset 'huge'")
+        try expectCleanFailure(["train", "--data", data, "--out", dir.path + "/r", "--dim", "100", "--heads", "3"],
+                               mentions: "heads (3) must divide dim (100)")
+        try expectCleanFailure(["train", "--data", data, "--out", dir.path + "/r", "--layers", "0"],
+                               mentions: "layers must be positive")
+        try expectCleanFailure(["train", "--data", data, "--out", dir.path + "/r", "--lr=-1"],
+                               mentions: "learning_rate must be positive")
+        try expectCleanFailure(["train", "--data", data, "--out", dir.path + "/r", "--mode", "quaternary"], mentions: "mode")
+        try expectCleanFailure(["train", "--data", data, "--out", dir.path + "/r", "--context", "100000", "--preset", "tiny"],
+                               mentions: "smaller than one context window")
+        try expectCleanFailure(["train", "--data", data, "--out", dir.path + "/r", "--dim", "8192", "--layers", "64",
+                                "--ffn-dim", "32768", "--heads", "64", "--context", "64", "--preset", "tiny"],
+                               mentions: "exceeds the")
+
+        // A small corpus that cannot fill one window of the default context.
+        let small = dir.appendingPathComponent("small.txt").path
+        try "the king doth love the crown.\n".write(toFile: small, atomically: true, encoding: .utf8)
+        let smallData = dir.appendingPathComponent("small-data").path
+        #expect(try Fixtures.run(["prepare", "--input", small, "--tokenizer", tok, "--output", smallData]).status == 0)
+        try expectCleanFailure(["train", "--data", smallData, "--out", dir.path + "/r2", "--preset", "tiny"],
+                               mentions: "smaller than one context window")
+
+        // A run directory that already holds a run.
+        let run = dir.appendingPathComponent("run").path
+        #expect(try Fixtures.run(["train", "--data", data, "--out", run, "--preset", "tiny", "--steps", "10", "--context", "32"]).status == 0)
+        try expectCleanFailure(["train", "--data", data, "--out", run, "--preset", "tiny", "--steps", "20"],
+                               mentions: "already holds a run; pass --resume")
+        #expect(try Fixtures.run(["train", "--data", data, "--out", run, "--preset", "tiny", "--steps", "10",
+                                  "--context", "32", "--force"]).status == 0)
+
+        // A truncated checkpoint, and one with flipped header bytes.
+        let checkpoint = Checkpoint.url(in: URL(fileURLWithPath: run))
+        let bytes = try Data(contentsOf: checkpoint)
+        try bytes.prefix(bytes.count / 2).write(to: checkpoint)
+        try expectCleanFailure(["sample", run, "--prompt", "the"], mentions: "checkpoint.safetensors: not a valid safetensors file")
+        var flipped = bytes
+        flipped[20] ^= 0xFF
+        try flipped.write(to: checkpoint)
+        try expectCleanFailure(["eval", run, "--data", data], mentions: "checkpoint.safetensors")
+        try bytes.write(to: checkpoint)
+
+        // A tokenizer whose vocabulary does not match the checkpoint.
+        let otherTokenizer = dir.appendingPathComponent("other.model").path
+        #expect(try Fixtures.run(["tokenizer", "--input", Fixtures.shared.corpus, "--vocab-size", "300",
+                                  "--output", otherTokenizer]).status == 0)
+        try FileManager.default.removeItem(atPath: run + "/tokenizer.model")
+        try FileManager.default.copyItem(atPath: otherTokenizer, toPath: run + "/tokenizer.model")
+        try expectCleanFailure(["sample", run, "--prompt", "the"], mentions: "does not match the checkpoint")
+        try expectCleanFailure(["sample", run, "--max-tokens", "0"], mentions: "--max-tokens must be positive")
+    }
+}
