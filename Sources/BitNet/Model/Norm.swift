@@ -39,17 +39,26 @@ public enum Norm {
         dbias: UnsafeMutablePointer<Float>?, dout: UnsafePointer<Float>, inp: UnsafePointer<Float>,
         gain: UnsafePointer<Float>, mean: UnsafePointer<Float>, rstd: UnsafePointer<Float>, rows n: Int, width c: Int
     ) {
-        // Input gradients are row-parallel; the parameter gradients sum over rows
-        // in a fixed order afterwards so the result does not depend on threading.
-        Parallel.forRanges(n, workPerItem: c) { rows in
-            for r in rows {
+        // One pass over the rows in a fixed number of chunks; each chunk sums its rows'
+        // parameter gradients into its own partial, and the partials are added in chunk
+        // order, so the result does not depend on threading.
+        let chunks = min(8, n)
+        let partial = UnsafeMutablePointer<Float>.allocate(capacity: chunks * 2 * c)
+        partial.initialize(repeating: 0, count: chunks * 2 * c)
+        defer { partial.deallocate() }
+        Parallel.forEach(chunks) { chunk in
+            let pg = partial + chunk * 2 * c, pb = pg + c
+            for r in n * chunk / chunks..<n * (chunk + 1) / chunks {
                 let x = inp + r * c, dy = dout + r * c, dx = dinp + r * c
                 let m = mean[r], s = rstd[r]
                 var sumG: Float = 0, sumGX: Float = 0
                 for i in 0..<c {
+                    let xhat = (x[i] - m) * s
                     let g = dy[i] * gain[i]
                     sumG += g
-                    sumGX += g * (x[i] - m) * s
+                    sumGX += g * xhat
+                    pg[i] += dy[i] * xhat
+                    pb[i] += dy[i]
                 }
                 let meanG = kind == .layer ? sumG / Float(c) : 0
                 let meanGX = sumGX / Float(c)
@@ -59,15 +68,10 @@ public enum Norm {
                 }
             }
         }
-        Parallel.forRanges(c, workPerItem: n) { columns in
-            for r in 0..<n {
-                let x = inp + r * c, dy = dout + r * c
-                let m = mean[r], s = rstd[r]
-                for i in columns {
-                    dgain[i] += dy[i] * (x[i] - m) * s
-                    if let dbias { dbias[i] += dy[i] }
-                }
-            }
+        for chunk in 0..<chunks {
+            let pg = partial + chunk * 2 * c, pb = pg + c
+            for i in 0..<c { dgain[i] += pg[i] }
+            if let dbias { for i in 0..<c { dbias[i] += pb[i] } }
         }
     }
 }
