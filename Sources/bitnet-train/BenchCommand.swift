@@ -22,7 +22,7 @@ struct BenchCommand: ParsableCommand {
     func run() throws {
         try reportingErrors {
             let config = try options.runConfig(vocabSize: vocabSize)
-            let threads = Matmul.threads
+            let threads = Parallel.cores
             if !json { log("measuring the sgemm peak with \(threads) thread(s)...") }
             let peak = Benchmark.sgemmPeak()
             if !json {

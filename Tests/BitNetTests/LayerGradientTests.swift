@@ -70,7 +70,7 @@ import Testing
             return weightedSum(out.pointer, r.pointer, out.count)
         }
         _ = loss()
-        let dq = Buffer(b * t * c), dk = Buffer(b * t * c), dv = Buffer(b * t * c), scratch = Buffer(t * t)
+        let dq = Buffer(b * t * c), dk = Buffer(b * t * c), dv = Buffer(b * t * c), scratch = Buffer(b * nh * t * t)
         Attention.backward(dq: dq.pointer, dk: dk.pointer, dv: dv.pointer, dout: r.pointer, probs: probs.pointer,
                            q: qr.pointer, k: kr.pointer, v: v.pointer, batch: b, length: t, width: c, heads: nh,
                            scratch: scratch.pointer)

@@ -47,7 +47,7 @@ public struct ActivationViews {
     var projectionOut, scratchA, scratchB: UnsafeMutablePointer<Float>
     // Gradients of activations.
     var dResidual, dNorm, dq, dk, dv, dAttentionOut, dUp, dGate, dHidden: UnsafeMutablePointer<Float>
-    /// [T, T]
+    /// [B, NH, T, T]
     var dProbs: UnsafeMutablePointer<Float>
 
     fileprivate init(config: ModelConfig, batch b: Int, floats f: inout Arena<Float>, bytes by: inout Arena<Int8>) {
@@ -96,7 +96,7 @@ public struct ActivationViews {
         dUp = f.take(n * ff)
         dGate = gated ? f.take(n * ff) : dUp
         dHidden = f.take(n * ff)
-        dProbs = f.take(t * t)
+        dProbs = f.take(b * config.heads * t * t)
     }
 }
 

@@ -61,9 +61,11 @@ public enum Attention {
     ) {
         let hd = c / nh
         let scale = 1 / Float(hd).squareRoot()
-        for bi in 0..<b {
-            for h in 0..<nh {
-                let p = probs + (bi * nh + h) * t * t
+        // Heads are independent: they run side by side, each product single-threaded.
+        do {
+            Parallel.forEach(b * nh) { pair in
+                let bi = pair / nh, h = pair % nh
+                let p = probs + pair * t * t
                 let base = bi * t * c + h * hd
                 // scores[i, j] = q_i . k_j / sqrt(hd)
                 Matmul.gemm(transA: false, transB: true, m: t, n: t, k: hd, alpha: scale, q + base, lda: c,
@@ -77,25 +79,23 @@ public enum Attention {
 
     /// Row-wise softmax over j <= i; entries above the diagonal become 0.
     static func causalSoftmax(_ p: UnsafeMutablePointer<Float>, length t: Int) {
-        Parallel.forRanges(t, workPerItem: t) { rows in
-            for i in rows {
-                let row = p + i * t
-                var m = -Float.infinity
-                for j in 0...i { m = max(m, row[j]) }
-                var sum: Float = 0
-                for j in 0...i {
-                    let e = expf(row[j] - m)
-                    row[j] = e
-                    sum += e
-                }
-                let inv = 1 / sum
-                for j in 0...i { row[j] *= inv }
-                for j in (i + 1)..<t { row[j] = 0 }
+        for i in 0..<t {
+            let row = p + i * t
+            var m = -Float.infinity
+            for j in 0...i { m = max(m, row[j]) }
+            var sum: Float = 0
+            for j in 0...i {
+                let e = expf(row[j] - m)
+                row[j] = e
+                sum += e
             }
+            let inv = 1 / sum
+            for j in 0...i { row[j] *= inv }
+            for j in (i + 1)..<t { row[j] = 0 }
         }
     }
 
-    /// dq, dk, dv += gradients given dout. `scratch` holds T*T floats.
+    /// dq, dk, dv += gradients given dout. `scratch` holds B*NH*T*T floats.
     public static func backward(
         dq: UnsafeMutablePointer<Float>, dk: UnsafeMutablePointer<Float>, dv: UnsafeMutablePointer<Float>,
         dout: UnsafePointer<Float>, probs: UnsafePointer<Float>, q: UnsafePointer<Float>, k: UnsafePointer<Float>,
@@ -104,25 +104,24 @@ public enum Attention {
     ) {
         let hd = c / nh
         let scale = 1 / Float(hd).squareRoot()
-        for bi in 0..<b {
-            for h in 0..<nh {
-                let p = probs + (bi * nh + h) * t * t
+        do {
+            Parallel.forEach(b * nh) { pair in
+                let bi = pair / nh, h = pair % nh
+                let p = probs + pair * t * t
                 let base = bi * t * c + h * hd
-                let dp = scratch
+                let dp = scratch + pair * t * t
                 // dP = dout @ v^T; dv += P^T @ dout
                 Matmul.gemm(transA: false, transB: true, m: t, n: t, k: hd, alpha: 1, dout + base, lda: c,
                             v + base, ldb: c, beta: 0, dp, ldc: t)
                 Matmul.gemm(transA: true, transB: false, m: t, n: hd, k: t, alpha: 1, p, lda: t,
                             dout + base, ldb: c, beta: 1, dv + base, ldc: c)
                 // dS = P * (dP - sum_j P * dP): the softmax Jacobian, row by row.
-                Parallel.forRanges(t, workPerItem: t) { rows in
-                    for i in rows {
-                        let pr = p + i * t, dr = dp + i * t
-                        var dot: Float = 0
-                        for j in 0...i { dot += pr[j] * dr[j] }
-                        for j in 0...i { dr[j] = pr[j] * (dr[j] - dot) }
-                        for j in (i + 1)..<t { dr[j] = 0 }
-                    }
+                for i in 0..<t {
+                    let pr = p + i * t, dr = dp + i * t
+                    var dot: Float = 0
+                    for j in 0...i { dot += pr[j] * dr[j] }
+                    for j in 0...i { dr[j] = pr[j] * (dr[j] - dot) }
+                    for j in (i + 1)..<t { dr[j] = 0 }
                 }
                 // dq += dS @ k * scale; dk += dS^T @ q * scale
                 Matmul.gemm(transA: false, transB: false, m: t, n: hd, k: t, alpha: scale, dp, lda: t,

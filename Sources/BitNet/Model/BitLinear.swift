@@ -89,8 +89,8 @@ public enum BitLinear {
         Matmul.backwardWeight(dparams + slots.weight, dout, dequantized, rows: n, inFeatures: i, outFeatures: o)
         // d(SubLN output) = dout @ (W~ * beta).
         let dnormed = scratchB
-        Matmul.gemm(transA: false, transB: false, m: n, n: i, k: o, alpha: weight.scale, dout, lda: o,
-                    weight.values, ldb: i, beta: 0, dnormed, ldc: i)
+        Matmul.backwardInput(dnormed, dout, weight.values, rows: n, inFeatures: i, outFeatures: o, alpha: weight.scale,
+                             accumulate: false)
         Norm.backward(options.norm, dinp: dinp, dgain: dparams + sub.gain, dbias: sub.bias.map { dparams + $0 },
                       dout: dnormed, inp: inp, gain: params + sub.gain, mean: saved.mean, rstd: saved.rstd,
                       rows: n, width: i)

@@ -2,9 +2,13 @@
 import Foundation
 
 public enum Benchmark {
-    /// GFLOP/s of OpenBLAS sgemm on square n x n matrices with its current threads: the
-    /// rate FP32 training could reach if all its time were large matrix products.
-    public static func sgemmPeak(size n: Int = 1536, seconds: Double = 1.5) -> Double {
+    /// GFLOP/s of OpenBLAS's own multi-threaded sgemm on square n x n matrices: the rate
+    /// FP32 training could reach if all its time were large matrix products.
+    public static func sgemmPeak(threads: Int = Parallel.cores, size n: Int = 1536, seconds: Double = 1.5) -> Double {
+        Matmul.withOpenBLASThreads(threads) { measureSgemm(size: n, seconds: seconds) }
+    }
+
+    private static func measureSgemm(size n: Int, seconds: Double) -> Double {
         var rng = Xoshiro256(seed: 1)
         let a = UnsafeMutablePointer<Float>.allocate(capacity: n * n)
         let b = UnsafeMutablePointer<Float>.allocate(capacity: n * n)
