@@ -10,7 +10,7 @@ public struct Preset: Sendable {
         make("tiny", "~70K non-embedding parameters; 100 steps in seconds (tests, smoke runs)",
              dim: 64, layers: 2, heads: 4, ffn: 176, context: 64, batch: 8, micro: 8, steps: 100, warmup: 10),
         make("mini", "~0.8M non-embedding parameters; the quick-start model (about ten minutes)",
-             dim: 128, layers: 4, heads: 4, ffn: 352, context: 128, batch: 16, micro: 16, steps: 1200, warmup: 60),
+             dim: 128, layers: 4, heads: 4, ffn: 352, context: 128, batch: 16, micro: 16, steps: 2400, warmup: 100),
         make("small", "~4.8M non-embedding parameters",
              dim: 256, layers: 6, heads: 4, ffn: 704, context: 256, batch: 16, micro: 8, steps: 3000, warmup: 150),
         make("medium", "~25M non-embedding parameters",
