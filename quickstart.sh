@@ -14,7 +14,7 @@ if [ -n "${STEPS:-}" ]; then EXTRA+=(--steps "$STEPS"); fi
 scripts/setup.sh
 data/fetch.sh
 echo "quickstart: building (release)..." >&2
-swift build -c release 2>&1 | grep -E "error|warning: |Compiling|Build complete" | grep -v "^\[" || true
+swift build -c release 2>&1 | grep -E "error|Build complete" >&2 || true
 BIN=.build/release/bitnet-train
 test -x "$BIN"
 

@@ -45,7 +45,9 @@ struct PresetsCommand: ParsableCommand {
         for p in Preset.all {
             let m = p.model
             print("\(p.name.padding(toLength: 8, withPad: " ", startingAt: 0)) dim \(m.dim), layers \(m.layers), heads \(m.heads), "
-                  + "ffn \(m.ffnDim), context \(m.context), batch \(p.training.batchSize): \(p.summary)")
+                  + "ffn \(m.ffnDim), context \(m.context), batch \(p.training.batchSize) (micro \(p.training.microBatchSize)), "
+                  + "\(p.training.steps) steps; \(formatCount(m.nonEmbeddingParameters)) non-embedding parameters "
+                  + "(binary, vocabulary \(m.vocabSize)): \(p.summary)")
         }
     }
 }

@@ -56,7 +56,7 @@ public enum Generation {
             // Positions past the trained context have no rotary table: stop there.
             guard tokens.count <= model.config.context else { return .contextFull }
             let t = tokens.count
-            tokens.withUnsafeBufferPointer { model.forward(tokens: $0.baseAddress!, targets: nil, batch: 1, length: t) }
+            model.forward(tokens: tokens, targets: nil, batch: 1, length: t)
             let next = Sampler.sample(model.logits(row: t - 1), options: options, rng: &rng)
             if next == endOfSequence { return .endOfSequence }
             tokens.append(next)

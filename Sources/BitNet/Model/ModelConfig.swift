@@ -38,6 +38,11 @@ public enum FFNActivation: String, Codable, Sendable, CaseIterable {
 public struct ConfigError: Error, CustomStringConvertible {
     public let description: String
     public init(_ description: String) { self.description = description }
+
+    /// Throws "config field NAME must be positive" unless `value` > 0.
+    static func requirePositive(_ value: Int, _ name: String) throws {
+        if value <= 0 { throw ConfigError("config field \(name) must be positive, got \(value)") }
+    }
 }
 
 /// The architecture. Decoder-only Transformer: embedding, `layers` pre-norm blocks
@@ -94,15 +99,12 @@ public struct ModelConfig: Codable, Sendable, Equatable {
 
     /// Throws a one-line message naming the bad field.
     public func validate() throws {
-        func positive(_ value: Int, _ name: String) throws {
-            if value <= 0 { throw ConfigError("config field \(name) must be positive, got \(value)") }
-        }
-        try positive(vocabSize, "vocab_size")
-        try positive(dim, "dim")
-        try positive(layers, "layers")
-        try positive(heads, "heads")
-        try positive(ffnDim, "ffn_dim")
-        try positive(context, "context")
+        try ConfigError.requirePositive(vocabSize, "vocab_size")
+        try ConfigError.requirePositive(dim, "dim")
+        try ConfigError.requirePositive(layers, "layers")
+        try ConfigError.requirePositive(heads, "heads")
+        try ConfigError.requirePositive(ffnDim, "ffn_dim")
+        try ConfigError.requirePositive(context, "context")
         if dim % heads != 0 { throw ConfigError("config field heads (\(heads)) must divide dim (\(dim))") }
         if headDim % 2 != 0 { throw ConfigError("head dimension dim/heads = \(headDim) must be even for rotary embeddings") }
         if vocabSize > Int(Int32.max) { throw ConfigError("config field vocab_size is too large: \(vocabSize)") }

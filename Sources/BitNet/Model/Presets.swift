@@ -7,15 +7,15 @@ public struct Preset: Sendable {
     public let training: TrainingConfig
 
     public static let all: [Preset] = [
-        make("tiny", "~70K non-embedding parameters; 100 steps in seconds (tests, smoke runs)",
+        make("tiny", "100 steps in seconds (tests, smoke runs)",
              dim: 64, layers: 2, heads: 4, ffn: 176, context: 64, batch: 8, micro: 8, steps: 100, warmup: 10),
-        make("mini", "~0.8M non-embedding parameters; the quick-start model (about ten minutes)",
+        make("mini", "the quick-start model (about ten minutes on 2 cores)",
              dim: 128, layers: 4, heads: 4, ffn: 352, context: 128, batch: 16, micro: 16, steps: 2400, warmup: 100),
-        make("small", "~4.8M non-embedding parameters",
+        make("small", "a few hours on 2 cores",
              dim: 256, layers: 6, heads: 4, ffn: 704, context: 256, batch: 16, micro: 8, steps: 3000, warmup: 150),
-        make("medium", "~25M non-embedding parameters",
+        make("medium", "a day or more on 2 cores",
              dim: 512, layers: 8, heads: 8, ffn: 1408, context: 256, batch: 32, micro: 8, steps: 5000, warmup: 250),
-        make("base", "~85M non-embedding parameters",
+        make("base", "the largest; days on 2 cores",
              dim: 768, layers: 12, heads: 12, ffn: 2048, context: 512, batch: 32, micro: 4, steps: 10000, warmup: 500),
     ]
 

@@ -87,16 +87,13 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
     }
 
     public func validate() throws {
-        func positive(_ value: Int, _ name: String) throws {
-            if value <= 0 { throw ConfigError("config field \(name) must be positive, got \(value)") }
-        }
-        try positive(batchSize, "batch_size")
-        try positive(microBatchSize, "micro_batch_size")
-        try positive(steps, "steps")
-        try positive(logEvery, "log_every")
-        try positive(evalEvery, "eval_every")
-        try positive(evalWindows, "eval_windows")
-        try positive(checkpointEvery, "checkpoint_every")
+        try ConfigError.requirePositive(batchSize, "batch_size")
+        try ConfigError.requirePositive(microBatchSize, "micro_batch_size")
+        try ConfigError.requirePositive(steps, "steps")
+        try ConfigError.requirePositive(logEvery, "log_every")
+        try ConfigError.requirePositive(evalEvery, "eval_every")
+        try ConfigError.requirePositive(evalWindows, "eval_windows")
+        try ConfigError.requirePositive(checkpointEvery, "checkpoint_every")
         if batchSize % microBatchSize != 0 {
             throw ConfigError("config field micro_batch_size (\(microBatchSize)) must divide batch_size (\(batchSize))")
         }
