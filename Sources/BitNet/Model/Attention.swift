@@ -85,7 +85,7 @@ public enum Attention {
             for j in 0...i { m = max(m, row[j]) }
             var sum: Float = 0
             for j in 0...i {
-                let e = expf(row[j] - m)
+                let e = FastMath.exp(row[j] - m)
                 row[j] = e
                 sum += e
             }

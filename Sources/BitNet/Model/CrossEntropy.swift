@@ -29,7 +29,7 @@ public enum CrossEntropy {
                 for j in 0..<v { m = max(m, row[j]) }
                 var sum: Float = 0
                 for j in 0..<v {
-                    let e = expf(row[j] - m)
+                    let e = FastMath.exp(row[j] - m)
                     row[j] = e
                     sum += e
                 }

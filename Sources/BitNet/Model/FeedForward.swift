@@ -4,24 +4,26 @@ import Foundation
 
 /// Shapes: up, gate, hidden [N, F] (gate only for SwiGLU).
 public enum FeedForward {
-    static let geluScale: Float = 0.7978845608  // sqrt(2 / pi)
+    // Constants are locals, not static lets: a global read inside a loop that stores
+    // through a pointer may alias it, which stops vectorization.
 
     public static func forward(
         _ kind: FFNActivation, hidden: UnsafeMutablePointer<Float>, up: UnsafePointer<Float>,
         gate: UnsafePointer<Float>?, count: Int
     ) {
+        let geluScale: Float = 0.797_884_56  // sqrt(2 / pi)
         Parallel.forRanges(count) { range in
             switch kind {
             case .swiglu:
                 let g = gate!
                 for i in range {
-                    let s = 1 / (1 + expf(-g[i]))
+                    let s = FastMath.sigmoid(g[i])
                     hidden[i] = g[i] * s * up[i]
                 }
             case .gelu:
                 for i in range {
                     let x = up[i]
-                    hidden[i] = 0.5 * x * (1 + tanhf(geluScale * (x + 0.044715 * x * x * x)))
+                    hidden[i] = 0.5 * x * (1 + FastMath.tanh(geluScale * (x + 0.044715 * x * x * x)))
                 }
             case .relu2:
                 for i in range {
@@ -37,12 +39,13 @@ public enum FeedForward {
         _ kind: FFNActivation, dup: UnsafeMutablePointer<Float>, dgate: UnsafeMutablePointer<Float>?,
         dhidden: UnsafePointer<Float>, up: UnsafePointer<Float>, gate: UnsafePointer<Float>?, count: Int
     ) {
+        let geluScale: Float = 0.797_884_56  // sqrt(2 / pi)
         Parallel.forRanges(count) { range in
             switch kind {
             case .swiglu:
                 let g = gate!, dg = dgate!
                 for i in range {
-                    let s = 1 / (1 + expf(-g[i]))
+                    let s = FastMath.sigmoid(g[i])
                     let silu = g[i] * s
                     dup[i] = dhidden[i] * silu
                     dg[i] = dhidden[i] * up[i] * s * (1 + g[i] * (1 - s))
@@ -51,7 +54,7 @@ public enum FeedForward {
                 for i in range {
                     let x = up[i]
                     let inner = geluScale * (x + 0.044715 * x * x * x)
-                    let th = tanhf(inner)
+                    let th = FastMath.tanh(inner)
                     let sech2 = 1 - th * th
                     let derivative = 0.5 * (1 + th) + 0.5 * x * sech2 * geluScale * (1 + 3 * 0.044715 * x * x)
                     dup[i] = dhidden[i] * derivative
