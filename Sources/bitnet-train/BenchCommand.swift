@@ -12,7 +12,7 @@ struct BenchCommand: ParsableCommand {
 
     @OptionGroup var options: ModelOptions
     @Option(help: "Vocabulary size (train takes it from the data).") var vocabSize: Int = 4096
-    @Option(name: .customLong("bench-steps"), help: "Timed optimizer steps.") var benchSteps: Int = 5
+    @Option(name: .customLong("bench-steps"), help: "Timed optimizer steps (the median is reported).") var benchSteps: Int = 9
     @Flag(help: "Print one JSON object.") var json = false
 
     func validate() throws {

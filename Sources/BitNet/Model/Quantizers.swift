@@ -40,16 +40,23 @@ public enum Quantizers {
         gamma: UnsafePointer<Float>, rows n: Int, width c: Int
     ) {
         let qb = activationLevels
+        // Adding 1.5 * 2^23 rounds half to even (the FPU's mode) and leaves the integer
+        // in the low mantissa bits, so the Int8 is a truncation: no checked conversion,
+        // which would trap and keep the loop from vectorizing.
+        let magic: Float = 12_582_912
         Parallel.forRanges(n, workPerItem: c) { rows in
             for r in rows {
                 let x = inp + r * c, q = out + r * c
                 let scale = qb / gamma[r]
-                for i in 0..<c {
-                    q[i] = min(max(x[i] * scale, -qb), qb).rounded(.toNearestOrEven)
-                }
                 if let saved {
                     let s = saved + r * c
-                    for i in 0..<c { s[i] = Int8(q[i]) }
+                    for i in 0..<c {
+                        let shifted = min(max(x[i] * scale, -qb), qb) + magic
+                        q[i] = shifted - magic
+                        s[i] = Int8(truncatingIfNeeded: shifted.bitPattern)
+                    }
+                } else {
+                    for i in 0..<c { q[i] = (min(max(x[i] * scale, -qb), qb) + magic) - magic }
                 }
             }
         }
