@@ -36,17 +36,41 @@ public enum BitLinear {
             Matmul.forward(out, inp, params + slots.weight, rows: n, inFeatures: i, outFeatures: o)
             return
         }
-        let normed = scratchA, quantized = scratchB
-        Norm.forward(options.norm, out: normed, mean: saved.mean, rstd: saved.rstd, inp: inp,
-                     gain: params + sub.gain, bias: sub.bias.map { params + $0 }, rows: n, width: i,
-                     epsilon: options.normEpsilon)
-        Quantizers.absmax(gamma: saved.gamma, inp: normed, rows: n, width: i, scaling: options.scaling)
-        Quantizers.quantizeActivations(out: quantized, saved: saved.quantized, inp: normed, gamma: saved.gamma,
-                                       rows: n, width: i)
+        let quantized = scratchB
+        quantizeInput(quantized: quantized, normed: scratchA, saved: saved, inp: inp, gain: params + sub.gain,
+                      bias: sub.bias.map { params + $0 }, rows: n, width: i, options: options)
         // Integer-valued operands: the FP32 sums are exact (|sum| <= 127 * I < 2^24), so
         // this equals the runtime's integer accumulator before the one rescale per output.
         Matmul.forward(out, quantized, weight.values, rows: n, inFeatures: i, outFeatures: o)
         rescaleRows(out, gamma: saved.gamma, weightScale: weight.scale, rows: n, width: o)
+    }
+
+    /// SubLN, absmax and int8 quantization of the input, fused row by row so each row
+    /// is read while in cache, with one fork-join (per-tensor scaling needs the global
+    /// maximum first, so it takes two passes). Same rules as Norm.forward,
+    /// Quantizers.absmax and Quantizers.quantizeActivations, whose row helpers it calls.
+    static func quantizeInput(
+        quantized: UnsafeMutablePointer<Float>, normed: UnsafeMutablePointer<Float>, saved: BitLinearSaved,
+        inp: UnsafePointer<Float>, gain: UnsafePointer<Float>, bias: UnsafePointer<Float>?, rows n: Int, width c: Int,
+        options: BitLinearOptions
+    ) {
+        let perToken = options.scaling == .perToken
+        Parallel.forRanges(n, workPerItem: c) { rows in
+            for r in rows {
+                let y = normed + r * c
+                (saved.mean[r], saved.rstd[r]) = Norm.forwardRow(options.norm, out: y, inp: inp + r * c, gain: gain,
+                                                                 bias: bias, width: c, epsilon: options.normEpsilon)
+                saved.gamma[r] = Quantizers.absmaxRow(y, width: c)
+                if perToken {
+                    Quantizers.quantizeRow(out: quantized + r * c, saved: saved.quantized + r * c, inp: y,
+                                           gamma: saved.gamma[r], width: c)
+                }
+            }
+        }
+        guard !perToken else { return }
+        Quantizers.shareTensorMaximum(saved.gamma, rows: n)
+        Quantizers.quantizeActivations(out: quantized, saved: saved.quantized, inp: normed, gamma: saved.gamma,
+                                       rows: n, width: c)
     }
 
     /// y[n, o] = acc[n, o] * (gamma[n] / Qb * beta): the dequantization rule.

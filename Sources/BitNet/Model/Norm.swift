@@ -10,25 +10,37 @@ public enum Norm {
     ) {
         Parallel.forRanges(n, workPerItem: c) { rows in
             for r in rows {
-                let x = inp + r * c, y = out + r * c
-                var m: Float = 0
-                if kind == .layer {
-                    var sum: Float = 0
-                    for i in 0..<c { sum += x[i] }
-                    m = sum / Float(c)
-                }
-                var sumSquares: Float = 0
-                for i in 0..<c { let d = x[i] - m; sumSquares += d * d }
-                let s = 1 / (sumSquares / Float(c) + epsilon).squareRoot()
-                mean[r] = m
-                rstd[r] = s
-                if let bias {
-                    for i in 0..<c { y[i] = (x[i] - m) * s * gain[i] + bias[i] }
-                } else {
-                    for i in 0..<c { y[i] = (x[i] - m) * s * gain[i] }
-                }
+                (mean[r], rstd[r]) = forwardRow(kind, out: out + r * c, inp: inp + r * c, gain: gain, bias: bias,
+                                                width: c, epsilon: epsilon)
             }
         }
+    }
+
+    /// One row: y = (x - mean) * rstd * gain (+ bias); returns (mean, rstd). RMSNorm's
+    /// mean is 0.
+    @inline(__always)
+    static func forwardRow(
+        _ kind: NormKind, out y: UnsafeMutablePointer<Float>, inp x: UnsafePointer<Float>, gain: UnsafePointer<Float>,
+        bias: UnsafePointer<Float>?, width c: Int, epsilon: Float
+    ) -> (Float, Float) {
+        var m: Float = 0
+        if kind == .layer {
+            var sum: Float = 0
+            for i in 0..<c { sum += x[i] }
+            m = sum / Float(c)
+        }
+        var sumSquares: Float = 0
+        for i in 0..<c {
+            let d = x[i] - m
+            sumSquares += d * d
+        }
+        let s = 1 / (sumSquares / Float(c) + epsilon).squareRoot()
+        if let bias {
+            for i in 0..<c { y[i] = (x[i] - m) * s * gain[i] + bias[i] }
+        } else {
+            for i in 0..<c { y[i] = (x[i] - m) * s * gain[i] }
+        }
+        return (m, s)
     }
 
     /// dinp += d/dinp; dgain (and dbias) += their gradients. For LayerNorm

@@ -19,18 +19,23 @@ public enum Quantizers {
         scaling: ActivationScaling
     ) {
         Parallel.forRanges(n, workPerItem: c) { rows in
-            for r in rows {
-                let x = inp + r * c
-                var m: Float = 0
-                for i in 0..<c { m = max(m, abs(x[i])) }
-                gamma[r] = max(m, minimumAbsmax)
-            }
+            for r in rows { gamma[r] = absmaxRow(inp + r * c, width: c) }
         }
-        if scaling == .perTensor {
-            var m: Float = 0
-            for r in 0..<n { m = max(m, gamma[r]) }
-            for r in 0..<n { gamma[r] = m }
-        }
+        if scaling == .perTensor { shareTensorMaximum(gamma, rows: n) }
+    }
+
+    @inline(__always)
+    static func absmaxRow(_ x: UnsafePointer<Float>, width c: Int) -> Float {
+        var m: Float = 0
+        for i in 0..<c { m = max(m, abs(x[i])) }
+        return max(m, minimumAbsmax)
+    }
+
+    /// Per-tensor scaling: every row's gamma becomes the largest.
+    static func shareTensorMaximum(_ gamma: UnsafeMutablePointer<Float>, rows n: Int) {
+        var m: Float = 0
+        for r in 0..<n { m = max(m, gamma[r]) }
+        for r in 0..<n { gamma[r] = m }
     }
 
     /// x~ = round(clip(x * Qb / gamma, -Qb, Qb)), rounding half to even, as integer-valued
@@ -39,26 +44,30 @@ public enum Quantizers {
         out: UnsafeMutablePointer<Float>, saved: UnsafeMutablePointer<Int8>?, inp: UnsafePointer<Float>,
         gamma: UnsafePointer<Float>, rows n: Int, width c: Int
     ) {
+        Parallel.forRanges(n, workPerItem: c) { rows in
+            for r in rows {
+                quantizeRow(out: out + r * c, saved: saved.map { $0 + r * c }, inp: inp + r * c, gamma: gamma[r], width: c)
+            }
+        }
+    }
+
+    @inline(__always)
+    static func quantizeRow(out q: UnsafeMutablePointer<Float>, saved: UnsafeMutablePointer<Int8>?,
+                            inp x: UnsafePointer<Float>, gamma: Float, width c: Int) {
         let qb = activationLevels
+        let scale = qb / gamma
         // Adding 1.5 * 2^23 rounds half to even (the FPU's mode) and leaves the integer
         // in the low mantissa bits, so the Int8 is a truncation: no checked conversion,
         // which would trap and keep the loop from vectorizing.
         let magic: Float = 12_582_912
-        Parallel.forRanges(n, workPerItem: c) { rows in
-            for r in rows {
-                let x = inp + r * c, q = out + r * c
-                let scale = qb / gamma[r]
-                if let saved {
-                    let s = saved + r * c
-                    for i in 0..<c {
-                        let shifted = min(max(x[i] * scale, -qb), qb) + magic
-                        q[i] = shifted - magic
-                        s[i] = Int8(truncatingIfNeeded: shifted.bitPattern)
-                    }
-                } else {
-                    for i in 0..<c { q[i] = (min(max(x[i] * scale, -qb), qb) + magic) - magic }
-                }
+        if let s = saved {
+            for i in 0..<c {
+                let shifted = min(max(x[i] * scale, -qb), qb) + magic
+                q[i] = shifted - magic
+                s[i] = Int8(truncatingIfNeeded: shifted.bitPattern)
             }
+        } else {
+            for i in 0..<c { q[i] = (min(max(x[i] * scale, -qb), qb) + magic) - magic }
         }
     }
 
