@@ -10,7 +10,8 @@ struct BitNetTrain: ParsableCommand {
         commandName: "bitnet-train",
         abstract: "Train 1-bit (BitNet) and full-precision Transformer language models on the CPU.",
         subcommands: [TokenizerCommand.self, PrepareCommand.self, TrainCommand.self, EvalCommand.self,
-                      SampleCommand.self, BenchCommand.self, PresetsCommand.self]
+                      SampleCommand.self, BenchCommand.self, SweepCommand.self, LearningRateSweepCommand.self,
+                      ReportCommand.self, PresetsCommand.self]
     )
 }
 

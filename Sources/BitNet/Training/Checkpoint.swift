@@ -8,6 +8,8 @@ public struct TrainingState: Sendable, Equatable {
     public var optimizerStep: Int
     public var rngState: [UInt64]
     public var tokensSeen: Int
+    /// Training wall time so far, summed over resumed segments.
+    public var elapsedSeconds: Double = 0
 }
 
 public enum Checkpoint {
@@ -36,6 +38,7 @@ public enum Checkpoint {
             "format": format, "version": version, "config": configJSON,
             "step": String(state.step), "optimizer_step": String(state.optimizerStep),
             "rng": state.rngState.map(String.init).joined(separator: ","), "tokens_seen": String(state.tokensSeen),
+            "elapsed_seconds": String(state.elapsedSeconds),
         ]
         try snapshot.withUnsafeBytes { snapshotBytes in
             if !snapshot.isEmpty {
@@ -64,7 +67,9 @@ public enum Checkpoint {
               let tokensSeen = m["tokens_seen"].flatMap(Int.init),
               let rng = m["rng"]?.split(separator: ",").compactMap({ UInt64($0) }), rng.count == 4
         else { throw bad("metadata 'step', 'optimizer_step', 'tokens_seen' or 'rng' is missing or invalid") }
-        return (config, TrainingState(step: step, optimizerStep: optimizerStep, rngState: rng, tokensSeen: tokensSeen))
+        let elapsed = m["elapsed_seconds"].flatMap(Double.init) ?? 0
+        return (config, TrainingState(step: step, optimizerStep: optimizerStep, rngState: rng, tokensSeen: tokensSeen,
+                                      elapsedSeconds: elapsed))
     }
 
     /// Loads weights (and optimizer moments when `optimizer` is given) into a model whose

@@ -166,7 +166,8 @@ public final class Trainer {
         if state.step > 0 { report(.resumed(step: state.step)) }
         let metrics = try openMetrics()
         defer { try? metrics.close() }
-        let start = Date()
+        // Wall time carries over from earlier segments of a resumed run.
+        let start = Date().addingTimeInterval(-state.elapsedSeconds)
         var windowStart = Date(), windowTokens = 0
         if state.step == 0 && m.mode.isQuantized { _ = model.quantizationStatistics() }
 
@@ -201,6 +202,7 @@ public final class Trainer {
             state.optimizerStep = optimizer.step
             state.tokensSeen += t.batchSize * context
             state.rngState = rng.state
+            state.elapsedSeconds = Date().timeIntervalSince(start)
             windowTokens += t.batchSize * context
 
             let last = state.step == t.steps

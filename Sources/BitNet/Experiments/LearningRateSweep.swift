@@ -1,0 +1,130 @@
+// The BitNet paper's stability test: one size trained at a grid of peak learning rates
+// per mode; a run diverged when its loss became NaN/inf or ended above where it started.
+import Foundation
+
+public struct LearningRateResult: Codable, Sendable, Equatable {
+    public var mode: WeightMode
+    public var learningRate: Float
+    public var initialValLoss: Double
+    /// NaN when the run diverged to a non-finite loss.
+    public var finalValLoss: Double
+    public var diverged: Bool
+    public var note: String
+
+    enum CodingKeys: String, CodingKey {
+        case mode, learningRate = "learning_rate", initialValLoss = "initial_val_loss"
+        case finalValLoss = "final_val_loss", diverged, note
+    }
+
+    // NaN is not valid JSON: stored as null.
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(mode, forKey: .mode)
+        try c.encode(learningRate, forKey: .learningRate)
+        try c.encode(initialValLoss, forKey: .initialValLoss)
+        try c.encode(finalValLoss.isFinite ? finalValLoss : nil, forKey: .finalValLoss)
+        try c.encode(diverged, forKey: .diverged)
+        try c.encode(note, forKey: .note)
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        mode = try c.decode(WeightMode.self, forKey: .mode)
+        learningRate = try c.decode(Float.self, forKey: .learningRate)
+        initialValLoss = try c.decode(Double.self, forKey: .initialValLoss)
+        finalValLoss = try c.decodeIfPresent(Double.self, forKey: .finalValLoss) ?? .nan
+        diverged = try c.decode(Bool.self, forKey: .diverged)
+        note = try c.decode(String.self, forKey: .note)
+    }
+
+    public init(mode: WeightMode, learningRate: Float, initialValLoss: Double, finalValLoss: Double, diverged: Bool, note: String) {
+        self.mode = mode
+        self.learningRate = learningRate
+        self.initialValLoss = initialValLoss
+        self.finalValLoss = finalValLoss
+        self.diverged = diverged
+        self.note = note
+    }
+}
+
+public enum LearningRateSweep {
+    /// Trains `base` once per (mode, learning rate) under DIR/runs, then writes
+    /// results.json, lr_sweep.svg and report.md into `directory`.
+    public static func run(base: RunConfig, modes: [WeightMode], learningRates: [Float], dataset: TokenDataset,
+                           directory: URL, force: Bool, report: (String) -> Void) throws -> [LearningRateResult] {
+        guard !modes.isEmpty else { throw ConfigError("--modes: the mode list is empty") }
+        guard !learningRates.isEmpty else { throw ConfigError("--lrs: the learning-rate list is empty") }
+        for lr in learningRates where !(lr > 0 && lr.isFinite) {
+            throw ConfigError("--lrs: learning rates must be positive, got \(lr)")
+        }
+        var results: [LearningRateResult] = []
+        for mode in modes {
+            for lr in learningRates {
+                var config = base
+                config.model.mode = mode
+                config.training.learningRate = lr
+                try config.validate()
+                let name = "\(mode.rawValue)-lr\(lr)"
+                report("\(name): training \(config.training.steps) steps")
+                let runDirectory = directory.appendingPathComponent("runs").appendingPathComponent(name)
+                let trainer = try Trainer(runDirectory: runDirectory, config: config, dataset: dataset, resume: !force,
+                                          force: force)
+                // The starting loss, from a fresh model with the run's seed (a re-run resumes
+                // finished runs, whose weights are trained).
+                let fresh = Transformer(config: config.model, batch: config.training.microBatchSize)
+                fresh.initializeParameters(seed: config.training.seed)
+                let initial = Double(Evaluation.loss(model: fresh, dataset: dataset, windows: config.training.evalWindows,
+                                                     batch: config.training.microBatchSize))
+                var result = LearningRateResult(mode: mode, learningRate: lr, initialValLoss: initial, finalValLoss: .nan,
+                                                diverged: false, note: "")
+                do {
+                    try trainer.run { _ in }
+                    result.finalValLoss = Double(trainer.validationLoss())
+                    if !result.finalValLoss.isFinite || result.finalValLoss > initial {
+                        result.diverged = true
+                        result.note = "final loss above the initial loss"
+                    }
+                } catch let error as TrainingError {
+                    result.diverged = true
+                    result.note = error.description
+                }
+                report(String(format: "%@: final val loss %.4f%@", name, result.finalValLoss, result.diverged ? " (diverged)" : ""))
+                results.append(result)
+            }
+        }
+        try AtomicFile.writeJSON(results, to: directory.appendingPathComponent("results.json"))
+        try AtomicFile.write(Data(plot(results).utf8), to: directory.appendingPathComponent("lr_sweep.svg"))
+        try AtomicFile.write(Data(markdown(results, base: base).utf8), to: directory.appendingPathComponent("report.md"))
+        return results
+    }
+
+    public static func plot(_ results: [LearningRateResult]) -> String {
+        var chart = SVGChart(title: "Final validation loss against peak learning rate", xLabel: "peak learning rate",
+                             yLabel: "final validation loss (x: diverged)", logX: true)
+        let ceiling = results.map(\.initialValLoss).max() ?? 1
+        for (index, mode) in WeightMode.allCases.enumerated() {
+            let rows = results.filter { $0.mode == mode }.sorted { $0.learningRate < $1.learningRate }
+            guard !rows.isEmpty else { continue }
+            let finite = rows.filter { !$0.diverged }.map { (x: Double($0.learningRate), y: $0.finalValLoss) }
+            // Diverged runs are drawn as crosses in a band above the starting loss, one row per mode.
+            let top = ceiling * (1.04 + 0.03 * Double(index))
+            let crosses = rows.filter(\.diverged).map {
+                (x: Double($0.learningRate), y: $0.finalValLoss.isFinite ? min($0.finalValLoss, top) : top)
+            }
+            chart.series.append(.init(name: mode.rawValue, points: finite, color: SweepReport.modeColors[mode] ?? "#333",
+                                      line: true, markers: true, crosses: crosses))
+        }
+        return chart.render()
+    }
+
+    static func markdown(_ results: [LearningRateResult], base: RunConfig) -> String {
+        var md = "# Learning-rate stability\n\nSize: dim \(base.model.dim), \(base.model.layers) layers, "
+            + "\(base.training.steps) steps of \(base.training.batchSize) x \(base.model.context) tokens.\n\n"
+            + "| mode | peak lr | initial val loss | final val loss | diverged |\n|---|---|---|---|---|\n"
+        for r in results {
+            md += "| \(r.mode.rawValue) | \(r.learningRate) | " + String(format: "%.4f | %.4f | ", r.initialValLoss, r.finalValLoss)
+                + (r.diverged ? "yes: \(r.note)" : "no") + " |\n"
+        }
+        return md + "\n![final loss against learning rate](lr_sweep.svg)\n"
+    }
+}

@@ -1,0 +1,111 @@
+// `bitnet-train sweep`, `lr-sweep` and `report`: scaling-law experiments.
+import ArgumentParser
+import BitNet
+import Foundation
+
+func parseList<T>(_ text: String, flag: String, _ parse: (String) -> T?) throws -> [T] {
+    let items = text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+    return try items.map { item in
+        guard let value = parse(item) else { throw ConfigError("\(flag): cannot read '\(item)'") }
+        return value
+    }
+}
+
+struct SweepCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sweep",
+        abstract: "Train every (size, mode), fit L(N) = a N^-alpha + c per mode, and write a report with plots.",
+        discussion: "Running it again on the same --out skips finished runs and resumes an interrupted one.")
+
+    @Option(help: "Data directory made by 'bitnet-train prepare'.") var data: String
+    @Option(help: "Sizes: preset names or WIDTHxLAYERS (e.g. 64x2,96x3), comma-separated.") var presets: String
+    @Option(help: "Weight modes, comma-separated.") var modes: String = "fp,binary"
+    @Option(help: "Tokens per run.") var tokens: Int?
+    @Option(name: .customLong("tokens-per-param"), help: "Tokens per non-embedding parameter.") var tokensPerParam: Double?
+    @Option(help: "Training FLOPs per run.") var flops: Double?
+    @Option(help: "Sweep directory.") var out: String
+    @Flag(help: "Redefine a sweep directory that holds a different sweep.") var force = false
+    @Option(help: "Preset whose training settings WIDTHxLAYERS sizes use.") var basePreset: String = "mini"
+    @Option(help: "Context length for every run.") var context: Int?
+    @Option(help: "Sequences per step for every run.") var batchSize: Int?
+    @Option(help: "Sequences per forward pass.") var microBatchSize: Int?
+    @Option(help: "Seed for every run.") var seed: UInt64 = 1337
+    @Option(help: "Validation windows for the final loss.") var evalWindows: Int = 128
+
+    func validate() throws {
+        let budgets = [tokens != nil, tokensPerParam != nil, flops != nil].filter { $0 }.count
+        if budgets != 1 { throw ValidationError("give exactly one budget: --tokens, --tokens-per-param or --flops") }
+    }
+
+    func run() throws {
+        try reportingErrors {
+            let budget: SweepBudget = tokens.map { .tokens($0) } ?? tokensPerParam.map { .tokensPerParameter($0) } ?? .flops(flops!)
+            let definition = SweepDefinition(
+                data: data, sizes: try parseList(presets, flag: "--presets") { SweepSize($0) },
+                modes: try parseList(modes, flag: "--modes") { WeightMode(rawValue: $0) }, budget: budget,
+                basePreset: basePreset, context: context, batchSize: batchSize, microBatchSize: microBatchSize,
+                seed: seed, evalWindows: evalWindows)
+            let directory = URL(fileURLWithPath: out)
+            let interrupted = InterruptFlag()
+            var progress: ProgressPrinter?
+            _ = try Sweep.run(definition: definition, directory: directory, force: force, shouldStop: { interrupted.isSet }) { event in
+                switch event {
+                case .skipped(let run): log("\(run): finished earlier, kept")
+                case .starting(let run, let index, let total, let config, let resuming):
+                    log("[\(index + 1)/\(total)] \(run): \(formatCount(config.model.nonEmbeddingParameters)) non-embedding "
+                        + "parameters, \(config.training.steps) steps of \(config.training.batchSize) x \(config.model.context) tokens"
+                        + (resuming ? " (resuming)" : ""))
+                    progress = ProgressPrinter(steps: config.training.steps)
+                case .training(_, let e): progress?.handle(e)
+                case .finished(let r):
+                    progress?.finish()
+                    log(String(format: "%@: final val loss %.4f after %.0f s", r.run, r.finalValLoss, r.wallSeconds))
+                }
+            }
+            let markdown = try SweepReport(directory: directory).write()
+            print(markdown)
+            log("wrote \(out)/report.md, results.csv, results.json and the plots")
+        }
+    }
+}
+
+struct ReportCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "report", abstract: "Re-fit and re-draw a sweep's report from its results, without training.")
+
+    @Argument(help: "Sweep directory.") var sweep: String
+
+    func run() throws {
+        try reportingErrors {
+            print(try SweepReport(directory: URL(fileURLWithPath: sweep)).write())
+        }
+    }
+}
+
+struct LearningRateSweepCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "lr-sweep", abstract: "Train one size at a grid of peak learning rates; report which runs diverged.")
+
+    @Option(help: "Data directory made by 'bitnet-train prepare'.") var data: String
+    @Option(help: "Weight modes, comma-separated.") var modes: String = "fp,binary"
+    @Option(help: "Peak learning rates, comma-separated.") var lrs: String = "1e-4,3e-4,1e-3,3e-3,1e-2"
+    @Option(help: "Output directory.") var out: String
+    @Flag(help: "Retrain runs that already exist.") var force = false
+    @OptionGroup var options: ModelOptions
+
+    func run() throws {
+        try reportingErrors {
+            let dataset = try TokenDataset(directory: data)
+            let base = try options.runConfig(vocabSize: dataset.meta.vocabSize)
+            try dataset.check(context: base.model.context)
+            let results = try LearningRateSweep.run(
+                base: base, modes: try parseList(modes, flag: "--modes") { WeightMode(rawValue: $0) },
+                learningRates: try parseList(lrs, flag: "--lrs") { Float($0) }, dataset: dataset,
+                directory: URL(fileURLWithPath: out), force: force) { log($0) }
+            for r in results {
+                print(String(format: "%@ lr %g: %.4f -> %.4f%@", r.mode.rawValue, r.learningRate, r.initialValLoss,
+                             r.finalValLoss, r.diverged ? " DIVERGED" : ""))
+            }
+        }
+    }
+}
