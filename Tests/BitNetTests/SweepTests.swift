@@ -1,0 +1,166 @@
+// Scaling sweeps: the power-law fit on points with known parameters, a tiny sweep end
+// to end (results, report, parseable SVG), re-runs, and bad definitions.
+import Foundation
+#if canImport(FoundationXML)
+import FoundationXML
+#endif
+import Testing
+@testable import BitNet
+
+/// Checks that a document is well-formed XML with an <svg> root.
+func isValidSVG(_ text: String) -> Bool {
+    final class Root: NSObject, XMLParserDelegate {
+        var root: String?
+        func parser(_ parser: XMLParser, didStartElement name: String, namespaceURI: String?, qualifiedName: String?,
+                    attributes: [String: String] = [:]) {
+            if root == nil { root = name }
+        }
+    }
+    let parser = XMLParser(data: Data(text.utf8))
+    let delegate = Root()
+    parser.delegate = delegate
+    return parser.parse() && delegate.root == "svg"
+}
+
+@Suite struct PowerLawFitTests {
+    @Test(arguments: [(12.0, 0.35, 1.7), (3.0, 0.08, 0.0), (250.0, 0.5, 2.4)])
+    func recoversKnownParameters(a: Double, alpha: Double, c: Double) throws {
+        let x = [1e4, 3e4, 1e5, 3e5, 1e6, 3e6]
+        let y = x.map { a * pow($0, -alpha) + c }
+        let fit = try #require(PowerLawFit.fit(x: x, y: y))
+        #expect(abs(fit.alpha - alpha) < 0.01 * alpha + 1e-3, "alpha \(fit.alpha)")
+        #expect(abs(fit.c - c) < 0.01 * max(c, 0.05), "c \(fit.c)")
+        #expect(abs(fit.a - a) / a < 0.05, "a \(fit.a)")
+        #expect(fit.rSquared > 0.9999)
+    }
+
+    @Test func toleratesNoiseAndThreePoints() throws {
+        var rng = Xoshiro256(seed: 21)
+        let x = [2e4, 8e4, 3e5, 1e6, 4e6]
+        let y = x.map { 40 * pow($0, -0.3) + 2.0 + Double(rng.normal()) * 0.003 }
+        let fit = try #require(PowerLawFit.fit(x: x, y: y))
+        #expect(abs(fit.alpha - 0.3) < 0.1 && fit.rSquared > 0.99)
+        // Three points determine the three parameters: an exact fit.
+        let three = try #require(PowerLawFit.fit(x: [1e4, 1e5, 1e6], y: [3.0, 2.5, 2.3]))
+        #expect(three.rSquared > 0.999999)
+        #expect(abs(three.predict(1e5) - 2.5) < 1e-4)
+    }
+
+    @Test func svgCheckRejectsMalformedDocuments() {
+        #expect(!isValidSVG("<svg><g></svg>"))
+        #expect(!isValidSVG("<html></html>"))
+        #expect(isValidSVG(SVGChart(title: "t", xLabel: "x", yLabel: "y", logX: true).render()))
+    }
+
+    @Test func fewerThanThreePointsGiveNoFit() {
+        #expect(PowerLawFit.fit(x: [1e4, 1e5], y: [3, 2.5]) == nil)
+        #expect(PowerLawFit.fit(x: [1e4, 1e4, 1e4], y: [3, 2.9, 2.8]) == nil)
+    }
+}
+
+@Suite(.serialized) struct SweepTests {
+    static func definition(_ sizes: [String], budget: SweepBudget = .tokens(12_000)) -> SweepDefinition {
+        SweepDefinition(data: Fixtures.shared.data, sizes: sizes.map(SweepSize.init), modes: [.fp, .binary], budget: budget,
+                        basePreset: "tiny", context: 32, batchSize: nil, microBatchSize: nil, seed: 3, evalWindows: 8)
+    }
+
+    @Test func tinySweepEndToEnd() throws {
+        let dir = Fixtures.temporaryDirectory("sweep")
+        var started: [String] = []
+        let results = try Sweep.run(definition: Self.definition(["32x1", "tiny"]), directory: dir, force: false) { event in
+            if case .starting(let run, _, _, _, _) = event { started.append(run) }
+        }
+        #expect(results.count == 4)
+        #expect(started == ["32x1-fp", "32x1-binary", "tiny-fp", "tiny-binary"])
+        for r in results {
+            #expect(r.finalValLoss.isFinite && r.finalValLoss < 5.77)  // below log(320), the untrained loss
+            #expect(r.tokens >= 12_000 - 256 && r.tokens <= 12_000 + 256)
+            #expect(r.trainingFlops > 0 && !r.curve.isEmpty)
+        }
+        let csv = try String(contentsOf: dir.appendingPathComponent("results.csv"), encoding: .utf8)
+        #expect(csv.split(separator: "\n").count == 5 && csv.hasPrefix(SweepResult.csvHeader))
+
+        let markdown = try SweepReport(directory: dir).write()
+        #expect(markdown.contains("too few points (2 < 3): no fit"))
+        #expect(markdown.contains("binary - fp"))
+        #expect(markdown.contains("45 nm"))
+        for name in ["loss_vs_params.svg", "loss_vs_compute.svg", "training_curves.svg"] {
+            let svg = try String(contentsOf: dir.appendingPathComponent(name), encoding: .utf8)
+            #expect(isValidSVG(svg), "\(name) is not valid SVG")
+        }
+
+        // Running it again trains nothing.
+        var events: [String] = []
+        _ = try Sweep.run(definition: Self.definition(["32x1", "tiny"]), directory: dir, force: false) { event in
+            switch event {
+            case .skipped(let run): events.append("skip " + run)
+            case .starting(let run, _, _, _, _): events.append("start " + run)
+            default: break
+            }
+        }
+        #expect(events == ["skip 32x1-fp", "skip 32x1-binary", "skip tiny-fp", "skip tiny-binary"])
+
+        // A different definition is refused, and with force only the changed runs train.
+        #expect(throws: ConfigError.self) {
+            _ = try Sweep.run(definition: Self.definition(["32x1", "tiny", "48x2"]), directory: dir, force: false) { _ in }
+        }
+        events = []
+        let more = try Sweep.run(definition: Self.definition(["32x1", "tiny", "48x2"]), directory: dir, force: true) { event in
+            if case .starting(let run, _, _, _, _) = event { events.append(run) }
+        }
+        #expect(events == ["48x2-fp", "48x2-binary"])
+        #expect(more.count == 6)
+        let fitted = try SweepReport(directory: dir)
+        #expect(fitted.fitAgainstParameters(.fp) != nil && fitted.fitAgainstParameters(.binary) != nil)
+    }
+
+    @Test func interruptedSweepResumes() throws {
+        let dir = Fixtures.temporaryDirectory("sweep-stop")
+        var steps = 0
+        let partial = try Sweep.run(definition: Self.definition(["32x1"]), directory: dir, force: false,
+                                    shouldStop: { steps >= 1 }) { event in
+            if case .training(_, .step) = event { steps += 1 }
+        }
+        #expect(partial.isEmpty)
+        var resumed = false
+        let results = try Sweep.run(definition: Self.definition(["32x1"]), directory: dir, force: false) { event in
+            if case .starting(_, _, _, _, true) = event { resumed = true }
+        }
+        #expect(resumed && results.count == 2)
+    }
+
+    @Test func badDefinitionsAreRefused() throws {
+        let dir = Fixtures.temporaryDirectory("sweep-bad")
+        func message(_ d: SweepDefinition) -> String {
+            do {
+                _ = try Sweep.run(definition: d, directory: dir, force: false) { _ in }
+                return ""
+            } catch {
+                return "\(error)"
+            }
+        }
+        #expect(message(Self.definition([])).contains("size list is empty"))
+        #expect(message(Self.definition(["huge"])).contains("unknown size 'huge'"))
+        #expect(message(Self.definition(["tiny"], budget: .tokens(100))).contains("less than one optimizer step"))
+        #expect(message(Self.definition(["tiny"], budget: .flops(-1))).contains("--flops must be positive"))
+        // Nothing was written for a refused sweep.
+        #expect(!FileManager.default.fileExists(atPath: Sweep.definitionURL(dir).path))
+    }
+
+    @Test func learningRateSweepFlagsDivergence() throws {
+        let dataset = try TokenDataset(directory: Fixtures.shared.data)
+        let config = Fixtures.tinyRunConfig(mode: .fp, steps: 20, vocabSize: dataset.meta.vocabSize)
+        let dir = Fixtures.temporaryDirectory("lr-sweep")
+        let results = try LearningRateSweep.run(base: config, modes: [.fp, .binary], learningRates: [3e-3, 1000],
+                                                dataset: dataset, directory: dir, force: false) { _ in }
+        #expect(results.count == 4)
+        for r in results {
+            #expect(r.diverged == (r.learningRate == 1000), "\(r)")
+        }
+        let svg = try String(contentsOf: dir.appendingPathComponent("lr_sweep.svg"), encoding: .utf8)
+        #expect(isValidSVG(svg))
+        let decoded = try JSONDecoder().decode([LearningRateResult].self,
+                                               from: Data(contentsOf: dir.appendingPathComponent("results.json")))
+        #expect(decoded.count == 4)
+    }
+}
