@@ -11,15 +11,24 @@ import Testing
 func isValidSVG(_ text: String) -> Bool {
     final class Root: NSObject, XMLParserDelegate {
         var root: String?
+        var failed = false
+        var depth = 0
         func parser(_ parser: XMLParser, didStartElement name: String, namespaceURI: String?, qualifiedName: String?,
                     attributes: [String: String] = [:]) {
             if root == nil { root = name }
+            depth += 1
         }
+        func parser(_ parser: XMLParser, didEndElement name: String, namespaceURI: String?, qualifiedName: String?) {
+            depth -= 1
+        }
+        func parser(_ parser: XMLParser, parseErrorOccurred parseError: Error) { failed = true }
     }
     let parser = XMLParser(data: Data(text.utf8))
     let delegate = Root()
     parser.delegate = delegate
-    return parser.parse() && delegate.root == "svg"
+    // parse()'s result alone is not enough on Linux: an error is reported to the delegate.
+    let parsed = parser.parse()
+    return parsed && !delegate.failed && delegate.depth == 0 && delegate.root == "svg"
 }
 
 @Suite struct PowerLawFitTests {
