@@ -10,6 +10,7 @@ let package = Package(
     name: "bitnet",
     products: [
         .library(name: "BitNet", targets: ["BitNet"]),
+        .library(name: "BitNetRuntime", targets: ["BitNetRuntime"]),
         .executable(name: "bitnet-train", targets: ["bitnet-train"]),
     ],
     dependencies: [
@@ -31,6 +32,12 @@ let package = Package(
             path: "Sources/BitNet",
             swiftSettings: nativeSwift
         ),
+        // The lean runtime: reads MODEL.bitnet; no BLAS, no SentencePiece, no training code.
+        .target(
+            name: "BitNetRuntime",
+            path: "Sources/BitNetRuntime",
+            swiftSettings: nativeSwift
+        ),
         .executableTarget(
             name: "bitnet-train",
             dependencies: ["BitNet", .product(name: "ArgumentParser", package: "swift-argument-parser")],
@@ -39,7 +46,7 @@ let package = Package(
         ),
         .testTarget(
             name: "BitNetTests",
-            dependencies: ["BitNet"],
+            dependencies: ["BitNet", "BitNetRuntime"],
             path: "Tests/BitNetTests",
             swiftSettings: nativeSwift
         ),

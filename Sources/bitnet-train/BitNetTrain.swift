@@ -11,7 +11,7 @@ struct BitNetTrain: ParsableCommand {
         abstract: "Train 1-bit (BitNet) and full-precision Transformer language models on the CPU.",
         subcommands: [TokenizerCommand.self, PrepareCommand.self, TrainCommand.self, EvalCommand.self,
                       SampleCommand.self, BenchCommand.self, SweepCommand.self, LearningRateSweepCommand.self,
-                      ReportCommand.self, PresetsCommand.self]
+                      ReportCommand.self, ExportCommand.self, PresetsCommand.self]
     )
 }
 
