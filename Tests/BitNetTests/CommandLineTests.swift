@@ -62,6 +62,20 @@ import Testing
         #expect(!result.stderr.contains("Fatal error") && !result.stderr.contains("Stack dump"), sourceLocation: sourceLocation)
     }
 
+    @Test func sweepCommandsRefuseBadInput() throws {
+        let dir = Fixtures.temporaryDirectory("cli-sweep")
+        let data = Fixtures.shared.data
+        try expectCleanFailure(["sweep", "--data", data, "--presets", "tiny", "--modes", "fp,quaternary", "--tokens", "5000",
+                                "--out", dir.path + "/s"], mentions: "--modes: cannot read 'quaternary'")
+        try expectCleanFailure(["sweep", "--data", data, "--presets", "tiny", "--out", dir.path + "/s"],
+                               mentions: "give exactly one budget")
+        try expectCleanFailure(["sweep", "--data", data, "--presets", ",", "--tokens", "5000", "--out", dir.path + "/s"],
+                               mentions: "size list is empty")
+        try expectCleanFailure(["report", dir.path], mentions: "no sweep.json or results.json")
+        try expectCleanFailure(["lr-sweep", "--data", data, "--preset", "tiny", "--lrs", "1e-3,abc", "--out", dir.path + "/l"],
+                               mentions: "--lrs: cannot read 'abc'")
+    }
+
     @Test func badInputsGetOneClearLine() throws {
         let dir = Fixtures.temporaryDirectory("cli-bad")
         let data = Fixtures.shared.data
