@@ -1,0 +1,45 @@
+// The runtime's whole forward pass (one token at a time, KV cache, add-only BitLinear)
+// against the trainer's forward pass on the same exported model: logits to float
+// rounding, and the same greedy tokens.
+import Foundation
+import Testing
+@testable import BitNet
+import BitNetRuntime
+
+@Suite(.serialized) struct RuntimeModelTests {
+    @Test(arguments: [WeightMode.binary, .ternary])
+    func logitsAndGreedyTokensEqualTrainer(mode: WeightMode) throws {
+        let (model, url) = try PackedModelTests.exportedModel(mode: mode, f16: false)
+        let runtime = try BitNetRuntime.Model(path: url.path)
+        let tokens: [Int32] = try BitNet.Tokenizer(path: Fixtures.shared.tokenizer).encode("the king doth love the crown, my lord")
+        let t = min(tokens.count, model.config.context)
+        model.forward(tokens: tokens, targets: nil, batch: 1, length: t)
+        var worst: Float = 0
+        for pos in 0..<t {
+            let logits = runtime.forward(token: tokens[pos], pos: pos)
+            let expected = Array(model.logits(row: pos))
+            let scale = expected.map(abs).max()!
+            worst = max(worst, zip(logits, expected).map { abs($0 - $1) }.max()! / scale)
+            #expect(logits.indices.max { logits[$0] < logits[$1] } == expected.indices.max { expected[$0] < expected[$1] })
+        }
+        #expect(worst < 1e-5, "largest logit difference relative to the largest logit: \(worst)")
+
+        // Greedy generation: the trainer's sampler and the runtime's forward pick the same tokens.
+        var trainerTokens: [Int32] = []
+        _ = Generation.generate(model: model, prompt: Array(tokens.prefix(3)), maxTokens: 20,
+                                options: SamplingOptions(temperature: 0, topK: 0, seed: 0), endOfSequence: nil) {
+            trainerTokens.append($0)
+        }
+        let fresh = try BitNetRuntime.Model(path: url.path)
+        var sequence = Array(tokens.prefix(3)), runtimeTokens: [Int32] = []
+        var logits: [Float] = []
+        for (pos, token) in sequence.enumerated() { logits = fresh.forward(token: token, pos: pos) }
+        while runtimeTokens.count < trainerTokens.count {
+            let next = Int32(logits.indices.max { logits[$0] < logits[$1] || (logits[$0] == logits[$1] && $0 > $1) }!)
+            runtimeTokens.append(next)
+            sequence.append(next)
+            logits = fresh.forward(token: next, pos: sequence.count - 1)
+        }
+        #expect(runtimeTokens == trainerTokens)
+    }
+}
