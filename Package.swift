@@ -12,6 +12,7 @@ let package = Package(
         .library(name: "BitNet", targets: ["BitNet"]),
         .library(name: "BitNetRuntime", targets: ["BitNetRuntime"]),
         .executable(name: "bitnet-train", targets: ["bitnet-train"]),
+        .executable(name: "bitnet-run", targets: ["bitnet-run"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -42,6 +43,12 @@ let package = Package(
             name: "bitnet-train",
             dependencies: ["BitNet", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Sources/bitnet-train",
+            swiftSettings: nativeSwift
+        ),
+        .executableTarget(
+            name: "bitnet-run",
+            dependencies: ["BitNetRuntime", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            path: "Sources/bitnet-run",
             swiftSettings: nativeSwift
         ),
         .testTarget(

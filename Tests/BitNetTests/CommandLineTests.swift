@@ -51,6 +51,25 @@ import Testing
         #expect((object?["val_loss"] as? Double).map { $0 > 0 && $0 < 5 } == true, "\(eval.stdout)")
     }
 
+    @Test func runtimeGreedyTextEqualsTrainerSample() throws {
+        let run = Fixtures.temporaryDirectory("cli-runtime")
+        let trained = try Fixtures.run(["train", "--data", Fixtures.shared.data, "--out", run.path, "--preset", "tiny",
+                                        "--mode", "ternary", "--steps", "80", "--context", "48"])
+        #expect(trained.status == 0, "\(trained.stderr)")
+        let model = run.appendingPathComponent("model.bitnet").path
+        #expect(try Fixtures.run(["export", run.path, "--out", model]).status == 0)
+        for prompt in ["the king", "good sir will speak", ""] {
+            let expected = try Fixtures.run(["sample", run.path, "--prompt", prompt, "--max-tokens", "60", "--temperature", "0"])
+            let actual = try Fixtures.run(["--prompt", prompt, "--max-tokens", "60", "--temperature", "0"], executable: "bitnet-run",
+                                          leading: [model])
+            #expect(expected.status == 0 && actual.status == 0, "\(actual.stderr)")
+            #expect(actual.stdout == expected.stdout, "prompt \(prompt.debugDescription)")
+            #expect(actual.stdout.count > prompt.count + 5)
+        }
+        let missing = try Fixtures.run(["--prompt", "x"], executable: "bitnet-run", leading: [run.path + "/none.bitnet"])
+        #expect(missing.status == 1 && missing.stderr.contains("none.bitnet: file does not exist"))
+    }
+
     /// One line on stderr naming the problem, status 1, no stack trace.
     func expectCleanFailure(_ arguments: [String], mentions fragment: String,
                             sourceLocation: SourceLocation = #_sourceLocation) throws {

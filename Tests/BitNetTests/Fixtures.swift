@@ -70,11 +70,11 @@ enum Fixtures {
         var stderr: String
     }
 
-    /// Runs bitnet-train with `arguments` and waits for it.
-    static func run(_ arguments: [String]) throws -> Output {
+    /// Runs bitnet-train (or another executable built beside it) and waits for it.
+    static func run(_ arguments: [String], executable name: String = "bitnet-train", leading: [String] = []) throws -> Output {
         let process = Process()
-        process.executableURL = executable
-        process.arguments = arguments
+        process.executableURL = executable.deletingLastPathComponent().appendingPathComponent(name)
+        process.arguments = leading + arguments
         let out = Pipe(), err = Pipe()
         process.standardOutput = out
         process.standardError = err
