@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The main job: set up, fetch the default corpus, train the default BitNet model
-# (about ten minutes on 2 cores), then generate a sample. Safe to run again: finished
+# (about ten minutes on 2 cores), export it packed, and generate with bitnet-run. Safe to run again: finished
 # steps are skipped and an interrupted training run resumes from its checkpoint.
 #   MODE=fp|binary|ternary PRESET=name STEPS=n ./quickstart.sh
 set -euo pipefail
@@ -27,5 +27,12 @@ if [ ! -f runs/shakespeare-data/meta.json ]; then
 fi
 "$BIN" train --data runs/shakespeare-data --preset "$PRESET" --mode "$MODE" --out "$RUN" --resume "${EXTRA[@]}"
 "$BIN" eval "$RUN" --data runs/shakespeare-data
-echo "--- sample (temperature 0.8, top-k 40) ---" >&2
-"$BIN" sample "$RUN" --prompt "KING HENRY. " --max-tokens 200 --temperature 0.8 --top-k 40 --seed 1
+if [ "$MODE" = fp ]; then
+    # Packed models are 1-bit: the fp baseline samples with the trainer's forward pass.
+    echo "--- sample (bitnet-train sample, temperature 0.8, top-k 40) ---" >&2
+    "$BIN" sample "$RUN" --prompt "KING HENRY. " --max-tokens 200 --temperature 0.8 --top-k 40 --seed 1
+else
+    "$BIN" export "$RUN" --out "$RUN/model.bitnet"
+    echo "--- sample (bitnet-run, add-only inference on packed weights; temperature 0.8, top-k 40) ---" >&2
+    .build/release/bitnet-run "$RUN/model.bitnet" --prompt "KING HENRY. " --max-tokens 200 --temperature 0.8 --top-k 40 --seed 1
+fi
