@@ -68,6 +68,23 @@ import Testing
         }
         let missing = try Fixtures.run(["--prompt", "x"], executable: "bitnet-run", leading: [run.path + "/none.bitnet"])
         #expect(missing.status == 1 && missing.stderr.contains("none.bitnet: file does not exist"))
+        let badTopP = try Fixtures.run(["--prompt", "x", "--top-p", "2"], executable: "bitnet-run", leading: [model])
+        #expect(badTopP.status != 0 && badTopP.stderr.contains("--top-p must be in (0, 1]"))
+        let long = String(repeating: "the king doth love the crown. ", count: 40)
+        let tooLong = try Fixtures.run(["--prompt", long], executable: "bitnet-run", leading: [model])
+        #expect(tooLong.status == 1 && tooLong.stderr.contains("longer than the context"), "\(tooLong.stderr)")
+        var damaged = try Data(contentsOf: URL(fileURLWithPath: model))
+        damaged[damaged.count / 2] ^= 0x10
+        try damaged.write(to: URL(fileURLWithPath: model))
+        let corrupt = try Fixtures.run(["--prompt", "x"], executable: "bitnet-run", leading: [model])
+        #expect(corrupt.status == 1 && corrupt.stderr.contains("checksum mismatch"), "\(corrupt.stderr)")
+
+        // Packed models are 1-bit: an fp run is refused with a clear line.
+        let fpRun = Fixtures.temporaryDirectory("cli-fp")
+        #expect(try Fixtures.run(["train", "--data", Fixtures.shared.data, "--out", fpRun.path, "--preset", "tiny",
+                                  "--mode", "fp", "--steps", "5", "--context", "32"]).status == 0)
+        try expectCleanFailure(["export", fpRun.path, "--out", fpRun.path + "/m.bitnet"], mentions: "this run is in fp mode")
+        #expect(!FileManager.default.fileExists(atPath: fpRun.path + "/m.bitnet"))
     }
 
     /// One line on stderr naming the problem, status 1, no stack trace.
