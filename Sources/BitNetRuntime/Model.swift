@@ -4,12 +4,18 @@
 import Foundation
 
 /// The model config, read from the file's metadata.
+public enum RuntimeActivation: String, Sendable {
+    case swiglu
+    case gelu
+    case relu2
+}
+
 public struct RuntimeConfig: Sendable {
     public let vocabSize, dim, layers, heads, ffnDim, context: Int
     public let ternary: Bool
     public let norm: RuntimeNorm
-    public let gated: Bool
-    public let activation: String
+    public let activation: RuntimeActivation
+    public var gated: Bool { activation == .swiglu }
     public let tied: Bool
     public let ropeTheta: Float
     public let normEpsilon: Float
@@ -38,11 +44,10 @@ public struct RuntimeConfig: Sendable {
         guard c["activation_scaling"] as? String == "per-token" else {
             throw bad("activation_scaling must be per-token (a one-token runtime cannot use the per-tensor scale)")
         }
-        guard let a = c["ffn_activation"] as? String, ["swiglu", "gelu", "relu2"].contains(a) else {
+        guard let a = (c["ffn_activation"] as? String).flatMap(RuntimeActivation.init) else {
             throw bad("ffn_activation must be swiglu, gelu or relu2")
         }
         activation = a
-        gated = a == "swiglu"
         tied = (c["tied_embeddings"] as? Bool) ?? true
         ropeTheta = Float((c["rope_theta"] as? Double) ?? 10000)
         normEpsilon = Float((c["norm_epsilon"] as? Double) ?? 1e-5)
@@ -229,9 +234,11 @@ public final class Model: @unchecked Sendable {
                     scores[t] = RuntimeMath.exp(scores[t] - m)
                     sum += scores[t]
                 }
+                // Normalized once per position (the same values the inner loop divided out each time).
+                for t in 0...pos { scores[t] /= sum }
                 for i in 0..<hd {
                     var acc: Float = 0
-                    for t in 0...pos { acc += scores[t] / sum * valueCache[cacheBase + t * c.dim + head * hd + i] }
+                    for t in 0...pos { acc += scores[t] * valueCache[cacheBase + t * c.dim + head * hd + i] }
                     attention[head * hd + i] = acc
                 }
             }
@@ -240,13 +247,16 @@ public final class Model: @unchecked Sendable {
             blockNorm(w.ffnNorm, w.ffnNormBias, x, &xb)
             apply(w.up, xb, &ffnUp)
             if let gate = w.gate { apply(gate, xb, &ffnGate) }
-            for i in 0..<c.ffnDim {
-                switch c.activation {
-                case "swiglu": hidden[i] = ffnGate[i] * RuntimeMath.sigmoid(ffnGate[i]) * ffnUp[i]
-                case "gelu":
+            switch c.activation {
+            case .swiglu:
+                for i in 0..<c.ffnDim { hidden[i] = ffnGate[i] * RuntimeMath.sigmoid(ffnGate[i]) * ffnUp[i] }
+            case .gelu:
+                for i in 0..<c.ffnDim {
                     let u = ffnUp[i]
                     hidden[i] = 0.5 * u * (1 + RuntimeMath.tanh(0.797_884_56 * (u + 0.044715 * u * u * u)))
-                default:
+                }
+            case .relu2:
+                for i in 0..<c.ffnDim {
                     let r = max(ffnUp[i], 0)
                     hidden[i] = r * r
                 }
@@ -255,12 +265,20 @@ public final class Model: @unchecked Sendable {
             for i in 0..<c.dim { x[i] += xb[i] }
         }
         blockNorm(finalNorm, finalNormBias, x, &xb)
-        var headRow = [Float](repeating: 0, count: c.dim)
-        for token in 0..<c.vocabSize {
-            headRow.withUnsafeMutableBufferPointer { row(head, token, into: $0.baseAddress!) }
-            var s: Float = 0
-            for i in 0..<c.dim { s += headRow[i] * xb[i] }
-            logits[token] = s
+        // The head, read straight from the mapped file row by row.
+        file.data.withUnsafeBytes { raw in
+            let base = raw.baseAddress! + head.offset
+            for token in 0..<c.vocabSize {
+                var s: Float = 0
+                for i in 0..<c.dim {
+                    let at = token * c.dim + i
+                    let w = head.type == .f32
+                        ? Float(bitPattern: UInt32(littleEndian: (base + 4 * at).loadUnaligned(as: UInt32.self)))
+                        : Float(Float16(bitPattern: UInt16(littleEndian: (base + 2 * at).loadUnaligned(as: UInt16.self))))
+                    s += w * xb[i]
+                }
+                logits[token] = s
+            }
         }
         return logits
     }

@@ -13,6 +13,9 @@ public final class Tokenizer: @unchecked Sendable {
     private let mergeable: [[UInt8]: Int32]
     /// Id of the byte-fallback piece <0xXX> of each byte value.
     private let byteIDs: [Int32]
+    /// What each id decodes to: a byte piece's byte, a text piece with U+2581 as a
+    /// space, nothing for control and unknown pieces.
+    private let decoded: [[UInt8]]
     private let unknownID: Int32
     private let addDummyPrefix: Bool
 
@@ -39,20 +42,25 @@ public final class Tokenizer: @unchecked Sendable {
         addDummyPrefix = (metadata["add_dummy_prefix"] as? Bool) ?? true
         var mergeable: [[UInt8]: Int32] = [:]
         var byteIDs = [Int32](repeating: -1, count: 256)
+        var decoded = [[UInt8]](repeating: [], count: vocabSize)
         for (i, piece) in pieces.enumerated() {
             switch types[i] {
-            case 0: if mergeable[piece] == nil { mergeable[piece] = Int32(i) }
+            case 0, 4:
+                if types[i] == 0 && mergeable[piece] == nil { mergeable[piece] = Int32(i) }
+                decoded[i] = Self.unescapeSpaces(piece)
             case 5:
                 // "<0xAB>"
                 let text = pieceStrings[i]
                 if text.count == 6, text.hasPrefix("<0x"), text.hasSuffix(">"), let b = UInt8(text.dropFirst(3).prefix(2), radix: 16) {
                     byteIDs[Int(b)] = Int32(i)
+                    decoded[i] = [b]
                 }
-            default: break
+            default: break  // control and unknown pieces decode to nothing
             }
         }
         self.mergeable = mergeable
         self.byteIDs = byteIDs
+        self.decoded = decoded
     }
 
     /// Text to ids, as SentencePiece encodes it.
@@ -111,14 +119,15 @@ public final class Tokenizer: @unchecked Sendable {
 
     /// The bytes a token stands for (byte pieces as their byte, U+2581 as a space).
     public func bytes(of id: Int32) -> [UInt8] {
-        guard id >= 0 && Int(id) < pieces.count else { return [] }
-        if let b = byteIDs.firstIndex(of: id) { return [UInt8(b)] }
-        let piece = pieces[Int(id)]
-        if piece.first == UInt8(ascii: "<") && piece.last == UInt8(ascii: ">") && !mergeable.keys.contains(piece) { return [] }
+        guard id >= 0 && Int(id) < decoded.count else { return [] }
+        return decoded[Int(id)]
+    }
+
+    static func unescapeSpaces(_ piece: [UInt8]) -> [UInt8] {
         var out: [UInt8] = []
         var i = 0
         while i < piece.count {
-            if i + 3 <= piece.count && Array(piece[i..<i + 3]) == Self.space {
+            if i + 3 <= piece.count && Array(piece[i..<i + 3]) == space {
                 out.append(0x20)
                 i += 3
             } else {

@@ -82,12 +82,12 @@ public enum PackedModel {
             var bytes: Data
         }
         var entries: [Entry] = []
-        let bitLinearWeights = Set(model.layout.bitLinears.map(\.weight))
+        let bitLinearAt = Dictionary(uniqueKeysWithValues: model.layout.bitLinears.map { ($0.weight, $0) })
         for tensor in model.layout.tensors {
             let rows = tensor.shape.count == 2 ? tensor.shape[0] : 1
             let cols = tensor.shape.last!
             let p = model.parameters + tensor.offset
-            if bitLinearWeights.contains(tensor.offset), let slots = model.layout.bitLinears.first(where: { $0.weight == tensor.offset }) {
+            if let slots = bitLinearAt[tensor.offset] {
                 let (values, scale) = model.quantizedWeight(slots)
                 let ternary = config.mode == .ternary
                 let words = pack(values, rows: rows, cols: cols, ternary: ternary)

@@ -1,5 +1,6 @@
 // A small seeded generator (xoshiro256**, Blackman & Vigna 2018) whose whole state
 // is four words, so checkpoints can save it and a resumed run draws the same numbers.
+import Foundation
 
 public struct Xoshiro256: Sendable, Equatable {
     public private(set) var state: [UInt64]
@@ -51,10 +52,7 @@ public struct Xoshiro256: Sendable, Equatable {
     public mutating func normal() -> Float {
         let u1 = max(Double(next() >> 11) * (1.0 / 9007199254740992.0), 1e-300)
         let u2 = Double(next() >> 11) * (1.0 / 9007199254740992.0)
-        return Float((-2 * _log(u1)).squareRoot() * _cos(2 * Double.pi * u2))
+        return Float((-2 * Foundation.log(u1)).squareRoot() * Foundation.cos(2 * Double.pi * u2))
     }
 }
 
-import Foundation
-@inline(__always) private func _log(_ x: Double) -> Double { Foundation.log(x) }
-@inline(__always) private func _cos(_ x: Double) -> Double { Foundation.cos(x) }

@@ -62,18 +62,16 @@ public enum Attention {
         let hd = c / nh
         let scale = 1 / Float(hd).squareRoot()
         // Heads are independent: they run side by side, each product single-threaded.
-        do {
-            Parallel.forEach(b * nh) { pair in
-                let bi = pair / nh, h = pair % nh
-                let p = probs + pair * t * t
-                let base = bi * t * c + h * hd
-                // scores[i, j] = q_i . k_j / sqrt(hd)
-                Matmul.gemm(transA: false, transB: true, m: t, n: t, k: hd, alpha: scale, q + base, lda: c,
-                            k + base, ldb: c, beta: 0, p, ldc: t)
-                causalSoftmax(p, length: t)
-                Matmul.gemm(transA: false, transB: false, m: t, n: hd, k: t, alpha: 1, p, lda: t,
-                            v + base, ldb: c, beta: 0, out + base, ldc: c)
-            }
+        Parallel.forEach(b * nh) { pair in
+            let bi = pair / nh, h = pair % nh
+            let p = probs + pair * t * t
+            let base = bi * t * c + h * hd
+            // scores[i, j] = q_i . k_j / sqrt(hd)
+            Matmul.gemm(transA: false, transB: true, m: t, n: t, k: hd, alpha: scale, q + base, lda: c,
+                        k + base, ldb: c, beta: 0, p, ldc: t)
+            causalSoftmax(p, length: t)
+            Matmul.gemm(transA: false, transB: false, m: t, n: hd, k: t, alpha: 1, p, lda: t,
+                        v + base, ldb: c, beta: 0, out + base, ldc: c)
         }
     }
 
@@ -104,31 +102,29 @@ public enum Attention {
     ) {
         let hd = c / nh
         let scale = 1 / Float(hd).squareRoot()
-        do {
-            Parallel.forEach(b * nh) { pair in
-                let bi = pair / nh, h = pair % nh
-                let p = probs + pair * t * t
-                let base = bi * t * c + h * hd
-                let dp = scratch + pair * t * t
-                // dP = dout @ v^T; dv += P^T @ dout
-                Matmul.gemm(transA: false, transB: true, m: t, n: t, k: hd, alpha: 1, dout + base, lda: c,
-                            v + base, ldb: c, beta: 0, dp, ldc: t)
-                Matmul.gemm(transA: true, transB: false, m: t, n: hd, k: t, alpha: 1, p, lda: t,
-                            dout + base, ldb: c, beta: 1, dv + base, ldc: c)
-                // dS = P * (dP - sum_j P * dP): the softmax Jacobian, row by row.
-                for i in 0..<t {
-                    let pr = p + i * t, dr = dp + i * t
-                    var dot: Float = 0
-                    for j in 0...i { dot += pr[j] * dr[j] }
-                    for j in 0...i { dr[j] = pr[j] * (dr[j] - dot) }
-                    for j in (i + 1)..<t { dr[j] = 0 }
-                }
-                // dq += dS @ k * scale; dk += dS^T @ q * scale
-                Matmul.gemm(transA: false, transB: false, m: t, n: hd, k: t, alpha: scale, dp, lda: t,
-                            k + base, ldb: c, beta: 1, dq + base, ldc: c)
-                Matmul.gemm(transA: true, transB: false, m: t, n: hd, k: t, alpha: scale, dp, lda: t,
-                            q + base, ldb: c, beta: 1, dk + base, ldc: c)
+        Parallel.forEach(b * nh) { pair in
+            let bi = pair / nh, h = pair % nh
+            let p = probs + pair * t * t
+            let base = bi * t * c + h * hd
+            let dp = scratch + pair * t * t
+            // dP = dout @ v^T; dv += P^T @ dout
+            Matmul.gemm(transA: false, transB: true, m: t, n: t, k: hd, alpha: 1, dout + base, lda: c,
+                        v + base, ldb: c, beta: 0, dp, ldc: t)
+            Matmul.gemm(transA: true, transB: false, m: t, n: hd, k: t, alpha: 1, p, lda: t,
+                        dout + base, ldb: c, beta: 1, dv + base, ldc: c)
+            // dS = P * (dP - sum_j P * dP): the softmax Jacobian, row by row.
+            for i in 0..<t {
+                let pr = p + i * t, dr = dp + i * t
+                var dot: Float = 0
+                for j in 0...i { dot += pr[j] * dr[j] }
+                for j in 0...i { dr[j] = pr[j] * (dr[j] - dot) }
+                for j in (i + 1)..<t { dr[j] = 0 }
             }
+            // dq += dS @ k * scale; dk += dS^T @ q * scale
+            Matmul.gemm(transA: false, transB: false, m: t, n: hd, k: t, alpha: scale, dp, lda: t,
+                        k + base, ldb: c, beta: 1, dq + base, ldc: c)
+            Matmul.gemm(transA: true, transB: false, m: t, n: hd, k: t, alpha: scale, dp, lda: t,
+                        q + base, ldb: c, beta: 1, dk + base, ldc: c)
         }
     }
 }

@@ -73,7 +73,7 @@ public final class Trainer {
         let configURL = runDirectory.appendingPathComponent("config.json")
         let checkpointURL = Checkpoint.url(in: runDirectory)
         var config = requested
-        var checkpoint: SafeTensorsFile?
+        var checkpoint: (file: SafeTensorsFile, state: TrainingState)?
         let existing = (try? fm.contentsOfDirectory(atPath: runDirectory.path)) ?? []
         if resume && fm.fileExists(atPath: configURL.path) {
             guard let data = fm.contents(atPath: configURL.path),
@@ -83,11 +83,11 @@ public final class Trainer {
             config = saved
             if fm.fileExists(atPath: checkpointURL.path) {
                 let file = try SafeTensorsFile(url: checkpointURL)
-                let (checkpointConfig, _) = try Checkpoint.readHeader(file)
+                let (checkpointConfig, state) = try Checkpoint.readHeader(file)
                 guard checkpointConfig == saved else {
                     throw FileError("\(checkpointURL.path): its config differs from \(configURL.path); refusing to resume")
                 }
-                checkpoint = file
+                checkpoint = (file, state)
             }
         } else if !existing.filter({ !$0.hasPrefix(".") }).isEmpty {
             guard force else {
@@ -116,9 +116,8 @@ public final class Trainer {
         let seed = config.training.seed
         state = TrainingState(step: 0, optimizerStep: 0, rngState: Xoshiro256(seed: seed &+ 1).state, tokensSeen: 0)
         try fm.createDirectory(at: runDirectory, withIntermediateDirectories: true)
-        if let checkpoint {
-            let (_, saved) = try Checkpoint.readHeader(checkpoint)
-            try Checkpoint.load(checkpoint, into: model, optimizer: optimizer)
+        if let (file, saved) = checkpoint {
+            try Checkpoint.load(file, into: model, optimizer: optimizer)
             optimizer.step = saved.optimizerStep
             state = saved
             try truncateMetrics(after: saved.step)
