@@ -33,9 +33,17 @@ let package = Package(
             path: "Sources/BitNet",
             swiftSettings: nativeSwift
         ),
+        // The runtime's kernels in C: vpshufb look-ups and F16C are out of Swift's reach.
+        // AVX2 paths are compiled per function and chosen at run time; -O3 for the scalar ones.
+        .target(
+            name: "CBitKernels",
+            path: "Sources/CBitKernels",
+            cSettings: [.unsafeFlags(["-O3"])]
+        ),
         // The lean runtime: reads MODEL.bitnet; no BLAS, no SentencePiece, no training code.
         .target(
             name: "BitNetRuntime",
+            dependencies: ["CBitKernels"],
             path: "Sources/BitNetRuntime",
             swiftSettings: nativeSwift
         ),

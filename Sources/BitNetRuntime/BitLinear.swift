@@ -1,6 +1,7 @@
-// The runtime's BitLinear for one token (docs/FORMAT.md, "Quantization rules"):
-// SubLN, absmax int8 activations, an integer product over the packed weights that
-// only adds and subtracts activations, and one rescale per output.
+// The runtime's BitLinear (docs/FORMAT.md, "Quantization rules"): SubLN, absmax int8
+// activations per token, an integer product over the packed weights that only adds
+// activations (through tables of their partial sums), and one rescale per output.
+import CBitKernels
 import Foundation
 
 public enum RuntimeNorm: String, Sendable {
@@ -47,14 +48,13 @@ public enum PackedBitLinear {
     /// adding or subtracting the activation. `planes` points at the tensor's data.
     public static func naiveProduct(acc: UnsafeMutablePointer<Int32>, planes: UnsafeRawPointer, entry: TensorEntry,
                                     q: UnsafePointer<Int8>) {
-        let words = entry.wordsPerRow, ternary = entry.type == .ternary
         for o in 0..<entry.rows {
-            let row = planes + 8 * o * words * (ternary ? 2 : 1)
             var sum: Int32 = 0
             for i in 0..<entry.cols {
-                let first = (row + 8 * (i / 64)).loadUnaligned(as: UInt64.self) >> UInt64(i % 64) & 1 == 1
-                if ternary {
-                    let plus = (row + 8 * (words + i / 64)).loadUnaligned(as: UInt64.self) >> UInt64(i % 64) & 1 == 1
+                let (byte, shift) = entry.bitPosition(row: o, col: i)
+                let first = planes.load(fromByteOffset: byte, as: UInt8.self) >> shift & 1 == 1
+                if entry.type == .ternary {
+                    let plus = planes.load(fromByteOffset: entry.planeBytes + byte, as: UInt8.self) >> shift & 1 == 1
                     if first { sum += plus ? Int32(q[i]) : -Int32(q[i]) }
                 } else {
                     sum += first ? Int32(q[i]) : -Int32(q[i])
@@ -64,39 +64,44 @@ public enum PackedBitLinear {
         }
     }
 
-    /// Rule 5 without touching every bit: with S = sum_i q_i, a binary row is
-    /// 2 * (sum of q over its +1 bits) - S; a ternary row is (sum over +1) - (sum over
-    /// -1). Walks set bits only (a word's lowest set bit, then clears it): additions only.
-    public static func product(acc: UnsafeMutablePointer<Int32>, planes: UnsafeRawPointer, entry: TensorEntry,
-                               q: UnsafePointer<Int8>) {
-        let words = entry.wordsPerRow
-        let p = planes.assumingMemoryBound(to: UInt64.self)
-        func sumOverBits(_ word: UInt64, base: Int) -> Int32 {
-            var w = word, s: Int32 = 0
-            while w != 0 {
-                s &+= Int32(q[base + w.trailingZeroBitCount])
-                w &= w &- 1
-            }
-            return s
+    /// Bytes of one token's look-up tables for a BitLinear with `cols` inputs.
+    public static func tableBytes(cols: Int) -> Int { bitnet_table_bytes(Int32(cols)) }
+
+    /// One token's look-up tables (partial sums of its activations, see bitkernels.h);
+    /// returns sum_i q_i, which a binary row needs.
+    public static func prepare(_ q: UnsafePointer<Int8>, cols: Int, tables: UnsafeMutablePointer<UInt8>) -> Int32 {
+        bitnet_build_tables(q, Int32(cols), tables)
+        var sum: Int32 = 0
+        for i in 0..<cols { sum &+= Int32(q[i]) }
+        return sum
+    }
+
+    /// Rule 5, fast, for the rows of 32-row `blocks` and `tokens` tokens at once:
+    /// acc[t * accStride + o] = sum_i q_ti W~_oi. With S(plane) = the sum of q over a
+    /// plane's set bits (table look-ups and additions only): a binary row is
+    /// 2 S - sum(q); a ternary row is 2 S(plus) - S(nonzero). `scratch` is laid out as `acc`.
+    public static func product(acc: UnsafeMutablePointer<Int32>, scratch: UnsafeMutablePointer<Int32>, accStride: Int,
+                               planes: UnsafeRawPointer, entry: TensorEntry, tables: UnsafePointer<UInt8>, tableStride: Int,
+                               qSums: UnsafePointer<Int32>, tokens: Int, blocks: Range<Int>) {
+        guard !blocks.isEmpty else { return }
+        let p = planes.assumingMemoryBound(to: UInt8.self)
+        func sums(_ plane: UnsafePointer<UInt8>, into out: UnsafeMutablePointer<Int32>) {
+            bitnet_plane_sums(plane, Int32(blocks.lowerBound), Int32(blocks.upperBound), Int32(entry.tiles), tables,
+                              tableStride, Int32(tokens), out, accStride)
         }
+        let rows = 32 * blocks.lowerBound..<min(32 * blocks.upperBound, entry.rows)
         if entry.type == .binary {
-            var total: Int32 = 0
-            for i in 0..<entry.cols { total &+= Int32(q[i]) }
-            for o in 0..<entry.rows {
-                let row = p + o * words
-                var plus: Int32 = 0
-                for k in 0..<words { plus &+= sumOverBits(row[k], base: 64 * k) }
-                acc[o] = plus &+ plus &- total
+            sums(p, into: acc)
+            for t in 0..<tokens {
+                let a = acc + t * accStride
+                for o in rows { a[o] = a[o] &+ a[o] &- qSums[t] }
             }
         } else {
-            for o in 0..<entry.rows {
-                let nonzero = p + o * 2 * words, positive = nonzero + words
-                var s: Int32 = 0
-                for k in 0..<words {
-                    s &+= sumOverBits(nonzero[k] & positive[k], base: 64 * k)
-                    s &-= sumOverBits(nonzero[k] & ~positive[k], base: 64 * k)
-                }
-                acc[o] = s
+            sums(p, into: scratch)
+            sums(p + entry.planeBytes, into: acc)
+            for t in 0..<tokens {
+                let a = acc + t * accStride, nonzero = scratch + t * accStride
+                for o in rows { a[o] = a[o] &+ a[o] &- nonzero[o] }
             }
         }
     }

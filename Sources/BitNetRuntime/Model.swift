@@ -1,6 +1,8 @@
-// The runtime's forward pass, one token at a time with a KV cache, in llama2.c's mould:
-// config, weights (views into the mapped file), run state, forward(token, pos) -> logits.
-// Every BitLinear runs add-only on packed weights (PackedBitLinear).
+// The runtime's forward pass with a KV cache, in llama2.c's mould: config, weights
+// (views into the mapped file), run state, forward(tokens, start) -> logits. A prompt
+// runs in batched steps (many tokens against the same weights); generation is a step
+// of one token. Every BitLinear runs add-only on packed weights (PackedBitLinear).
+import CBitKernels
 import Foundation
 
 /// The model config, read from the file's metadata.
@@ -70,23 +72,48 @@ struct LayerWeights {
     let up: PackedLinear, gate: PackedLinear?, down: PackedLinear
 }
 
+/// An uninitialized buffer that lives as long as the model. Large ones are left
+/// untouched until used (the KV cache), so they cost memory only as positions fill.
+final class Scratch<T>: @unchecked Sendable {
+    let pointer: UnsafeMutablePointer<T>
+    init(_ count: Int) { pointer = .allocate(capacity: max(count, 1)) }
+    deinit { pointer.deallocate() }
+}
+
 public final class Model: @unchecked Sendable {
     public let file: ModelFile
     public let config: RuntimeConfig
     public let tokenizer: Tokenizer
+    /// Worker threads for products, attention and the head.
+    public let threads: Int
+    /// Tokens per batched forward step; longer prompts run in chunks of this many.
+    public let batch: Int
     let layers: [LayerWeights]
     let finalNorm: Vector, finalNormBias: Vector?
     let embedding: TensorEntry
     let head: TensorEntry
     let ropeCos: [Float], ropeSin: [Float]
+    let base: UnsafeRawPointer  // the mapped file
 
-    // Run state: preallocated buffers and the KV cache [layers, context, dim].
-    var x, xb, h, q, k, v, attention, ffnUp, ffnGate, hidden, logits, scores: [Float]
-    var quantized: [Int8]
-    var accumulator: [Int32]
-    var keyCache, valueCache: [Float]
+    // Run state, [batch, width] each, and the KV cache [layers, context, dim].
+    let x, xb, q, k, v, attention, ffnUp, ffnGate, hidden, normalized: Scratch<Float>
+    let logits: Scratch<Float>
+    let scores: Scratch<Float>  // [threads, context]
+    let quantized: Scratch<Int8>
+    let gammas: Scratch<Float>
+    let qSums: Scratch<Int32>
+    let tables: Scratch<UInt8>
+    let accumulators, partialSums: Scratch<Int32>
+    let keyCache, valueCache: Scratch<Float>
+    /// The widest BitLinear input and output, rows padded to 32.
+    let wide, wideRows, tableStride: Int
+    /// BitLinears applied together to one input (query, key and value; up and gate).
+    static let maxGroup = 3
 
-    public init(path: String) throws {
+    public init(path: String, threads: Int = ProcessInfo.processInfo.activeProcessorCount, batch: Int = 64) throws {
+        precondition(threads >= 1 && batch >= 1)
+        self.threads = threads
+        self.batch = batch
         file = try ModelFile(path: path)
         let c = try RuntimeConfig(file.config, path: path)
         config = c
@@ -131,6 +158,7 @@ public final class Model: @unchecked Sendable {
         for e in [embedding, head] where !(e.rows == c.vocabSize && e.cols == c.dim && (e.type == .f32 || e.type == .f16)) {
             throw ModelFileError(description: "\(path): tensor '\(e.name)' should be [\(c.vocabSize), \(c.dim)] FP32 or FP16")
         }
+        base = f.data.withUnsafeBytes { $0.baseAddress! }  // Data mapped with .alwaysMapped does not move
         // RoPE tables, computed as the trainer computes them.
         var cosTable = [Float](repeating: 0, count: c.context * c.headDim / 2), sinTable = cosTable
         for t in 0..<c.context {
@@ -142,146 +170,213 @@ public final class Model: @unchecked Sendable {
         }
         ropeCos = cosTable
         ropeSin = sinTable
-        let wide = max(c.dim, c.ffnDim)
-        (x, xb, q, k, v, attention) = ([Float](repeating: 0, count: c.dim), [Float](repeating: 0, count: c.dim),
-                                       [Float](repeating: 0, count: c.dim), [Float](repeating: 0, count: c.dim),
-                                       [Float](repeating: 0, count: c.dim), [Float](repeating: 0, count: c.dim))
-        h = [Float](repeating: 0, count: wide)
-        (ffnUp, ffnGate, hidden) = ([Float](repeating: 0, count: c.ffnDim), [Float](repeating: 0, count: c.ffnDim),
-                                    [Float](repeating: 0, count: c.ffnDim))
-        logits = [Float](repeating: 0, count: c.vocabSize)
-        scores = [Float](repeating: 0, count: c.context)
-        quantized = [Int8](repeating: 0, count: wide)
-        accumulator = [Int32](repeating: 0, count: wide)
-        keyCache = [Float](repeating: 0, count: c.layers * c.context * c.dim)
-        valueCache = keyCache
+        wide = max(c.dim, c.ffnDim)
+        wideRows = (wide + 31) / 32 * 32
+        tableStride = PackedBitLinear.tableBytes(cols: wide)
+        (x, xb, q, k, v, attention) = (Scratch(batch * c.dim), Scratch(batch * c.dim), Scratch(batch * c.dim),
+                                       Scratch(batch * c.dim), Scratch(batch * c.dim), Scratch(batch * c.dim))
+        (ffnUp, ffnGate, hidden) = (Scratch(batch * c.ffnDim), Scratch(batch * c.ffnDim), Scratch(batch * c.ffnDim))
+        normalized = Scratch(batch * wide)
+        logits = Scratch(c.vocabSize)
+        scores = Scratch(threads * c.context)
+        quantized = Scratch(Self.maxGroup * batch * wide)
+        gammas = Scratch(Self.maxGroup * batch)
+        qSums = Scratch(Self.maxGroup * batch)
+        tables = Scratch(Self.maxGroup * batch * tableStride)
+        accumulators = Scratch(Self.maxGroup * batch * wideRows)
+        partialSums = Scratch(Self.maxGroup * batch * wideRows)
+        keyCache = Scratch(c.layers * c.context * c.dim)
+        valueCache = Scratch(c.layers * c.context * c.dim)
     }
 
-    /// A row of the embedding (or head) as FP32.
-    func row(_ e: TensorEntry, _ r: Int, into out: UnsafeMutablePointer<Float>) {
-        file.data.withUnsafeBytes { raw in
-            let base = raw.baseAddress! + e.offset
-            for i in 0..<e.cols {
-                out[i] = e.type == .f32
-                    ? Float(bitPattern: UInt32(littleEndian: (base + 4 * (r * e.cols + i)).loadUnaligned(as: UInt32.self)))
-                    : Float(Float16(bitPattern: UInt16(littleEndian: (base + 2 * (r * e.cols + i)).loadUnaligned(as: UInt16.self))))
-            }
+    /// Runs `body(worker)` for every worker, on all threads at once.
+    func parallel(_ body: @Sendable (Int) -> Void) {
+        if threads == 1 { body(0) } else { DispatchQueue.concurrentPerform(iterations: threads, execute: body) }
+    }
+
+    /// The part [begin, end) of `count` items that `worker` takes.
+    func share(_ count: Int, _ worker: Int) -> Range<Int> { count * worker / threads..<count * (worker + 1) / threads }
+
+    /// A row of the embedding as FP32.
+    func embed(_ token: Int32, into out: UnsafeMutablePointer<Float>) {
+        let e = embedding, at = base + e.offset
+        for i in 0..<e.cols {
+            let index = Int(token) * e.cols + i
+            out[i] = e.type == .f32
+                ? Float(bitPattern: UInt32(littleEndian: (at + 4 * index).loadUnaligned(as: UInt32.self)))
+                : Float(Float16(bitPattern: UInt16(littleEndian: (at + 2 * index).loadUnaligned(as: UInt16.self))))
         }
     }
 
-    /// out = BitLinear(inp), add-only on the packed weights.
-    func apply(_ layer: PackedLinear, _ inp: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>) {
-        let e = layer.entry
-        h.withUnsafeMutableBufferPointer { hb in
-            layer.gain.withUnsafeBufferPointer { g in
-                layer.bias.withUnsafeBufferPointerOptional { b in
-                    PackedBitLinear.subNorm(config.norm, out: hb.baseAddress!, x: inp, gain: g.baseAddress!, bias: b,
-                                            count: e.cols, epsilon: config.normEpsilon)
+    /// outputs[j] = BitLinear_j(input) for `tokens` rows, add-only on the packed weights.
+    /// Per token (serial, cheap): SubLN, int8 quantization, look-up tables. Then the
+    /// products, rows split across the workers, each rescaling the rows it computed.
+    func apply(_ linears: [PackedLinear], _ input: UnsafeMutablePointer<Float>, _ outputs: [UnsafeMutablePointer<Float>],
+               tokens: Int) {
+        let cols = linears[0].entry.cols
+        for (j, linear) in linears.enumerated() {
+            linear.gain.withUnsafeBufferPointer { g in
+                linear.bias.withUnsafeBufferPointerOptional { b in
+                    for t in 0..<tokens {
+                        let h = normalized.pointer + t * wide, slot = j * batch + t
+                        PackedBitLinear.subNorm(config.norm, out: h, x: input + t * cols, gain: g.baseAddress!, bias: b,
+                                                count: cols, epsilon: config.normEpsilon)
+                        let qt = quantized.pointer + slot * wide
+                        gammas.pointer[slot] = PackedBitLinear.quantize(h, count: cols, into: qt)
+                        qSums.pointer[slot] = PackedBitLinear.prepare(qt, cols: cols, tables: tables.pointer + slot * tableStride)
+                    }
                 }
             }
-            let gamma = PackedBitLinear.quantize(hb.baseAddress!, count: e.cols, into: &quantized)
-            file.data.withUnsafeBytes { raw in
-                PackedBitLinear.product(acc: &accumulator, planes: raw.baseAddress! + e.offset, entry: e, q: quantized)
+        }
+        let jobs = Unchecked((linears, outputs))
+        parallel { worker in
+            let (linears, outputs) = jobs.value
+            for (j, linear) in linears.enumerated() {
+                let e = linear.entry, blocks = share(e.blocks, worker), slot = j * batch
+                let acc = accumulators.pointer + slot * wideRows
+                PackedBitLinear.product(acc: acc, scratch: partialSums.pointer + slot * wideRows, accStride: wideRows,
+                                        planes: base + e.offset, entry: e, tables: tables.pointer + slot * tableStride,
+                                        tableStride: tableStride, qSums: qSums.pointer + slot, tokens: tokens, blocks: blocks)
+                let rows = 32 * blocks.lowerBound..<min(32 * blocks.upperBound, e.rows)
+                guard !rows.isEmpty else { continue }
+                for t in 0..<tokens {
+                    PackedBitLinear.rescale(acc + t * wideRows + rows.lowerBound, gamma: gammas.pointer[slot + t], beta: e.scale,
+                                            into: outputs[j] + t * e.rows + rows.lowerBound, count: rows.count)
+                }
             }
-            PackedBitLinear.rescale(accumulator, gamma: gamma, beta: e.scale, into: out, count: e.rows)
         }
     }
 
-    func blockNorm(_ gain: Vector, _ bias: Vector?, _ inp: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>) {
+    func blockNorm(_ gain: Vector, _ bias: Vector?, _ inp: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>,
+                   tokens: Int) {
         gain.withUnsafeBufferPointer { g in
             bias.withUnsafeBufferPointerOptional { b in
-                PackedBitLinear.subNorm(config.norm, out: out, x: inp, gain: g.baseAddress!, bias: b, count: config.dim,
-                                        epsilon: config.normEpsilon)
+                for t in 0..<tokens {
+                    PackedBitLinear.subNorm(config.norm, out: out + t * config.dim, x: inp + t * config.dim, gain: g.baseAddress!,
+                                            bias: b, count: config.dim, epsilon: config.normEpsilon)
+                }
+            }
+        }
+    }
+
+    /// Causal attention of `tokens` queries at positions start..<start+tokens over the
+    /// cache of layer `l`; (token, head) pairs split across the workers.
+    func attend(layer l: Int, start: Int, tokens: Int) {
+        let c = config, hd = c.headDim, cache = l * c.context * c.dim
+        let scale = 1 / Float(hd).squareRoot()
+        parallel { worker in
+            let s = scores.pointer + worker * c.context
+            for pair in share(tokens * c.heads, worker) {
+                let t = pair / c.heads, head = pair % c.heads, pos = start + t
+                let query = q.pointer + t * c.dim + head * hd, keys = keyCache.pointer + cache + head * hd
+                bitnet_matvec_f32(keys, c.dim, query, s, Int32(hd), 0, Int32(pos + 1))
+                var m = -Float.infinity
+                for i in 0...pos {
+                    s[i] *= scale
+                    m = max(m, s[i])
+                }
+                var sum: Float = 0
+                for i in 0...pos {
+                    s[i] = RuntimeMath.exp(s[i] - m)
+                    sum += s[i]
+                }
+                let out = attention.pointer + t * c.dim + head * hd
+                out.initialize(repeating: 0, count: hd)
+                for i in 0...pos {
+                    bitnet_axpy_f32(s[i] / sum, valueCache.pointer + cache + i * c.dim + head * hd, out, Int32(hd))
+                }
             }
         }
     }
 
     /// Logits for `token` at position `pos` (0-based, < context); fills the KV cache.
-    public func forward(token: Int32, pos: Int) -> [Float] {
-        let c = config, hd = c.headDim, half = hd / 2
-        precondition(pos >= 0 && pos < c.context && token >= 0 && Int(token) < c.vocabSize)
-        x.withUnsafeMutableBufferPointer { row(embedding, Int(token), into: $0.baseAddress!) }
+    public func forward(token: Int32, pos: Int) -> [Float] { forward(tokens: [token], start: pos) }
+
+    /// Runs `tokens` at positions start..<start+count through the model (in batched
+    /// steps of `batch` tokens), fills the KV cache, and returns the last token's logits.
+    public func forward(tokens: [Int32], start: Int) -> [Float] {
+        precondition(!tokens.isEmpty && start >= 0 && start + tokens.count <= config.context)
+        precondition(tokens.allSatisfy { $0 >= 0 && Int($0) < config.vocabSize })
+        var offset = 0
+        while offset < tokens.count {
+            let n = min(batch, tokens.count - offset)
+            step(Array(tokens[offset..<offset + n]), start: start + offset)
+            offset += n
+        }
+        return Array(UnsafeBufferPointer(start: logits.pointer, count: config.vocabSize))
+    }
+
+    /// One batched step; leaves the last token's logits in `logits`.
+    func step(_ tokens: [Int32], start: Int) {
+        let c = config, hd = c.headDim, half = hd / 2, n = tokens.count
+        let (x, xb, q, k, v) = (x.pointer, xb.pointer, q.pointer, k.pointer, v.pointer)
+        for (t, token) in tokens.enumerated() { embed(token, into: x + t * c.dim) }
         for (l, w) in layers.enumerated() {
-            blockNorm(w.attentionNorm, w.attentionNormBias, x, &xb)
-            apply(w.query, xb, &q)
-            apply(w.key, xb, &k)
-            apply(w.value, xb, &v)
-            // RoPE on interleaved pairs, as the trainer.
-            for head in 0..<c.heads {
-                for j in 0..<half {
-                    let cs = ropeCos[pos * half + j], sn = ropeSin[pos * half + j]
-                    let i = head * hd + 2 * j
-                    (q[i], q[i + 1]) = (q[i] * cs - q[i + 1] * sn, q[i] * sn + q[i + 1] * cs)
-                    (k[i], k[i + 1]) = (k[i] * cs - k[i + 1] * sn, k[i] * sn + k[i + 1] * cs)
+            blockNorm(w.attentionNorm, w.attentionNormBias, x, xb, tokens: n)
+            apply([w.query, w.key, w.value], xb, [q, k, v], tokens: n)
+            let cache = l * c.context * c.dim
+            for t in 0..<n {
+                // RoPE on interleaved pairs, as the trainer; then into the cache.
+                let pos = start + t, qt = q + t * c.dim, kt = k + t * c.dim
+                for head in 0..<c.heads {
+                    for j in 0..<half {
+                        let cs = ropeCos[pos * half + j], sn = ropeSin[pos * half + j]
+                        let i = head * hd + 2 * j
+                        (qt[i], qt[i + 1]) = (qt[i] * cs - qt[i + 1] * sn, qt[i] * sn + qt[i + 1] * cs)
+                        (kt[i], kt[i + 1]) = (kt[i] * cs - kt[i + 1] * sn, kt[i] * sn + kt[i + 1] * cs)
+                    }
                 }
+                (keyCache.pointer + cache + pos * c.dim).update(from: kt, count: c.dim)
+                (valueCache.pointer + cache + pos * c.dim).update(from: v + t * c.dim, count: c.dim)
             }
-            let cacheBase = l * c.context * c.dim
-            for i in 0..<c.dim {
-                keyCache[cacheBase + pos * c.dim + i] = k[i]
-                valueCache[cacheBase + pos * c.dim + i] = v[i]
+            attend(layer: l, start: start, tokens: n)
+            apply([w.output], attention.pointer, [xb], tokens: n)
+            for i in 0..<n * c.dim { x[i] += xb[i] }
+            blockNorm(w.ffnNorm, w.ffnNormBias, x, xb, tokens: n)
+            if let gate = w.gate {
+                apply([w.up, gate], xb, [ffnUp.pointer, ffnGate.pointer], tokens: n)
+            } else {
+                apply([w.up], xb, [ffnUp.pointer], tokens: n)
             }
-            let scale = 1 / Float(hd).squareRoot()
-            for head in 0..<c.heads {
-                var m = -Float.infinity
-                for t in 0...pos {
-                    var s: Float = 0
-                    for i in 0..<hd { s += q[head * hd + i] * keyCache[cacheBase + t * c.dim + head * hd + i] }
-                    scores[t] = s * scale
-                    m = max(m, scores[t])
-                }
-                var sum: Float = 0
-                for t in 0...pos {
-                    scores[t] = RuntimeMath.exp(scores[t] - m)
-                    sum += scores[t]
-                }
-                // Normalized once per position (the same values the inner loop divided out each time).
-                for t in 0...pos { scores[t] /= sum }
-                for i in 0..<hd {
-                    var acc: Float = 0
-                    for t in 0...pos { acc += scores[t] * valueCache[cacheBase + t * c.dim + head * hd + i] }
-                    attention[head * hd + i] = acc
-                }
-            }
-            apply(w.output, attention, &xb)
-            for i in 0..<c.dim { x[i] += xb[i] }
-            blockNorm(w.ffnNorm, w.ffnNormBias, x, &xb)
-            apply(w.up, xb, &ffnUp)
-            if let gate = w.gate { apply(gate, xb, &ffnGate) }
+            let (up, gate, hidden) = (ffnUp.pointer, ffnGate.pointer, hidden.pointer)
             switch c.activation {
             case .swiglu:
-                for i in 0..<c.ffnDim { hidden[i] = ffnGate[i] * RuntimeMath.sigmoid(ffnGate[i]) * ffnUp[i] }
+                for i in 0..<n * c.ffnDim { hidden[i] = gate[i] * RuntimeMath.sigmoid(gate[i]) * up[i] }
             case .gelu:
-                for i in 0..<c.ffnDim {
-                    let u = ffnUp[i]
+                for i in 0..<n * c.ffnDim {
+                    let u = up[i]
                     hidden[i] = 0.5 * u * (1 + RuntimeMath.tanh(0.797_884_56 * (u + 0.044715 * u * u * u)))
                 }
             case .relu2:
-                for i in 0..<c.ffnDim {
-                    let r = max(ffnUp[i], 0)
+                for i in 0..<n * c.ffnDim {
+                    let r = max(up[i], 0)
                     hidden[i] = r * r
                 }
             }
-            apply(w.down, hidden, &xb)
-            for i in 0..<c.dim { x[i] += xb[i] }
+            apply([w.down], hidden, [xb], tokens: n)
+            for i in 0..<n * c.dim { x[i] += xb[i] }
         }
-        blockNorm(finalNorm, finalNormBias, x, &xb)
-        // The head, read straight from the mapped file row by row.
-        file.data.withUnsafeBytes { raw in
-            let base = raw.baseAddress! + head.offset
-            for token in 0..<c.vocabSize {
-                var s: Float = 0
-                for i in 0..<c.dim {
-                    let at = token * c.dim + i
-                    let w = head.type == .f32
-                        ? Float(bitPattern: UInt32(littleEndian: (base + 4 * at).loadUnaligned(as: UInt32.self)))
-                        : Float(Float16(bitPattern: UInt16(littleEndian: (base + 2 * at).loadUnaligned(as: UInt16.self))))
-                    s += w * xb[i]
-                }
-                logits[token] = s
+        // Only the last token's logits are needed: its final norm, then the head.
+        blockNorm(finalNorm, finalNormBias, x + (n - 1) * c.dim, xb, tokens: 1)
+        let head = head, headBase = Unchecked(base + head.offset)
+        parallel { worker in
+            let rows = share(c.vocabSize, worker)
+            if head.type == .f16 {
+                bitnet_matvec_f16(headBase.value.assumingMemoryBound(to: UInt16.self), c.dim, self.xb.pointer, logits.pointer, Int32(c.dim),
+                                  Int32(rows.lowerBound), Int32(rows.upperBound))
+            } else {
+                bitnet_matvec_f32(headBase.value.assumingMemoryBound(to: Float.self), c.dim, self.xb.pointer, logits.pointer, Int32(c.dim),
+                                  Int32(rows.lowerBound), Int32(rows.upperBound))
             }
         }
-        return logits
     }
+}
+
+/// Lets a worker closure capture values Swift cannot prove Sendable (pointers, arrays of
+/// weights): each worker writes only its own rows.
+struct Unchecked<T>: @unchecked Sendable {
+    let value: T
+    init(_ value: T) { self.value = value }
 }
 
 extension Optional where Wrapped == [Float] {

@@ -25,15 +25,24 @@ public struct TensorEntry: Sendable {
     public let offset: Int
     public let length: Int
 
-    /// u64 words per packed bit-plane row.
-    public var wordsPerRow: Int { (cols + 63) / 64 }
+    /// A packed weight's 32-row blocks and 16-column tiles (docs/FORMAT.md, "Tiled bit-planes").
+    public var blocks: Int { (rows + 31) / 32 }
+    public var tiles: Int { (cols + 15) / 16 }
+    /// Bytes of one bit-plane: 64 per tile.
+    public var planeBytes: Int { blocks * tiles * 64 }
+
+    /// Where weight (r, c) lives in a plane: byte and bit.
+    @inline(__always)
+    public func bitPosition(row r: Int, col c: Int) -> (byte: Int, bit: Int) {
+        ((r / 32 * tiles + c / 16) * 64 + (c % 16) / 8 * 32 + r % 32, c % 8)
+    }
 
     var expectedLength: Int {
         switch type {
         case .f32: rows * cols * 4
         case .f16: rows * cols * 2
-        case .binary: rows * wordsPerRow * 8
-        case .ternary: rows * wordsPerRow * 16
+        case .binary: planeBytes
+        case .ternary: 2 * planeBytes
         }
     }
 }
@@ -48,7 +57,7 @@ public final class ModelFile: @unchecked Sendable {
     public let tokenizer: [String: Any]
 
     static let magic = Array("BITNETMF".utf8)
-    static let supportedVersion: UInt32 = 1
+    static let supportedVersion: UInt32 = 2
 
     public init(path: String) throws {
         self.path = path
@@ -147,14 +156,11 @@ public final class ModelFile: @unchecked Sendable {
             case .f16:
                 return (0..<n).map { Float(Float16(bitPattern: UInt16(littleEndian: (base + 2 * $0).loadUnaligned(as: UInt16.self)))) }
             case .binary, .ternary:
-                let words = entry.wordsPerRow, planes = entry.type == .ternary ? 2 : 1
                 var out = [Float](repeating: 0, count: n)
                 for r in 0..<entry.rows {
                     for c in 0..<entry.cols {
-                        func bit(_ plane: Int) -> Bool {
-                            let w = UInt64(littleEndian: (base + 8 * (r * words * planes + plane * words + c / 64)).loadUnaligned(as: UInt64.self))
-                            return (w >> UInt64(c % 64)) & 1 == 1
-                        }
+                        let (byte, shift) = entry.bitPosition(row: r, col: c)
+                        func bit(_ plane: Int) -> Bool { (base + plane * entry.planeBytes + byte).load(as: UInt8.self) >> shift & 1 == 1 }
                         out[r * entry.cols + c] = entry.type == .binary ? (bit(0) ? 1 : -1) : (bit(0) ? (bit(1) ? 1 : -1) : 0)
                     }
                 }

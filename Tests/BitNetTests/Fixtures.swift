@@ -75,15 +75,20 @@ enum Fixtures {
         let process = Process()
         process.executableURL = executable.deletingLastPathComponent().appendingPathComponent(name)
         process.arguments = leading + arguments
-        let out = Pipe(), err = Pipe()
+        // Files rather than pipes: no deadlock on a full pipe, no interrupted reads.
+        let directory = temporaryDirectory("process-output")
+        let outURL = directory.appendingPathComponent("stdout"), errURL = directory.appendingPathComponent("stderr")
+        FileManager.default.createFile(atPath: outURL.path, contents: nil)
+        FileManager.default.createFile(atPath: errURL.path, contents: nil)
+        let out = try FileHandle(forWritingTo: outURL), err = try FileHandle(forWritingTo: errURL)
         process.standardOutput = out
         process.standardError = err
         try process.run()
-        let stdoutData = out.fileHandleForReading.readDataToEndOfFile()
-        let stderrData = err.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
-        return Output(status: process.terminationStatus, stdout: String(decoding: stdoutData, as: UTF8.self),
-                      stderr: String(decoding: stderrData, as: UTF8.self))
+        try out.close()
+        try err.close()
+        return Output(status: process.terminationStatus, stdout: String(decoding: try Data(contentsOf: outURL), as: UTF8.self),
+                      stderr: String(decoding: try Data(contentsOf: errURL), as: UTF8.self))
     }
 
     /// metrics.jsonl lines without the timing fields, which legitimately differ run to run.

@@ -17,8 +17,9 @@ import BitNetRuntime
         try trainer.run { _ in }
         let url = run.appendingPathComponent("model.bitnet")
         let tokenizer = try Tokenizer(path: run.appendingPathComponent("tokenizer.model").path)
-        try PackedModel.write(model: trainer.model, tokenizer: PackedModel.tokenizerMetadata(tokenizer), to: url,
-                              embeddingsAsF16: f16)
+        try PackedModel.write(config: trainer.model.config,
+                              tensors: PackedModel.tensors(of: trainer.model, embeddingsAsF16: f16),
+                              tokenizer: PackedModel.tokenizerMetadata(tokenizer), to: url)
         return (trainer.model, url)
     }
 

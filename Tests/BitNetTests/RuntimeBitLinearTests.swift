@@ -32,7 +32,7 @@ import BitNetRuntime
             let gain = file.floats(try file.tensor(name.replacingOccurrences(of: ".weight", with: ".sub_norm.weight")))
             let h = Buffer(i), y = Buffer(o)
             var q = [Int8](repeating: 0, count: i)
-            var fast = [Int32](repeating: 0, count: o), naive = [Int32](repeating: 0, count: o)
+            var fast: [Int32] = [], naive = [Int32](repeating: 0, count: o)
             try file.data.withUnsafeBytes { raw in
                 let planes = raw.baseAddress! + weight.offset
                 for r in 0..<n {
@@ -41,7 +41,7 @@ import BitNetRuntime
                                                 count: i, epsilon: model.config.normEpsilon)
                     }
                     let g = PackedBitLinear.quantize(h.pointer, count: i, into: &q)
-                    PackedBitLinear.product(acc: &fast, planes: planes, entry: weight, q: q)
+                    fast = RuntimeKernelTests.fastProduct(planes: planes, entry: weight, q: [q])[0]
                     PackedBitLinear.naiveProduct(acc: &naive, planes: planes, entry: weight, q: q)
                     #expect(fast == naive, "\(name): fast and naive products differ")
                     PackedBitLinear.rescale(fast, gamma: g, beta: weight.scale, into: y.pointer, count: o)

@@ -42,4 +42,21 @@ import BitNetRuntime
         }
         #expect(runtimeTokens == trainerTokens)
     }
+
+    /// A prompt in batched steps (chunks of 4 tokens, 2 workers) gives the same logits,
+    /// bit for bit, as feeding it one token at a time on one thread.
+    @Test func batchedPromptEqualsTokenByToken() throws {
+        let (_, url) = try PackedModelTests.exportedModel(mode: .ternary, f16: true)
+        let encoded = try BitNet.Tokenizer(path: Fixtures.shared.tokenizer).encode("to be, or not to be: that is the question")
+        let single = try BitNetRuntime.Model(path: url.path, threads: 1, batch: 1)
+        let tokens = Array(encoded.prefix(single.config.context - 1))
+        var expected: [Float] = []
+        for (pos, token) in tokens.enumerated() { expected = single.forward(token: token, pos: pos) }
+        let batched = try BitNetRuntime.Model(path: url.path, threads: 2, batch: 4)
+        #expect(tokens.count > 8)
+        #expect(batched.forward(tokens: tokens, start: 0) == expected)
+        // And generation continues from the batched cache as from the single one.
+        let next = Int32(tokens.count % 7)
+        #expect(batched.forward(token: next, pos: tokens.count) == single.forward(token: next, pos: tokens.count))
+    }
 }

@@ -10,9 +10,30 @@ public enum PackedDType: UInt32, Sendable {
     case ternary = 3
 }
 
+/// One tensor as stored in a model file.
+public struct PackedTensor {
+    public var name: String
+    public var dtype: PackedDType
+    public var rows: Int
+    public var cols: Int
+    /// beta of a packed BitLinear weight; 1 otherwise.
+    public var scale: Float
+    public var bytes: Data
+
+    public init(name: String, dtype: PackedDType, rows: Int, cols: Int, scale: Float, bytes: Data) {
+        (self.name, self.dtype, self.rows, self.cols, self.scale, self.bytes) = (name, dtype, rows, cols, scale, bytes)
+    }
+
+    /// FP32 values stored as IEEE half.
+    public init(name: String, rows: Int, cols: Int, f16 values: UnsafeBufferPointer<Float>) {
+        let halves = values.map { Float16($0).bitPattern.littleEndian }
+        self.init(name: name, dtype: .f16, rows: rows, cols: cols, scale: 1, bytes: halves.withUnsafeBytes { Data($0) })
+    }
+}
+
 public enum PackedModel {
     public static let magic: [UInt8] = Array("BITNETMF".utf8)
-    public static let version: UInt32 = 1
+    public static let version: UInt32 = 2
     public static let headerSize = 64
     public static let tableEntrySize = 128
     public static let nameCapacity = 80
@@ -28,24 +49,32 @@ public enum PackedModel {
         return h
     }
 
-    /// u64 words per packed row of `cols` weights (one bit-plane).
-    public static func wordsPerRow(_ cols: Int) -> Int { (cols + 63) / 64 }
+    /// Bytes of one tiled bit-plane (docs/FORMAT.md): blocks of 32 rows by tiles of
+    /// 16 columns, 64 bytes each; rows and columns padded with zero bits.
+    public static func planeBytes(rows: Int, cols: Int) -> Int { (rows + 31) / 32 * ((cols + 15) / 16) * 64 }
 
-    /// Packs W~ rows ({-1, +1} or {-1, 0, +1} as floats) into bit-planes: binary rows are
-    /// one plane (bit set for +1); ternary rows are a nonzero plane then a plus plane.
-    public static func pack(_ values: UnsafePointer<Float>, rows: Int, cols: Int, ternary: Bool) -> [UInt64] {
-        let words = wordsPerRow(cols), planes = ternary ? 2 : 1
-        var out = [UInt64](repeating: 0, count: rows * words * planes)
+    /// Where weight (r, c) lives in a tiled plane: byte `r % 32` of the tile's first
+    /// 32 bytes for columns 0-7 of the tile, of its second 32 bytes for columns 8-15;
+    /// bit `c % 8`. So one 32-byte load holds a 4-bit slice of 32 rows in each nibble.
+    @inline(__always)
+    public static func bitPosition(row r: Int, col c: Int, cols: Int) -> (byte: Int, bit: Int) {
+        ((r / 32 * ((cols + 15) / 16) + c / 16) * 64 + (c % 16) / 8 * 32 + r % 32, c % 8)
+    }
+
+    /// Packs W~ ({-1, +1} or {-1, 0, +1} as floats) into tiled bit-planes: binary is one
+    /// plane (bit set for +1); ternary is a nonzero plane, then a plus plane.
+    public static func pack(_ values: UnsafePointer<Float>, rows: Int, cols: Int, ternary: Bool) -> [UInt8] {
+        let plane = planeBytes(rows: rows, cols: cols)
+        var out = [UInt8](repeating: 0, count: plane * (ternary ? 2 : 1))
         for r in 0..<rows {
-            let base = r * words * planes
             for c in 0..<cols {
                 let v = values[r * cols + c]
-                let bit = UInt64(1) << UInt64(c % 64)
+                let (byte, bit) = bitPosition(row: r, col: c, cols: cols)
                 if ternary {
-                    if v != 0 { out[base + c / 64] |= bit }
-                    if v > 0 { out[base + words + c / 64] |= bit }
+                    if v != 0 { out[byte] |= 1 << bit }
+                    if v > 0 { out[plane + byte] |= 1 << bit }
                 } else if v > 0 {
-                    out[base + c / 64] |= bit
+                    out[byte] |= 1 << bit
                 }
             }
         }
@@ -66,22 +95,14 @@ public enum PackedModel {
                 "add_dummy_prefix": true, "byte_fallback": true, "normalization": "identity"]
     }
 
-    /// Writes `model` (binary or ternary) to `url`. `embeddingsAsF16` stores the
+    /// `model`'s tensors (binary or ternary) as stored. `embeddingsAsF16` stores the
     /// embedding (and an untied head) in 16 bits; norms always stay FP32.
-    public static func write(model: Transformer, tokenizer: [String: Any], to url: URL, embeddingsAsF16: Bool) throws {
+    public static func tensors(of model: Transformer, embeddingsAsF16: Bool) throws -> [PackedTensor] {
         let config = model.config
         guard config.mode.isQuantized else {
             throw ConfigError("export writes packed 1-bit models: this run is in fp mode; train with --mode binary or ternary")
         }
-        struct Entry {
-            var name: String
-            var dtype: PackedDType
-            var rows: Int
-            var cols: Int
-            var scale: Float
-            var bytes: Data
-        }
-        var entries: [Entry] = []
+        var entries: [PackedTensor] = []
         let bitLinearAt = Dictionary(uniqueKeysWithValues: model.layout.bitLinears.map { ($0.weight, $0) })
         for tensor in model.layout.tensors {
             let rows = tensor.shape.count == 2 ? tensor.shape[0] : 1
@@ -90,18 +111,20 @@ public enum PackedModel {
             if let slots = bitLinearAt[tensor.offset] {
                 let (values, scale) = model.quantizedWeight(slots)
                 let ternary = config.mode == .ternary
-                let words = pack(values, rows: rows, cols: cols, ternary: ternary)
-                entries.append(Entry(name: tensor.name, dtype: ternary ? .ternary : .binary, rows: rows, cols: cols,
-                                     scale: scale, bytes: words.withUnsafeBytes { Data($0) }))
+                entries.append(PackedTensor(name: tensor.name, dtype: ternary ? .ternary : .binary, rows: rows, cols: cols,
+                                            scale: scale, bytes: Data(pack(values, rows: rows, cols: cols, ternary: ternary))))
             } else if tensor.shape.count == 2 && embeddingsAsF16 {
-                let halves = (0..<tensor.count).map { Float16(p[$0]).bitPattern.littleEndian }
-                entries.append(Entry(name: tensor.name, dtype: .f16, rows: rows, cols: cols, scale: 1,
-                                     bytes: halves.withUnsafeBytes { Data($0) }))
+                entries.append(PackedTensor(name: tensor.name, rows: rows, cols: cols, f16: UnsafeBufferPointer(start: p, count: tensor.count)))
             } else {
-                entries.append(Entry(name: tensor.name, dtype: .f32, rows: rows, cols: cols, scale: 1,
-                                     bytes: Data(bytes: p, count: tensor.count * 4)))
+                entries.append(PackedTensor(name: tensor.name, dtype: .f32, rows: rows, cols: cols, scale: 1,
+                                            bytes: Data(bytes: p, count: tensor.count * 4)))
             }
         }
+        return entries
+    }
+
+    /// Writes a model file: the config and tokenizer as metadata, then `entries`.
+    public static func write(config: ModelConfig, tensors entries: [PackedTensor], tokenizer: [String: Any], to url: URL) throws {
         for e in entries where e.name.utf8.count >= nameCapacity {
             throw ConfigError("tensor name '\(e.name)' is too long for the packed format")
         }

@@ -1,0 +1,243 @@
+// See bitkernels.h. The product of a packed row with int8 activations is computed
+// from per-token tables of partial sums (the T-MAC / bitnet.cpp TL idea): a 4-bit
+// slice of a row selects one of 16 precomputed sums of 4 activations. Tables hold
+// bytes so that vpshufb can look up 32 rows at once; each activation is split as
+// q = 16 hi + lo so that sums of 4 fit in a byte (lo sums <= 60, hi sums in [-32, 28]).
+#include "bitkernels.h"
+
+#include <string.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define BITNET_X86 1
+#endif
+
+static int force_scalar = 0;
+
+size_t bitnet_table_bytes(int cols) { return (size_t)((cols + 15) / 16) * 4 * 32; }
+
+void bitnet_build_tables(const int8_t *q, int cols, uint8_t *tables) {
+    int groups = (cols + 15) / 16 * 4;
+    for (int g = 0; g < groups; g++) {
+        uint8_t lo[4];
+        int8_t hi[4];
+        for (int i = 0; i < 4; i++) {
+            int c = 4 * g + i;
+            int v = c < cols ? q[c] : 0;
+            lo[i] = (uint8_t)(v & 15);
+            hi[i] = (int8_t)(v >> 4);  // arithmetic shift: v = 16 hi + lo
+        }
+        uint8_t *L = tables + 32 * g;
+        int8_t *H = (int8_t *)(L + 16);
+        L[0] = 0;
+        H[0] = 0;
+        for (int m = 1; m < 16; m++) {
+            int low = __builtin_ctz(m), rest = m & (m - 1);
+            L[m] = (uint8_t)(L[rest] + lo[low]);
+            H[m] = (int8_t)(H[rest] + hi[low]);
+        }
+    }
+}
+
+// One block of 32 rows for one token, scalar: the reference for the vector path.
+static void block_sums_scalar(const uint8_t *block, int tiles, const uint8_t *tables, int32_t *out) {
+    for (int r = 0; r < 32; r++) {
+        int32_t l = 0, h = 0;
+        for (int t = 0; t < tiles; t++) {
+            const uint8_t *tile = block + 64 * t;
+            const uint8_t *tab = tables + 128 * t;
+            uint8_t a = tile[r], b = tile[32 + r];
+            int idx[4] = {a & 15, a >> 4, b & 15, b >> 4};
+            for (int k = 0; k < 4; k++) {
+                l += tab[32 * k + idx[k]];
+                h += (int8_t)tab[32 * k + 16 + idx[k]];
+            }
+        }
+        out[r] = 16 * h + l;
+    }
+}
+
+#ifdef BITNET_X86
+// Adds the 16-bit partial sums into 32-bit ones: acc[0] rows 0-7, acc[1] rows 8-15,
+// acc[2] rows 16-23, acc[3] rows 24-31 (unpacklo holds bytes 0-7 and 16-23 of a row set).
+__attribute__((target("avx2"))) static inline void flush16(__m256i l_lo, __m256i l_hi, __m256i h_lo, __m256i h_hi,
+                                                           __m256i acc[4]) {
+    __m256i lo = _mm256_add_epi16(_mm256_slli_epi16(h_lo, 4), l_lo);  // |16 h + l| < 2^15 per flush
+    __m256i hi = _mm256_add_epi16(_mm256_slli_epi16(h_hi, 4), l_hi);
+    acc[0] = _mm256_add_epi32(acc[0], _mm256_cvtepi16_epi32(_mm256_castsi256_si128(lo)));
+    acc[1] = _mm256_add_epi32(acc[1], _mm256_cvtepi16_epi32(_mm256_castsi256_si128(hi)));
+    acc[2] = _mm256_add_epi32(acc[2], _mm256_cvtepi16_epi32(_mm256_extracti128_si256(lo, 1)));
+    acc[3] = _mm256_add_epi32(acc[3], _mm256_cvtepi16_epi32(_mm256_extracti128_si256(hi, 1)));
+}
+
+// Tiles between flushes: per tile, a row's l grows by at most 4 * 60 and 16 h by at most
+// 16 * 4 * 32, so 16 h + l stays inside int16 for 15 tiles.
+#define TILES_PER_FLUSH 15
+
+__attribute__((target("avx2"))) static void block_sums_avx2(const uint8_t *block, int tiles, const uint8_t *tables,
+                                                            int32_t *out) {
+    const __m256i nibble = _mm256_set1_epi8(15), zero = _mm256_setzero_si256();
+    __m256i acc[4] = {zero, zero, zero, zero};
+    for (int t0 = 0; t0 < tiles; t0 += TILES_PER_FLUSH) {
+        int t1 = t0 + TILES_PER_FLUSH < tiles ? t0 + TILES_PER_FLUSH : tiles;
+        __m256i l_lo = zero, l_hi = zero, h_lo = zero, h_hi = zero;
+        for (int t = t0; t < t1; t++) {
+            const uint8_t *tab = tables + 128 * t;
+            __m256i a = _mm256_loadu_si256((const __m256i *)(block + 64 * t));
+            __m256i b = _mm256_loadu_si256((const __m256i *)(block + 64 * t + 32));
+            __m256i i0 = _mm256_and_si256(a, nibble), i1 = _mm256_and_si256(_mm256_srli_epi16(a, 4), nibble);
+            __m256i i2 = _mm256_and_si256(b, nibble), i3 = _mm256_and_si256(_mm256_srli_epi16(b, 4), nibble);
+#define TABLE(k, half) _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(tab + 32 * (k) + 16 * (half))))
+            // Sums of 4 look-ups: l <= 240 fits u8, h in [-128, 112] fits i8.
+            __m256i l = _mm256_add_epi8(_mm256_add_epi8(_mm256_shuffle_epi8(TABLE(0, 0), i0), _mm256_shuffle_epi8(TABLE(1, 0), i1)),
+                                        _mm256_add_epi8(_mm256_shuffle_epi8(TABLE(2, 0), i2), _mm256_shuffle_epi8(TABLE(3, 0), i3)));
+            __m256i h = _mm256_add_epi8(_mm256_add_epi8(_mm256_shuffle_epi8(TABLE(0, 1), i0), _mm256_shuffle_epi8(TABLE(1, 1), i1)),
+                                        _mm256_add_epi8(_mm256_shuffle_epi8(TABLE(2, 1), i2), _mm256_shuffle_epi8(TABLE(3, 1), i3)));
+#undef TABLE
+            l_lo = _mm256_add_epi16(l_lo, _mm256_unpacklo_epi8(l, zero));
+            l_hi = _mm256_add_epi16(l_hi, _mm256_unpackhi_epi8(l, zero));
+            h_lo = _mm256_add_epi16(h_lo, _mm256_srai_epi16(_mm256_unpacklo_epi8(zero, h), 8));
+            h_hi = _mm256_add_epi16(h_hi, _mm256_srai_epi16(_mm256_unpackhi_epi8(zero, h), 8));
+        }
+        flush16(l_lo, l_hi, h_lo, h_hi, acc);
+    }
+    for (int k = 0; k < 4; k++) _mm256_storeu_si256((__m256i *)(out + 8 * k), acc[k]);
+}
+
+__attribute__((target("avx2,fma,f16c"))) static void matvec_f16_avx2(const uint16_t *w, size_t stride, const float *x, float *y, int cols,
+                                                                     int row_begin, int row_end) {
+    int body = cols & ~31;
+    for (int r = row_begin; r < row_end; r++) {
+        const uint16_t *row = w + (size_t)r * stride;
+        __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+        for (int i = 0; i < body; i += 32) {
+            s0 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(row + i))), _mm256_loadu_ps(x + i), s0);
+            s1 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(row + i + 8))), _mm256_loadu_ps(x + i + 8), s1);
+            s2 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(row + i + 16))), _mm256_loadu_ps(x + i + 16), s2);
+            s3 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(row + i + 24))), _mm256_loadu_ps(x + i + 24), s3);
+        }
+        __m256 s = _mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3));
+        __m128 q = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+        q = _mm_add_ps(q, _mm_movehl_ps(q, q));
+        q = _mm_add_ss(q, _mm_shuffle_ps(q, q, 1));
+        float total = _mm_cvtss_f32(q);
+        for (int i = body; i < cols; i++) total += _cvtsh_ss(row[i]) * x[i];
+        y[r] = total;
+    }
+}
+
+__attribute__((target("avx2,fma"))) static void matvec_f32_avx2(const float *w, size_t stride, const float *x, float *y, int cols,
+                                                                int row_begin, int row_end) {
+    int body = cols & ~31;
+    for (int r = row_begin; r < row_end; r++) {
+        const float *row = w + (size_t)r * stride;
+        __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+        for (int i = 0; i < body; i += 32) {
+            s0 = _mm256_fmadd_ps(_mm256_loadu_ps(row + i), _mm256_loadu_ps(x + i), s0);
+            s1 = _mm256_fmadd_ps(_mm256_loadu_ps(row + i + 8), _mm256_loadu_ps(x + i + 8), s1);
+            s2 = _mm256_fmadd_ps(_mm256_loadu_ps(row + i + 16), _mm256_loadu_ps(x + i + 16), s2);
+            s3 = _mm256_fmadd_ps(_mm256_loadu_ps(row + i + 24), _mm256_loadu_ps(x + i + 24), s3);
+        }
+        __m256 s = _mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3));
+        __m128 q = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+        q = _mm_add_ps(q, _mm_movehl_ps(q, q));
+        q = _mm_add_ss(q, _mm_shuffle_ps(q, q, 1));
+        float total = _mm_cvtss_f32(q);
+        for (int i = body; i < cols; i++) total += row[i] * x[i];
+        y[r] = total;
+    }
+}
+#endif
+
+int bitnet_kernels_use_avx2(void) {
+#ifdef BITNET_X86
+    static int supported = -1;
+    if (supported < 0) {
+        __builtin_cpu_init();
+        supported = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+    }
+    return supported && !force_scalar;
+#else
+    return 0;
+#endif
+}
+
+int bitnet_kernels_force_scalar(int force) {
+    int previous = force_scalar;
+    force_scalar = force;
+    return previous;
+}
+
+void bitnet_plane_sums(const uint8_t *plane, int block_begin, int block_end, int tiles, const uint8_t *tables,
+                       size_t table_stride, int tokens, int32_t *sums, size_t sum_stride) {
+    int avx2 = bitnet_kernels_use_avx2();
+    // Blocks outside, tokens inside: a block's weights (64 bytes per tile) stay in L1
+    // while every token's tables stream past them.
+    for (int b = block_begin; b < block_end; b++) {
+        const uint8_t *block = plane + (size_t)b * tiles * 64;
+        for (int t = 0; t < tokens; t++) {
+            const uint8_t *tab = tables + (size_t)t * table_stride;
+            int32_t *out = sums + (size_t)t * sum_stride + 32 * (size_t)b;
+#ifdef BITNET_X86
+            if (avx2) {
+                block_sums_avx2(block, tiles, tab, out);
+                continue;
+            }
+#endif
+            block_sums_scalar(block, tiles, tab, out);
+        }
+    }
+    (void)avx2;
+}
+
+static float half_to_float(uint16_t h) {
+    uint32_t sign = (uint32_t)(h >> 15) << 31, exponent = (h >> 10) & 31, mantissa = h & 1023, bits;
+    if (exponent == 0) {
+        if (mantissa == 0) {
+            bits = sign;
+        } else {  // subnormal: normalize
+            int e = -1;
+            do { e++; mantissa <<= 1; } while (!(mantissa & 1024));
+            bits = sign | (uint32_t)(127 - 15 - e) << 23 | (mantissa & 1023) << 13;
+        }
+    } else if (exponent == 31) {
+        bits = sign | 0x7F800000u | mantissa << 13;
+    } else {
+        bits = sign | (exponent + 127 - 15) << 23 | mantissa << 13;
+    }
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+void bitnet_matvec_f16(const uint16_t *w, size_t stride, const float *x, float *y, int cols, int row_begin, int row_end) {
+#ifdef BITNET_X86
+    if (bitnet_kernels_use_avx2()) {
+        matvec_f16_avx2(w, stride, x, y, cols, row_begin, row_end);
+        return;
+    }
+#endif
+    for (int r = row_begin; r < row_end; r++) {
+        float s = 0;
+        for (int i = 0; i < cols; i++) s += half_to_float(w[(size_t)r * stride + i]) * x[i];
+        y[r] = s;
+    }
+}
+
+void bitnet_matvec_f32(const float *w, size_t stride, const float *x, float *y, int cols, int row_begin, int row_end) {
+#ifdef BITNET_X86
+    if (bitnet_kernels_use_avx2()) {
+        matvec_f32_avx2(w, stride, x, y, cols, row_begin, row_end);
+        return;
+    }
+#endif
+    for (int r = row_begin; r < row_end; r++) {
+        float s = 0;
+        for (int i = 0; i < cols; i++) s += w[(size_t)r * stride + i] * x[i];
+        y[r] = s;
+    }
+}
+
+void bitnet_axpy_f32(float a, const float *x, float *y, int n) {
+    for (int i = 0; i < n; i++) y[i] += a * x[i];  // -O3 vectorizes this for the baseline target
+}

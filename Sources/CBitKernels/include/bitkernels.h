@@ -1,0 +1,49 @@
+// The runtime's hot loops, where Swift cannot reach the instructions (vpshufb, F16C):
+// the add-only look-up-table product over packed weights and the FP16/FP32 head.
+// Each has a portable scalar path; the AVX2 path is chosen at run time.
+// Layouts are specified in docs/FORMAT.md ("Tiled bit-planes").
+#ifndef BITKERNELS_H
+#define BITKERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/// Bytes of look-up tables for one token and a BitLinear of `cols` inputs:
+/// 32 bytes per group of 4 columns, columns padded to a multiple of 16.
+size_t bitnet_table_bytes(int cols);
+
+/// Builds one token's tables from its int8 activations q[0..cols) (|q| <= 127).
+/// Group g covers columns 4g..4g+3 (missing columns count as 0). With q = 16 hi + lo
+/// (lo = q & 15, hi = q >> 4), its 32 bytes are L[16] then H[16]:
+/// L[m] = sum of lo over the columns whose bit is set in m, H[m] the same for hi.
+void bitnet_build_tables(const int8_t *q, int cols, uint8_t *tables);
+
+/// For 32-row blocks [block_begin, block_end) of one tiled bit-plane with `tiles`
+/// 16-column tiles per block, and `tokens` tokens whose tables lie `table_stride` bytes
+/// apart: sums[t * sum_stride + r] = the sum of token t's q over the set bits of row r.
+/// Only additions of table entries: no multiplication by a weight.
+void bitnet_plane_sums(const uint8_t *plane, int block_begin, int block_end, int tiles,
+                       const uint8_t *tables, size_t table_stride, int tokens,
+                       int32_t *sums, size_t sum_stride);
+
+/// y[r] = sum_i w[r * stride + i] * x[i], i < cols, for rows [row_begin, row_end);
+/// w in FP16 (the head) or FP32 (the head, attention scores against the key cache).
+void bitnet_matvec_f16(const uint16_t *w, size_t stride, const float *x, float *y, int cols, int row_begin, int row_end);
+void bitnet_matvec_f32(const float *w, size_t stride, const float *x, float *y, int cols, int row_begin, int row_end);
+
+/// y[i] += a * x[i] for i < n (attention's weighted sum of values).
+void bitnet_axpy_f32(float a, const float *x, float *y, int n);
+
+/// 1 when the AVX2 paths are in use (for the benchmark report).
+int bitnet_kernels_use_avx2(void);
+/// Forces the scalar paths (tests compare the two); returns the previous setting.
+int bitnet_kernels_force_scalar(int force);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
