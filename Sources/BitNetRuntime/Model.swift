@@ -280,11 +280,9 @@ public final class Model: @unchecked Sendable {
                     s[i] = RuntimeMath.exp(s[i] - m)
                     sum += s[i]
                 }
-                let out = attention.pointer + t * c.dim + head * hd
-                out.initialize(repeating: 0, count: hd)
-                for i in 0...pos {
-                    bitnet_axpy_f32(s[i] / sum, valueCache.pointer + cache + i * c.dim + head * hd, out, Int32(hd))
-                }
+                for i in 0...pos { s[i] /= sum }
+                bitnet_weighted_sum_f32(valueCache.pointer + cache + head * hd, c.dim, s, Int32(pos + 1), Int32(hd),
+                                        attention.pointer + t * c.dim + head * hd)
             }
         }
     }

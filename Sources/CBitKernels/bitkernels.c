@@ -13,31 +13,9 @@
 #endif
 
 static int force_scalar = 0;
+int bitnet_kernels_use_avx2(void);
 
 size_t bitnet_table_bytes(int cols) { return (size_t)((cols + 15) / 16) * 4 * 32; }
-
-void bitnet_build_tables(const int8_t *q, int cols, uint8_t *tables) {
-    int groups = (cols + 15) / 16 * 4;
-    for (int g = 0; g < groups; g++) {
-        uint8_t lo[4];
-        int8_t hi[4];
-        for (int i = 0; i < 4; i++) {
-            int c = 4 * g + i;
-            int v = c < cols ? q[c] : 0;
-            lo[i] = (uint8_t)(v & 15);
-            hi[i] = (int8_t)(v >> 4);  // arithmetic shift: v = 16 hi + lo
-        }
-        uint8_t *L = tables + 32 * g;
-        int8_t *H = (int8_t *)(L + 16);
-        L[0] = 0;
-        H[0] = 0;
-        for (int m = 1; m < 16; m++) {
-            int low = __builtin_ctz(m), rest = m & (m - 1);
-            L[m] = (uint8_t)(L[rest] + lo[low]);
-            H[m] = (int8_t)(H[rest] + hi[low]);
-        }
-    }
-}
 
 // One block of 32 rows for one token, scalar: the reference for the vector path.
 static void block_sums_scalar(const uint8_t *block, int tiles, const uint8_t *tables, int32_t *out) {
@@ -147,6 +125,58 @@ __attribute__((target("avx2,fma"))) static void matvec_f32_avx2(const float *w, 
         y[r] = total;
     }
 }
+
+// Columns in chunks of 32 (four registers of sums), positions inside; returns the
+// columns done, leaving a tail of fewer than 32 to the scalar loop.
+__attribute__((target("avx2,fma"))) static int weighted_sum_avx2(const float *values, size_t stride, const float *weights,
+                                                                 int n, int cols, float *out) {
+    int j = 0;
+    for (; j + 32 <= cols; j += 32) {
+        __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+        for (int i = 0; i < n; i++) {
+            const float *v = values + (size_t)i * stride + j;
+            __m256 w = _mm256_broadcast_ss(weights + i);
+            s0 = _mm256_fmadd_ps(w, _mm256_loadu_ps(v), s0);
+            s1 = _mm256_fmadd_ps(w, _mm256_loadu_ps(v + 8), s1);
+            s2 = _mm256_fmadd_ps(w, _mm256_loadu_ps(v + 16), s2);
+            s3 = _mm256_fmadd_ps(w, _mm256_loadu_ps(v + 24), s3);
+        }
+        _mm256_storeu_ps(out + j, s0);
+        _mm256_storeu_ps(out + j + 8, s1);
+        _mm256_storeu_ps(out + j + 16, s2);
+        _mm256_storeu_ps(out + j + 24, s3);
+    }
+    return j;
+}
+
+// Tables for whole groups of 4 columns, two 16-byte tables per register: lane 0 holds
+// lo_0..3 and builds L, lane 1 holds hi_0..3 and builds H, so the register is the
+// group's 32 bytes as stored. T[m] = sum over bits i of m of (v_i & mask_i(m)).
+__attribute__((target("avx2"))) static int build_tables_avx2(const int8_t *q, int cols, uint8_t *tables) {
+    const __m256i nibble = _mm256_set1_epi8(15), eight = _mm256_set1_epi8(8);
+    __m256i select[4], mask[4];
+    for (int i = 0; i < 4; i++) {
+        select[i] = _mm256_set1_epi8((char)i);
+        uint8_t m[16];
+        for (int k = 0; k < 16; k++) m[k] = (k >> i) & 1 ? 0xFF : 0;
+        __m128i half = _mm_loadu_si128((const __m128i *)m);
+        mask[i] = _mm256_set_m128i(half, half);
+    }
+    int g = 0;
+    for (; 4 * g + 4 <= cols; g++) {
+        int32_t four;
+        memcpy(&four, q + 4 * g, 4);
+        __m256i v = _mm256_set1_epi32(four);
+        __m256i lo = _mm256_and_si256(v, nibble);
+        // hi = q >> 4 (arithmetic): the high nibble, sign-extended from 4 bits.
+        __m256i hi = _mm256_sub_epi8(_mm256_xor_si256(_mm256_and_si256(_mm256_srli_epi16(v, 4), nibble), eight), eight);
+        __m256i both = _mm256_blend_epi32(lo, hi, 0xF0);
+        __m256i t = _mm256_and_si256(_mm256_shuffle_epi8(both, select[0]), mask[0]);
+        for (int i = 1; i < 4; i++) t = _mm256_add_epi8(t, _mm256_and_si256(_mm256_shuffle_epi8(both, select[i]), mask[i]));
+        _mm256_storeu_si256((__m256i *)(tables + 32 * g), t);
+    }
+    return g;
+}
 #endif
 
 int bitnet_kernels_use_avx2(void) {
@@ -238,6 +268,53 @@ void bitnet_matvec_f32(const float *w, size_t stride, const float *x, float *y, 
     }
 }
 
-void bitnet_axpy_f32(float a, const float *x, float *y, int n) {
-    for (int i = 0; i < n; i++) y[i] += a * x[i];  // -O3 vectorizes this for the baseline target
+void bitnet_weighted_sum_f32(const float *values, size_t stride, const float *weights, int n, int cols, float *out) {
+    int j = 0;
+#ifdef BITNET_X86
+    if (bitnet_kernels_use_avx2()) j = weighted_sum_avx2(values, stride, weights, n, cols, out);
+#endif
+    for (; j < cols; j++) {
+        float s = 0;
+        for (int i = 0; i < n; i++) s += weights[i] * values[(size_t)i * stride + j];
+        out[j] = s;
+    }
+}
+
+uint64_t bitnet_read_sum(const uint64_t *p, size_t words) {
+    uint64_t a = 0, b = 0, c = 0, d = 0;  // independent sums: -O3 turns each pair into vector adds
+    size_t i = 0;
+    for (; i + 4 <= words; i += 4) {
+        a += p[i];
+        b += p[i + 1];
+        c += p[i + 2];
+        d += p[i + 3];
+    }
+    for (; i < words; i++) a += p[i];
+    return a + b + c + d;
+}
+
+void bitnet_build_tables(const int8_t *q, int cols, uint8_t *tables) {
+    int groups = (cols + 15) / 16 * 4, g = 0;
+#ifdef BITNET_X86
+    if (bitnet_kernels_use_avx2()) g = build_tables_avx2(q, cols, tables);
+#endif
+    for (; g < groups; g++) {
+        uint8_t lo[4];
+        int8_t hi[4];
+        for (int i = 0; i < 4; i++) {
+            int c = 4 * g + i;
+            int v = c < cols ? q[c] : 0;
+            lo[i] = (uint8_t)(v & 15);
+            hi[i] = (int8_t)(v >> 4);  // arithmetic shift: v = 16 hi + lo
+        }
+        uint8_t *L = tables + 32 * g;
+        int8_t *H = (int8_t *)(L + 16);
+        L[0] = 0;
+        H[0] = 0;
+        for (int m = 1; m < 16; m++) {
+            int low = __builtin_ctz(m), rest = m & (m - 1);
+            L[m] = (uint8_t)(L[rest] + lo[low]);
+            H[m] = (int8_t)(H[rest] + hi[low]);
+        }
+    }
 }

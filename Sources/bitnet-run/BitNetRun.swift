@@ -1,69 +1,254 @@
 // bitnet-run: generate text from a packed MODEL.bitnet with the add-only runtime.
-// stdout carries only the text (the prompt followed by the continuation).
+// stdout carries only the text (the prompt followed by the continuation), or the
+// benchmark's report; diagnostics go to stderr.
 import ArgumentParser
 import BitNetRuntime
 import Foundation
 
 func log(_ message: String) { FileHandle.standardError.write(Data((message + "\n").utf8)) }
 
+struct RunError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
 @main
 struct BitNetRun: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "bitnet-run", abstract: "Generate text from a packed 1-bit model (see docs/FORMAT.md).")
+        commandName: "bitnet-run", abstract: "Generate text from a packed 1-bit model (see docs/FORMAT.md).",
+        discussion: """
+        bitnet-run MODEL --prompt TEXT     continue TEXT, streaming to stdout
+        bitnet-run MODEL                   interactive on a terminal (until EOF); else the prompt is read from stdin
+        bitnet-run MODEL --bench [--json]  prompt and generation speed (like llama-bench -p 128 -n 128)
+        """)
 
     @Argument(help: "Model file made by 'bitnet-train export'.") var model: String
     @Option(help: "Text to continue.") var prompt: String?
+    @Option(help: "The prompt as comma-separated token ids instead of text.") var promptIds: String?
     @Option(help: "Tokens to generate at most.") var maxTokens: Int = 200
     @Option(help: "Sampling temperature; 0 is greedy.") var temperature: Float = 0.8
     @Option(help: "Sample from the k most likely tokens (0: all).") var topK: Int = 40
     @Option(help: "Sample from the smallest set of tokens whose probability reaches p (1: all).") var topP: Float = 1
     @Option(help: "Random seed.") var seed: UInt64 = 0
+    @Option(help: "Worker threads (default: all cores).") var threads: Int = ProcessInfo.processInfo.activeProcessorCount
+
+    @Flag(help: "Measure prompt-processing and generation speed on random tokens.") var bench = false
+    @Flag(help: "With --bench: print one JSON object.") var json = false
+    @Option(help: "With --bench: prompt tokens (default 128, or half the context if that is shorter).") var promptTokens: Int?
+    @Option(help: "With --bench: generated tokens (default as --prompt-tokens).") var genTokens: Int?
+    @Option(help: "With --bench: timed repetitions (after one warm-up); the median is reported.") var repetitions: Int = 3
+    @Flag(help: "With --bench: skip measuring the machine's read bandwidth (which needs 1 GiB for a moment).")
+    var noBandwidth = false
+
+    /// Refuses arguments that are not UTF-8 (Swift would silently repair them) before parsing.
+    static func main() {
+        for i in 1..<Int(CommandLine.argc) {
+            guard let raw = CommandLine.unsafeArgv[i], String(validatingCString: raw) != nil else {
+                log("bitnet-run: error: argument \(i) is not valid UTF-8")
+                Foundation.exit(1)
+            }
+        }
+        main(nil)
+    }
 
     func validate() throws {
         if maxTokens <= 0 { throw ValidationError("--max-tokens must be positive, got \(maxTokens)") }
         if !(temperature >= 0 && temperature.isFinite) { throw ValidationError("--temperature must be >= 0, got \(temperature)") }
         if topK < 0 { throw ValidationError("--top-k must be >= 0, got \(topK)") }
         if !(topP > 0 && topP <= 1) { throw ValidationError("--top-p must be in (0, 1], got \(topP)") }
+        if threads < 1 || threads > 256 { throw ValidationError("--threads must be in 1...256, got \(threads)") }
+        if let promptTokens, promptTokens < 1 { throw ValidationError("--prompt-tokens must be positive, got \(promptTokens)") }
+        if let genTokens, genTokens < 1 { throw ValidationError("--gen-tokens must be positive, got \(genTokens)") }
+        if repetitions < 1 { throw ValidationError("--repetitions must be positive, got \(repetitions)") }
+        if prompt != nil && promptIds != nil { throw ValidationError("give --prompt or --prompt-ids, not both") }
+        if json && !bench { throw ValidationError("--json goes with --bench") }
     }
 
     func run() throws {
         do {
-            let m = try Model(path: model)
-            guard let prompt else {
-                log("bitnet-run: error: give --prompt TEXT (the interactive mode is not built yet)")
-                throw ExitCode(1)
+            let m = try Model(path: model, threads: threads)
+            if bench {
+                try runBenchmark(m)
+            } else if let promptIds {
+                try generate(m, ids: parseIDs(promptIds, vocabSize: m.config.vocabSize), text: nil)
+            } else if let prompt {
+                try generate(m, text: prompt)
+            } else if isatty(STDIN_FILENO) == 1 {
+                try interactive(m)
+            } else {
+                let input = FileHandle.standardInput.readDataToEndOfFile()
+                guard let text = String(data: input, encoding: .utf8) else { throw RunError("standard input is not valid UTF-8") }
+                try generate(m, text: text.hasSuffix("\n") ? String(text.dropLast()) : text)
             }
-            var ids = m.tokenizer.encode(prompt)
-            // Documents are separated by end-of-sequence, so it starts an empty prompt.
-            if ids.isEmpty { ids = [max(m.tokenizer.eosID, 0)] }
-            guard ids.count <= m.config.context else {
-                log("bitnet-run: error: --prompt is \(ids.count) tokens, longer than the context of \(m.config.context)")
-                throw ExitCode(1)
-            }
-            let out = FileHandle.standardOutput
-            out.write(Data(prompt.utf8))
-            let promptIDs = prompt.isEmpty ? [] : ids
-            var printed = Array(m.tokenizer.decode(promptIDs).utf8).count
-            var generated: [Int32] = []
-            let stop = Generator.generate(model: m, prompt: ids, maxTokens: maxTokens,
-                                          settings: SamplingSettings(temperature: temperature, topK: topK, topP: topP, seed: seed)) { token in
-                generated.append(token)
-                // Print what is new once it is whole UTF-8.
-                let text = m.tokenizer.decode(promptIDs + generated)
-                guard !text.hasSuffix("\u{FFFD}") else { return }
-                let bytes = Array(text.utf8)
-                if bytes.count > printed {
-                    out.write(Data(bytes[printed...]))
-                    printed = bytes.count
-                }
-            }
-            out.write(Data("\n".utf8))
-            log("[\(generated.count) tokens; stopped at \(stop.rawValue)]")
         } catch let error as ExitCode {
             throw error
         } catch {
             log("bitnet-run: error: \(error)")
             throw ExitCode(1)
         }
+    }
+
+    var settings: SamplingSettings { SamplingSettings(temperature: temperature, topK: topK, topP: topP, seed: seed) }
+
+    func generate(_ m: Model, text: String) throws {
+        var ids = m.tokenizer.encode(text)
+        // Documents are separated by end-of-sequence, so it starts an empty prompt.
+        if ids.isEmpty { ids = [max(m.tokenizer.eosID, 0)] }
+        try generate(m, ids: ids, text: text)
+    }
+
+    /// Streams the prompt and its continuation to stdout; `text` is the prompt as given
+    /// (nil for --prompt-ids, whose decoding is printed instead).
+    func generate(_ m: Model, ids: [Int32], text: String?) throws {
+        guard ids.count <= m.config.context else {
+            throw RunError("the prompt is \(ids.count) tokens, longer than the context of \(m.config.context)")
+        }
+        let out = FileHandle.standardOutput
+        let promptIDs = text?.isEmpty == true ? [] : ids
+        let shown = text ?? m.tokenizer.decode(ids)
+        out.write(Data(shown.utf8))
+        var printed = Array(m.tokenizer.decode(promptIDs).utf8).count
+        var generated: [Int32] = []
+        let interrupt = Interrupt.shared
+        interrupt.generating = true
+        defer { interrupt.generating = false }
+        let started = DispatchTime.now().uptimeNanoseconds
+        var firstToken: UInt64 = 0
+        let stop = Generator.generate(model: m, prompt: ids, maxTokens: maxTokens, settings: settings,
+                                      shouldStop: { interrupt.takeRequest() }) { token in
+            if generated.isEmpty { firstToken = DispatchTime.now().uptimeNanoseconds }
+            generated.append(token)
+            // Print what is new once it is whole UTF-8.
+            let decoded = m.tokenizer.decode(promptIDs + generated)
+            guard !decoded.hasSuffix("\u{FFFD}") else { return }
+            let bytes = Array(decoded.utf8)
+            if bytes.count > printed {
+                out.write(Data(bytes[printed...]))
+                printed = bytes.count
+            }
+        }
+        out.write(Data("\n".utf8))
+        let end = DispatchTime.now().uptimeNanoseconds
+        var timing = ""
+        if generated.count > 1 {
+            let rate = Double(generated.count - 1) / (Double(end - firstToken) / 1e9)
+            timing = String(format: "; prompt %d tokens in %.2f s, %.1f tokens/s after the first", ids.count,
+                            Double(firstToken - started) / 1e9, rate)
+        }
+        log("[\(generated.count) tokens; stopped at \(stop.rawValue)\(timing)]")
+    }
+
+    /// Prompt, generate, repeat until EOF (Ctrl-D). Ctrl-C stops a generation; at the
+    /// prompt it quits.
+    func interactive(_ m: Model) throws {
+        log("bitnet-run: \(model) (\(m.config.ternary ? "ternary" : "binary"), d\(m.config.dim), \(m.config.layers) layers, "
+            + "context \(m.config.context)); type a prompt, Ctrl-D to quit")
+        _ = Interrupt.shared
+        while true {
+            FileHandle.standardError.write(Data("> ".utf8))
+            guard let line = readLine(strippingNewline: true) else {
+                log("")
+                return
+            }
+            do {
+                try generate(m, text: line)
+            } catch {
+                log("bitnet-run: error: \(error)")
+            }
+        }
+    }
+
+    func runBenchmark(_ m: Model) throws {
+        let promptTokens = promptTokens ?? min(128, m.config.context / 2)
+        let genTokens = genTokens ?? min(128, m.config.context / 2)
+        guard promptTokens + genTokens <= m.config.context else {
+            throw RunError("--prompt-tokens + --gen-tokens (\(promptTokens + genTokens)) exceed the model's context of \(m.config.context)")
+        }
+        let c = m.config
+        log("bench: \(model): \(c.ternary ? "ternary" : "binary"), d\(c.dim), \(c.layers) layers, ffn \(c.ffnDim), vocab \(c.vocabSize); "
+            + "\(threads) thread(s), \(RuntimeBenchmark.kernel) kernels; -p \(promptTokens) -n \(genTokens), \(repetitions) repetitions")
+        let r = RuntimeBenchmark.run(model: m, promptTokens: promptTokens, genTokens: genTokens, repetitions: repetitions,
+                                     progress: log)
+        let peak = RuntimeBenchmark.peakResidentBytes()
+        let modelBytes = m.file.data.count, bytesPerToken = RuntimeBenchmark.bytesPerToken(m)
+        let bandwidth = noBandwidth ? nil : RuntimeBenchmark.readBandwidth(threads: threads)
+        let bound = bandwidth.map { $0 / Double(bytesPerToken) }
+        if json {
+            var object: [String: Any] = [
+                "model": model, "threads": threads, "kernel": RuntimeBenchmark.kernel,
+                "prompt_tokens": promptTokens, "gen_tokens": genTokens, "repetitions": repetitions,
+                "prompt_tokens_per_second": r.promptTokensPerSecond, "gen_tokens_per_second": r.genTokensPerSecond,
+                "prompt_tokens_per_second_range": [r.promptRange.lowerBound, r.promptRange.upperBound],
+                "gen_tokens_per_second_range": [r.genRange.lowerBound, r.genRange.upperBound],
+                "ms_per_token": r.msPerGenToken, "bits_per_weight": RuntimeBenchmark.bitsPerWeight(m),
+                "model_bytes": modelBytes, "bytes_per_token": bytesPerToken, "peak_rss_bytes": peak,
+            ]
+            if let bandwidth, let bound {
+                object["read_bandwidth_bytes_per_second"] = bandwidth
+                object["bandwidth_bound_tokens_per_second"] = bound
+                object["fraction_of_bound"] = r.genTokensPerSecond / bound
+            }
+            let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+            print(String(decoding: data, as: UTF8.self))
+        } else {
+            print(String(format: "prompt processing  %8.1f tokens/s  (range %.1f-%.1f, %d tokens)", r.promptTokensPerSecond,
+                         r.promptRange.lowerBound, r.promptRange.upperBound, promptTokens))
+            print(String(format: "generation         %8.2f tokens/s  (range %.2f-%.2f, %d tokens), %.2f ms/token", r.genTokensPerSecond,
+                         r.genRange.lowerBound, r.genRange.upperBound, genTokens, r.msPerGenToken))
+            print(String(format: "model              %8.1f MB, %.3f bits per BitLinear weight; %.1f MB read per generated token",
+                         Double(modelBytes) / 1e6, RuntimeBenchmark.bitsPerWeight(m), Double(bytesPerToken) / 1e6))
+            print(String(format: "peak resident      %8.1f MB", Double(peak) / 1e6))
+            if let bandwidth, let bound {
+                print(String(format: "bandwidth bound    %8.1f tokens/s  (%.1f GB/s read with %d threads); generation at %.0f%% of it",
+                             bound, bandwidth / 1e9, threads, 100 * r.genTokensPerSecond / bound))
+            }
+        }
+    }
+}
+
+/// "1,5,9" as token ids inside the vocabulary.
+func parseIDs(_ text: String, vocabSize: Int) throws -> [Int32] {
+    let parts = text.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
+    return try parts.map { part in
+        guard let id = Int(part) else { throw RunError("--prompt-ids: '\(part)' is not a token id") }
+        guard id >= 0 && id < vocabSize else {
+            throw RunError("--prompt-ids: token id \(id) is outside the vocabulary (0..<\(vocabSize))")
+        }
+        return Int32(id)
+    }
+}
+
+/// Ctrl-C: during a generation, stop it after the current token; otherwise (or a second
+/// time) quit with status 130.
+final class Interrupt: @unchecked Sendable {
+    static let shared = Interrupt()
+    private let lock = NSLock()
+    private var requested = false
+    private var _generating = false
+    private var source: DispatchSourceSignal?
+
+    var generating: Bool {
+        get { lock.withLock { _generating } }
+        set { lock.withLock { _generating = newValue; requested = false } }
+    }
+
+    /// True once after Ctrl-C during a generation.
+    func takeRequest() -> Bool { lock.withLock { defer { requested = false }; return requested } }
+
+    private init() {
+        signal(SIGINT, SIG_IGN)
+        let s = DispatchSource.makeSignalSource(signal: SIGINT, queue: .global())
+        s.setEventHandler { [unowned self] in
+            let quit = lock.withLock { () -> Bool in
+                defer { requested = true }
+                return !_generating || requested
+            }
+            if quit {
+                FileHandle.standardError.write(Data("\n".utf8))
+                exit(130)
+            }
+        }
+        s.resume()
+        source = s
     }
 }

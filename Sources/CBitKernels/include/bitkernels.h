@@ -35,8 +35,13 @@ void bitnet_plane_sums(const uint8_t *plane, int block_begin, int block_end, int
 void bitnet_matvec_f16(const uint16_t *w, size_t stride, const float *x, float *y, int cols, int row_begin, int row_end);
 void bitnet_matvec_f32(const float *w, size_t stride, const float *x, float *y, int cols, int row_begin, int row_end);
 
-/// y[i] += a * x[i] for i < n (attention's weighted sum of values).
-void bitnet_axpy_f32(float a, const float *x, float *y, int n);
+/// out[j] = sum_i weights[i] * values[i * stride + j] for j < cols, i < n
+/// (attention's weighted sum of the cached values of one head).
+void bitnet_weighted_sum_f32(const float *values, size_t stride, const float *weights, int n, int cols, float *out);
+
+/// The sum of `words` u64 words (wrapping): a read of every byte that cannot be
+/// optimized away, for measuring the machine's read bandwidth.
+uint64_t bitnet_read_sum(const uint64_t *p, size_t words);
 
 /// 1 when the AVX2 paths are in use (for the benchmark report).
 int bitnet_kernels_use_avx2(void);
