@@ -201,20 +201,27 @@ int bitnet_kernels_force_scalar(int force) {
 void bitnet_plane_sums(const uint8_t *plane, int block_begin, int block_end, int tiles, const uint8_t *tables,
                        size_t table_stride, int tokens, int32_t *sums, size_t sum_stride) {
     int avx2 = bitnet_kernels_use_avx2();
-    // Blocks outside, tokens inside: a block's weights (64 bytes per tile) stay in L1
-    // while every token's tables stream past them.
-    for (int b = block_begin; b < block_end; b++) {
-        const uint8_t *block = plane + (size_t)b * tiles * 64;
-        for (int t = 0; t < tokens; t++) {
-            const uint8_t *tab = tables + (size_t)t * table_stride;
-            int32_t *out = sums + (size_t)t * sum_stride + 32 * (size_t)b;
+    // Tokens in groups whose tables fit in L2 (128 bytes per tile each); within a group,
+    // blocks outside and tokens inside, so a block's weights stay in L1 while the
+    // group's tables stream past them.
+    size_t group_bytes = 256 * 1024;
+    int group = (int)(group_bytes / ((size_t)tiles * 128));
+    if (group < 1) group = 1;
+    for (int t0 = 0; t0 < tokens; t0 += group) {
+        int t1 = t0 + group < tokens ? t0 + group : tokens;
+        for (int b = block_begin; b < block_end; b++) {
+            const uint8_t *block = plane + (size_t)b * tiles * 64;
+            for (int t = t0; t < t1; t++) {
+                const uint8_t *tab = tables + (size_t)t * table_stride;
+                int32_t *out = sums + (size_t)t * sum_stride + 32 * (size_t)b;
 #ifdef BITNET_X86
-            if (avx2) {
-                block_sums_avx2(block, tiles, tab, out);
-                continue;
-            }
+                if (avx2) {
+                    block_sums_avx2(block, tiles, tab, out);
+                    continue;
+                }
 #endif
-            block_sums_scalar(block, tiles, tab, out);
+                block_sums_scalar(block, tiles, tab, out);
+            }
         }
     }
     (void)avx2;
