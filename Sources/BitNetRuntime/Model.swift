@@ -22,6 +22,8 @@ public struct RuntimeConfig: Sendable {
     public let ropeTheta: Float
     public let normEpsilon: Float
     public var headDim: Int { dim / heads }
+    /// The KV cache and RoPE tables grow with the context; beyond this a file is suspect.
+    public static let maxContext = 1 << 17
 
     init(_ c: [String: Any], path: String) throws {
         func bad(_ what: String) -> ModelFileError { ModelFileError(description: "\(path): config \(what)") }
@@ -36,6 +38,7 @@ public struct RuntimeConfig: Sendable {
         ffnDim = try int("ffn_dim")
         context = try int("context")
         guard dim % heads == 0, (dim / heads) % 2 == 0 else { throw bad("heads must divide dim into even head sizes") }
+        guard context <= Self.maxContext else { throw bad("context \(context) is larger than this runtime's limit of \(Self.maxContext)") }
         switch c["mode"] as? String {
         case "binary": ternary = false
         case "ternary": ternary = true

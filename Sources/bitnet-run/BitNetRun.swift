@@ -44,7 +44,8 @@ struct BitNetRun: ParsableCommand {
     static func main() {
         for i in 1..<Int(CommandLine.argc) {
             guard let raw = CommandLine.unsafeArgv[i], String(validatingCString: raw) != nil else {
-                log("bitnet-run: error: argument \(i) is not valid UTF-8")
+                let after = i > 1 ? CommandLine.unsafeArgv[i - 1].flatMap { String(validatingCString: $0) } : nil
+                log("bitnet-run: error: argument \(i)\(after.map { " (after \($0))" } ?? "") is not valid UTF-8")
                 Foundation.exit(1)
             }
         }

@@ -3,6 +3,7 @@
 import Foundation
 import Testing
 @testable import BitNet
+import BitNetRuntime
 
 @Suite(.serialized) struct CommandLineTests {
     static let trainArguments = ["--preset", "tiny", "--mode", "binary", "--steps", "120", "--context", "32",
@@ -66,6 +67,34 @@ import Testing
             #expect(actual.stdout == expected.stdout, "prompt \(prompt.debugDescription)")
             #expect(actual.stdout.count > prompt.count + 5)
         }
+        // The prompt from stdin when there is no --prompt (and stdin is not a terminal).
+        let piped = try Fixtures.run(["--max-tokens", "60", "--temperature", "0"], executable: "bitnet-run", leading: [model],
+                                     input: "the king\n")
+        let expected = try Fixtures.run(["sample", run.path, "--prompt", "the king", "--max-tokens", "60", "--temperature", "0"])
+        #expect(piped.status == 0 && piped.stdout == expected.stdout, "\(piped.stderr)")
+        // --bench --json: one JSON object with the documented keys, on stdout only.
+        let bench = try Fixtures.run(["--bench", "--json", "--repetitions", "1", "--no-bandwidth"], executable: "bitnet-run",
+                                     leading: [model])
+        #expect(bench.status == 0, "\(bench.stderr)")
+        let report = try JSONSerialization.jsonObject(with: Data(bench.stdout.utf8)) as? [String: Any] ?? [:]
+        for key in ["prompt_tokens_per_second", "gen_tokens_per_second", "bits_per_weight", "peak_rss_bytes"] {
+            #expect((report[key] as? Double).map { $0 > 0 } == true, "\(key) in \(bench.stdout)")
+        }
+        let fileSize = try FileManager.default.attributesOfItem(atPath: model)[.size] as? Int
+        #expect(report["model_bytes"] as? Int == fileSize)
+        // Ternary at 2 bits per weight, plus the padding of rows to 32 and columns to 16.
+        #expect((report["bits_per_weight"] as? Double).map { $0 >= 2 && $0 < 3 } == true)
+        try expectCleanFailure(["--prompt-ids", "1,2,999999"], executable: "bitnet-run", leading: [model],
+                               mentions: "--prompt-ids: token id 999999 is outside the vocabulary")
+        try expectCleanFailure(["--prompt-ids", "1,x"], executable: "bitnet-run", leading: [model], mentions: "'x' is not a token id")
+        let ids = try Fixtures.run(["--prompt-ids", "5,6,7", "--max-tokens", "5"], executable: "bitnet-run", leading: [model])
+        #expect(ids.status == 0 && !ids.stdout.isEmpty, "\(ids.stderr)")
+        // Arguments that are not UTF-8 are refused rather than silently repaired.
+        let bytes = try Fixtures.run(["-c", "exec \"$0\" \"$1\" --prompt \"$(printf 'ab\\377')\"",
+                                      Fixtures.executable.deletingLastPathComponent().appendingPathComponent("bitnet-run").path, model],
+                                     executable: "/bin/sh")
+        #expect(bytes.status == 1 && bytes.stderr.contains("argument 3 (after --prompt) is not valid UTF-8"), "\(bytes.stderr)")
+
         let missing = try Fixtures.run(["--prompt", "x"], executable: "bitnet-run", leading: [run.path + "/none.bitnet"])
         #expect(missing.status == 1 && missing.stderr.contains("none.bitnet: file does not exist"))
         let badTopP = try Fixtures.run(["--prompt", "x", "--top-p", "2"], executable: "bitnet-run", leading: [model])
@@ -88,9 +117,9 @@ import Testing
     }
 
     /// One line on stderr naming the problem, status 1, no stack trace.
-    func expectCleanFailure(_ arguments: [String], mentions fragment: String,
-                            sourceLocation: SourceLocation = #_sourceLocation) throws {
-        let result = try Fixtures.run(arguments)
+    func expectCleanFailure(_ arguments: [String], executable: String = "bitnet-train", leading: [String] = [],
+                            mentions fragment: String, sourceLocation: SourceLocation = #_sourceLocation) throws {
+        let result = try Fixtures.run(arguments, executable: executable, leading: leading)
         #expect(result.status != 0, "succeeded: \(arguments)", sourceLocation: sourceLocation)
         let lines = result.stderr.split(separator: "\n").filter { !$0.isEmpty }
         #expect(lines.count == 1 || result.stderr.contains("Usage:"), "stderr: \(result.stderr)", sourceLocation: sourceLocation)
@@ -179,5 +208,32 @@ import Testing
         try FileManager.default.copyItem(atPath: otherTokenizer, toPath: run + "/tokenizer.model")
         try expectCleanFailure(["sample", run, "--prompt", "the"], mentions: "does not match the checkpoint")
         try expectCleanFailure(["sample", run, "--max-tokens", "0"], mentions: "--max-tokens must be positive")
+    }
+
+    /// export --random writes a model of the asked shape that bitnet-run loads and runs.
+    @Test func randomExportRuns() throws {
+        let directory = Fixtures.temporaryDirectory("cli-random")
+        for mode in ["binary", "ternary"] {
+            let model = directory.appendingPathComponent("\(mode).bitnet").path
+            let export = try Fixtures.run(["export", "--random", "--mode", mode, "--dim", "48", "--layers", "2", "--heads", "4",
+                                           "--ffn", "80", "--vocab-size", "600", "--context", "40", "--out", model])
+            #expect(export.status == 0, "\(export.stderr)")
+            let file = try ModelFile(path: model)
+            #expect(file.config["mode"] as? String == mode && file.config["dim"] as? Int == 48)
+            #expect(try file.tensor("layers.1.ffn.gate.weight").rows == 80)
+            #expect(try file.tensor("embedding.weight").type == .f16 && file.tensors["head.weight"] == nil)
+            let bench = try Fixtures.run(["--bench", "--json", "--repetitions", "1", "--no-bandwidth", "--threads", "1"],
+                                         executable: "bitnet-run", leading: [model])
+            let report = try JSONSerialization.jsonObject(with: Data(bench.stdout.utf8)) as? [String: Any] ?? [:]
+            #expect((report["gen_tokens_per_second"] as? Double).map { $0 > 0 } == true, "\(bench.stderr)")
+            let text = try Fixtures.run(["--prompt", "Hello, world", "--max-tokens", "10"], executable: "bitnet-run", leading: [model])
+            #expect(text.status == 0 && text.stdout.hasPrefix("Hello, world"), "\(text.stderr)")
+        }
+        try expectCleanFailure(["export", "--random", "--dim", "48", "--out", directory.path + "/x.bitnet"], mentions: "--random needs --layers")
+        try expectCleanFailure(["export", "--random", "--dim", "48", "--layers", "1", "--heads", "5", "--ffn", "8", "--vocab-size", "600",
+                                "--out", directory.path + "/x.bitnet"], mentions: "heads (5) must divide dim (48)")
+        try expectCleanFailure(["export", "--random", "--dim", "48", "--layers", "1", "--heads", "4", "--ffn", "8", "--vocab-size", "100",
+                                "--out", directory.path + "/x.bitnet"], mentions: "--vocab-size must be at least 512")
+        #expect(!FileManager.default.fileExists(atPath: directory.path + "/x.bitnet"))
     }
 }

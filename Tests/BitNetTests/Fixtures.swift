@@ -70,10 +70,13 @@ enum Fixtures {
         var stderr: String
     }
 
-    /// Runs bitnet-train (or another executable built beside it) and waits for it.
-    static func run(_ arguments: [String], executable name: String = "bitnet-train", leading: [String] = []) throws -> Output {
+    /// Runs bitnet-train (or another executable built beside it, or an absolute path) with
+    /// `input` (or nothing) on stdin, and waits for it.
+    static func run(_ arguments: [String], executable name: String = "bitnet-train", leading: [String] = [],
+                    input: String? = nil) throws -> Output {
         let process = Process()
-        process.executableURL = executable.deletingLastPathComponent().appendingPathComponent(name)
+        process.executableURL = name.hasPrefix("/") ? URL(fileURLWithPath: name)
+                                                    : executable.deletingLastPathComponent().appendingPathComponent(name)
         process.arguments = leading + arguments
         // Files rather than pipes: no deadlock on a full pipe, no interrupted reads.
         let directory = temporaryDirectory("process-output")
@@ -81,6 +84,9 @@ enum Fixtures {
         FileManager.default.createFile(atPath: outURL.path, contents: nil)
         FileManager.default.createFile(atPath: errURL.path, contents: nil)
         let out = try FileHandle(forWritingTo: outURL), err = try FileHandle(forWritingTo: errURL)
+        let inURL = directory.appendingPathComponent("stdin")
+        try Data((input ?? "").utf8).write(to: inURL)
+        process.standardInput = try FileHandle(forReadingFrom: inURL)
         process.standardOutput = out
         process.standardError = err
         try process.run()

@@ -84,4 +84,41 @@ import BitNetRuntime
             #expect(!message(d).isEmpty)
         }
     }
+
+    /// Byte flips in the header, metadata and tensor table with the checksum recomputed,
+    /// so they reach the structural checks: loading either fails with a message or gives
+    /// a model that runs. Never a crash, never a read outside the file.
+    @Test func structuralFuzzing() throws {
+        let (_, url) = try Self.exportedModel(mode: .ternary, f16: true)
+        let bytes = try Data(contentsOf: url)
+        let tableOffset = bytes.withUnsafeBytes { Int(UInt64(littleEndian: $0.loadUnaligned(fromByteOffset: 48, as: UInt64.self))) }
+        let count = bytes.withUnsafeBytes { Int(UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: 56, as: UInt32.self))) }
+        let structure = tableOffset + 128 * count
+        let path = url.deletingLastPathComponent().appendingPathComponent("fuzzed.bitnet").path
+        var rng = Xoshiro256(seed: 2024)
+        var refused = 0, loaded = 0
+        for _ in 0..<2000 {
+            var d = bytes
+            for _ in 0..<(1 + rng.below(3)) {
+                // Mostly the table and header, where a flip is seldom a JSON syntax error.
+                let at = rng.below(3) == 0 ? rng.below(structure) : (rng.below(2) == 0 ? rng.below(64) : tableOffset + rng.below(128 * count))
+                d[at] ^= UInt8(1 << rng.below(8))
+            }
+            if rng.below(10) > 0 {  // usually repair the checksum so the structural checks are reached
+                let sum = d.withUnsafeBytes { PackedModel.checksum(UnsafeRawBufferPointer(rebasing: $0[64...])) }
+                withUnsafeBytes(of: sum.littleEndian) { d.replaceSubrange(24..<32, with: $0) }
+            }
+            try d.write(to: URL(fileURLWithPath: path))
+            do {
+                let model = try BitNetRuntime.Model(path: path, threads: 1, batch: 2)
+                let logits = model.forward(tokens: [0, 1, 2], start: 0)
+                #expect(logits.count == model.config.vocabSize)
+                loaded += 1
+            } catch {
+                #expect(!"\(error)".isEmpty)
+                refused += 1
+            }
+        }
+        #expect(refused > 1000, "refused \(refused), loaded \(loaded)")
+    }
 }
