@@ -13,6 +13,14 @@ public enum PackedBitLinear {
     /// Rule 1: out = SubLN(x). Same operation order as the trainer, so results match bit for bit.
     public static func subNorm(_ kind: RuntimeNorm, out y: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>,
                                gain: UnsafePointer<Float>, bias: UnsafePointer<Float>?, count c: Int, epsilon: Float) {
+        let (m, s) = normStatistics(kind, x: x, count: c, epsilon: epsilon)
+        normalize(out: y, x: x, mean: m, scale: s, gain: gain, bias: bias, count: c)
+    }
+
+    /// The norm's mean (0 for RMSNorm) and 1 / sqrt(mean square + epsilon): the part of
+    /// SubLN that BitLinears reading the same input (query, key, value) share.
+    public static func normStatistics(_ kind: RuntimeNorm, x: UnsafePointer<Float>, count c: Int,
+                                      epsilon: Float) -> (mean: Float, scale: Float) {
         var m: Float = 0
         if kind == .layer {
             var sum: Float = 0
@@ -24,7 +32,11 @@ public enum PackedBitLinear {
             let d = x[i] - m
             sumSquares += d * d
         }
-        let s = 1 / (sumSquares / Float(c) + epsilon).squareRoot()
+        return (m, 1 / (sumSquares / Float(c) + epsilon).squareRoot())
+    }
+
+    public static func normalize(out y: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, mean m: Float, scale s: Float,
+                                 gain: UnsafePointer<Float>, bias: UnsafePointer<Float>?, count c: Int) {
         if let bias {
             for i in 0..<c { y[i] = (x[i] - m) * s * gain[i] + bias[i] }
         } else {
@@ -38,9 +50,10 @@ public enum PackedBitLinear {
         for i in 0..<c { m = max(m, abs(h[i])) }
         let gamma = max(m, 1e-5)
         let scale = 127 / gamma
-        for i in 0..<c {
-            q[i] = Int8(min(max(h[i] * scale, -127), 127).rounded(.toNearestOrEven))
-        }
+        // Adding 1.5 * 2^23 rounds half to even and leaves the integer in the low bits:
+        // no checked conversion, so the loop vectorizes.
+        let magic: Float = 12_582_912
+        for i in 0..<c { q[i] = Int8(truncatingIfNeeded: (min(max(h[i] * scale, -127), 127) + magic).bitPattern) }
         return gamma
     }
 

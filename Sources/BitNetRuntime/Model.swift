@@ -97,6 +97,7 @@ public final class Model: @unchecked Sendable {
     let head: TensorEntry
     let ropeCos: [Float], ropeSin: [Float]
     let base: UnsafeRawPointer  // the mapped file
+    let pool: WorkerPool
 
     // Run state, [batch, width] each, and the KV cache [layers, context, dim].
     let x, xb, q, k, v, attention, ffnUp, ffnGate, hidden, normalized: Scratch<Float>
@@ -190,12 +191,11 @@ public final class Model: @unchecked Sendable {
         partialSums = Scratch(Self.maxGroup * batch * wideRows)
         keyCache = Scratch(c.layers * c.context * c.dim)
         valueCache = Scratch(c.layers * c.context * c.dim)
+        pool = WorkerPool(threads: threads)
     }
 
     /// Runs `body(worker)` for every worker, on all threads at once.
-    func parallel(_ body: @Sendable (Int) -> Void) {
-        if threads == 1 { body(0) } else { DispatchQueue.concurrentPerform(iterations: threads, execute: body) }
-    }
+    func parallel(_ body: (Int) -> Void) { pool.run(body) }
 
     /// The part [begin, end) of `count` items that `worker` takes.
     func share(_ count: Int, _ worker: Int) -> Range<Int> { count * worker / threads..<count * (worker + 1) / threads }
@@ -217,18 +217,28 @@ public final class Model: @unchecked Sendable {
     func apply(_ linears: [PackedLinear], _ input: UnsafeMutablePointer<Float>, _ outputs: [UnsafeMutablePointer<Float>],
                tokens: Int) {
         let cols = linears[0].entry.cols
-        for (j, linear) in linears.enumerated() {
-            linear.gain.withUnsafeBufferPointer { g in
-                linear.bias.withUnsafeBufferPointerOptional { b in
-                    for t in 0..<tokens {
-                        let h = normalized.pointer + t * wide, slot = j * batch + t
-                        PackedBitLinear.subNorm(config.norm, out: h, x: input + t * cols, gain: g.baseAddress!, bias: b,
-                                                count: cols, epsilon: config.normEpsilon)
-                        let qt = quantized.pointer + slot * wide
-                        gammas.pointer[slot] = PackedBitLinear.quantize(h, count: cols, into: qt)
-                        qSums.pointer[slot] = PackedBitLinear.prepare(qt, cols: cols, tables: tables.pointer + slot * tableStride)
+        // Per token: the norm statistics once (the linears share the input), then each
+        // linear's gain, quantization and tables.
+        func prepare(_ t: Int) {
+            let x = input + t * cols, h = normalized.pointer + t * wide
+            let (mean, scale) = PackedBitLinear.normStatistics(config.norm, x: x, count: cols, epsilon: config.normEpsilon)
+            for (j, linear) in linears.enumerated() {
+                linear.gain.withUnsafeBufferPointer { g in
+                    linear.bias.withUnsafeBufferPointerOptional { b in
+                        PackedBitLinear.normalize(out: h, x: x, mean: mean, scale: scale, gain: g.baseAddress!, bias: b, count: cols)
                     }
                 }
+                let slot = j * batch + t, q = quantized.pointer + slot * wide
+                gammas.pointer[slot] = PackedBitLinear.quantize(h, count: cols, into: q)
+                qSums.pointer[slot] = PackedBitLinear.prepare(q, cols: cols, tables: tables.pointer + slot * tableStride)
+            }
+        }
+        // A single token is prepared on this thread: cheaper than handing it over.
+        if tokens == 1 {
+            prepare(0)
+        } else {
+            parallel { worker in
+                for t in share(tokens, worker) { prepare(t) }
             }
         }
         let jobs = Unchecked((linears, outputs))

@@ -325,3 +325,9 @@ void bitnet_build_tables(const int8_t *q, int cols, uint8_t *tables) {
         }
     }
 }
+
+void bitnet_cpu_relax(void) {
+#ifdef BITNET_X86
+    _mm_pause();
+#endif
+}

@@ -43,6 +43,9 @@ void bitnet_weighted_sum_f32(const float *values, size_t stride, const float *we
 /// optimized away, for measuring the machine's read bandwidth.
 uint64_t bitnet_read_sum(const uint64_t *p, size_t words);
 
+/// A spin-wait hint (x86 `pause`): lets a waiting worker spin without starving its sibling.
+void bitnet_cpu_relax(void);
+
 /// 1 when the AVX2 paths are in use (for the benchmark report).
 int bitnet_kernels_use_avx2(void);
 /// Forces the scalar paths (tests compare the two); returns the previous setting.

@@ -1,0 +1,85 @@
+// Workers that stay awake between the ~100 parallel regions of a generated token:
+// waking a sleeping thread costs tens of microseconds, as much as a whole small
+// product, so workers spin on a generation counter for a few milliseconds before
+// they sleep on a condition (an idle prompt in interactive mode costs no CPU).
+import CBitKernels
+import Foundation
+import Synchronization
+
+final class WorkerPool: @unchecked Sendable {
+    let count: Int
+    private let shared = Shared()
+
+    /// What the pool and its threads share; the threads keep it alive after the pool goes.
+    private final class Shared: @unchecked Sendable {
+        let generation = Atomic<Int>(0)
+        let remaining = Atomic<Int>(0)
+        let condition = NSCondition()
+        var sleepers = 0
+        let stopping = Atomic<Bool>(false)
+        var job: ((Int) -> Void)?
+    }
+
+    /// Spins (each a `pause`) before a worker sleeps: a few milliseconds.
+    private static let spinsBeforeSleep = 100_000
+
+    init(threads: Int) {
+        count = threads
+        for index in 1..<max(threads, 1) {
+            let shared = shared
+            let thread = Thread { Self.work(index, shared) }
+            thread.stackSize = 1 << 20
+            thread.start()
+        }
+    }
+
+    deinit {
+        shared.condition.lock()
+        shared.stopping.store(true, ordering: .releasing)
+        shared.generation.add(1, ordering: .releasing)
+        shared.condition.broadcast()
+        shared.condition.unlock()
+    }
+
+    /// Runs `body(worker)` for worker 0..<count, worker 0 on the calling thread; returns
+    /// when all are done.
+    func run(_ body: (Int) -> Void) {
+        guard count > 1 else { return body(0) }
+        let s = shared
+        withoutActuallyEscaping(body) { body in
+            s.job = body
+            s.remaining.store(count - 1, ordering: .releasing)
+            s.generation.add(1, ordering: .releasing)
+            s.condition.lock()
+            if s.sleepers > 0 { s.condition.broadcast() }
+            s.condition.unlock()
+            body(0)
+            while s.remaining.load(ordering: .acquiring) > 0 { bitnet_cpu_relax() }
+            s.job = nil
+        }
+    }
+
+    private static func work(_ index: Int, _ s: Shared) {
+        let condition = s.condition
+        var seen = 0
+        while true {
+            var spins = 0
+            while s.generation.load(ordering: .acquiring) == seen {
+                spins += 1
+                if spins < Self.spinsBeforeSleep {
+                    bitnet_cpu_relax()
+                    continue
+                }
+                condition.lock()
+                s.sleepers += 1
+                while s.generation.load(ordering: .acquiring) == seen { condition.wait() }
+                s.sleepers -= 1
+                condition.unlock()
+            }
+            seen = s.generation.load(ordering: .acquiring)
+            if s.stopping.load(ordering: .acquiring) { return }
+            s.job!(index)
+            s.remaining.subtract(1, ordering: .releasing)
+        }
+    }
+}
