@@ -48,9 +48,17 @@ public enum Generator {
             for i in 1..<logits.count where logits[i] > logits[best] { best = i }
             return Int32(best)
         }
-        var order = Array(logits.indices).sorted { logits[$0] > logits[$1] || (logits[$0] == logits[$1] && $0 < $1) }
-        if settings.topK > 0 && settings.topK < order.count { order.removeLast(order.count - settings.topK) }
-        let maximum = logits[order[0]]
+        // Candidates, most likely first (lowest id on ties): the top k by a bounded heap,
+        // everything sorted only when top-p needs the order, else all in id order.
+        var order: [Int]
+        if settings.topK > 0 && settings.topK < logits.count {
+            order = topK(logits, settings.topK)
+        } else if settings.topP < 1 {
+            order = Array(logits.indices).sorted { logits[$0] > logits[$1] || (logits[$0] == logits[$1] && $0 < $1) }
+        } else {
+            order = Array(logits.indices)
+        }
+        let maximum = order.reduce(-Float.infinity) { max($0, logits[$1]) }
         var weights = order.map { Foundation.exp(Double((logits[$0] - maximum) / settings.temperature)) }
         if settings.topP > 0 && settings.topP < 1 {
             let total = weights.reduce(0, +)
@@ -69,6 +77,39 @@ public enum Generator {
             if threshold < 0 { return Int32(id) }
         }
         return Int32(order.last!)
+    }
+
+    /// Indices of the k largest logits, largest first, the lower id first on ties.
+    static func topK(_ logits: [Float], _ k: Int) -> [Int] {
+        func better(_ a: Int, _ b: Int) -> Bool { logits[a] > logits[b] || (logits[a] == logits[b] && a < b) }
+        var heap: [Int] = []  // a min-heap: its root is the worst kept candidate
+        heap.reserveCapacity(k)
+        func siftDown(_ start: Int) {
+            var i = start
+            while true {
+                let l = 2 * i + 1, r = l + 1
+                var worst = i
+                if l < heap.count && better(heap[worst], heap[l]) { worst = l }
+                if r < heap.count && better(heap[worst], heap[r]) { worst = r }
+                if worst == i { return }
+                heap.swapAt(i, worst)
+                i = worst
+            }
+        }
+        for i in logits.indices {
+            if heap.count < k {
+                heap.append(i)
+                var c = heap.count - 1
+                while c > 0 && better(heap[(c - 1) / 2], heap[c]) {
+                    heap.swapAt(c, (c - 1) / 2)
+                    c = (c - 1) / 2
+                }
+            } else if better(i, heap[0]) {
+                heap[0] = i
+                siftDown(0)
+            }
+        }
+        return heap.sorted(by: better)
     }
 
     /// Runs the prompt through the model, then samples up to `maxTokens` tokens, calling
