@@ -60,13 +60,13 @@ public enum RuntimeBenchmark {
         let buffer = UnsafeMutablePointer<UInt64>.allocate(capacity: words)
         defer { buffer.deallocate() }
         for i in 0..<words { buffer[i] = UInt64(i) }  // touch every page first
-        let shared = Unchecked(buffer)
+        let pool = WorkerPool(threads: threads)
         var best = 0.0
         for _ in 0..<5 {
             let t0 = DispatchTime.now().uptimeNanoseconds
-            DispatchQueue.concurrentPerform(iterations: threads) { worker in
+            pool.run { worker in
                 let begin = words * worker / threads, end = words * (worker + 1) / threads
-                blackHole(bitnet_read_sum(shared.value + begin, end - begin))
+                blackHole(bitnet_read_sum(buffer + begin, end - begin))
             }
             let seconds = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
             best = max(best, Double(words * 8) / seconds)

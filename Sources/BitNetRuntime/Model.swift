@@ -194,11 +194,6 @@ public final class Model: @unchecked Sendable {
         pool = WorkerPool(threads: threads)
     }
 
-    /// Runs `body(worker)` for every worker, on all threads at once.
-    func parallel(_ body: (Int) -> Void) { pool.run(body) }
-
-    /// The part [begin, end) of `count` items that `worker` takes.
-    func share(_ count: Int, _ worker: Int) -> Range<Int> { count * worker / threads..<count * (worker + 1) / threads }
 
     /// A row of the embedding as FP32.
     func embed(_ token: Int32, into out: UnsafeMutablePointer<Float>) {
@@ -237,25 +232,27 @@ public final class Model: @unchecked Sendable {
         if tokens == 1 {
             prepare(0)
         } else {
-            parallel { worker in
-                for t in share(tokens, worker) { prepare(t) }
+            pool.forEach(tokens) { t, _ in prepare(t) }
+        }
+        // The products in chunks of a few blocks, handed to whichever worker is free;
+        // each rescales the rows it computed.
+        let chunk = 8
+        var jobs: [(linear: Int, blocks: Range<Int>)] = []
+        for (j, linear) in linears.enumerated() {
+            for start in stride(from: 0, to: linear.entry.blocks, by: chunk) {
+                jobs.append((j, start..<min(start + chunk, linear.entry.blocks)))
             }
         }
-        let jobs = Unchecked((linears, outputs))
-        parallel { worker in
-            let (linears, outputs) = jobs.value
-            for (j, linear) in linears.enumerated() {
-                let e = linear.entry, blocks = share(e.blocks, worker), slot = j * batch
-                let acc = accumulators.pointer + slot * wideRows
-                PackedBitLinear.product(acc: acc, scratch: partialSums.pointer + slot * wideRows, accStride: wideRows,
-                                        planes: base + e.offset, entry: e, tables: tables.pointer + slot * tableStride,
-                                        tableStride: tableStride, qSums: qSums.pointer + slot, tokens: tokens, blocks: blocks)
-                let rows = 32 * blocks.lowerBound..<min(32 * blocks.upperBound, e.rows)
-                guard !rows.isEmpty else { continue }
-                for t in 0..<tokens {
-                    PackedBitLinear.rescale(acc + t * wideRows + rows.lowerBound, gamma: gammas.pointer[slot + t], beta: e.scale,
-                                            into: outputs[j] + t * e.rows + rows.lowerBound, count: rows.count)
-                }
+        pool.forEach(jobs.count) { item, _ in
+            let (j, blocks) = jobs[item], e = linears[j].entry, slot = j * batch
+            let acc = accumulators.pointer + slot * wideRows
+            PackedBitLinear.product(acc: acc, scratch: partialSums.pointer + slot * wideRows, accStride: wideRows,
+                                    planes: base + e.offset, entry: e, tables: tables.pointer + slot * tableStride,
+                                    tableStride: tableStride, qSums: qSums.pointer + slot, tokens: tokens, blocks: blocks)
+            let rows = 32 * blocks.lowerBound..<min(32 * blocks.upperBound, e.rows)
+            for t in 0..<tokens {
+                PackedBitLinear.rescale(acc + t * wideRows + rows.lowerBound, gamma: gammas.pointer[slot + t], beta: e.scale,
+                                        into: outputs[j] + t * e.rows + rows.lowerBound, count: rows.count)
             }
         }
     }
@@ -277,26 +274,24 @@ public final class Model: @unchecked Sendable {
     func attend(layer l: Int, start: Int, tokens: Int) {
         let c = config, hd = c.headDim, cache = l * c.context * c.dim
         let scale = 1 / Float(hd).squareRoot()
-        parallel { worker in
+        pool.forEach(tokens * c.heads) { pair, worker in
             let s = scores.pointer + worker * c.context
-            for pair in share(tokens * c.heads, worker) {
-                let t = pair / c.heads, head = pair % c.heads, pos = start + t
-                let query = q.pointer + t * c.dim + head * hd, keys = keyCache.pointer + cache + head * hd
-                bitnet_matvec_f32(keys, c.dim, query, s, Int32(hd), 0, Int32(pos + 1))
-                var m = -Float.infinity
-                for i in 0...pos {
-                    s[i] *= scale
-                    m = max(m, s[i])
-                }
-                var sum: Float = 0
-                for i in 0...pos {
-                    s[i] = RuntimeMath.exp(s[i] - m)
-                    sum += s[i]
-                }
-                for i in 0...pos { s[i] /= sum }
-                bitnet_weighted_sum_f32(valueCache.pointer + cache + head * hd, c.dim, s, Int32(pos + 1), Int32(hd),
-                                        attention.pointer + t * c.dim + head * hd)
+            let t = pair / c.heads, head = pair % c.heads, pos = start + t
+            let query = q.pointer + t * c.dim + head * hd, keys = keyCache.pointer + cache + head * hd
+            bitnet_matvec_f32(keys, c.dim, query, s, Int32(hd), 0, Int32(pos + 1))
+            var m = -Float.infinity
+            for i in 0...pos {
+                s[i] *= scale
+                m = max(m, s[i])
             }
+            var sum: Float = 0
+            for i in 0...pos {
+                s[i] = RuntimeMath.exp(s[i] - m)
+                sum += s[i]
+            }
+            for i in 0...pos { s[i] /= sum }
+            bitnet_weighted_sum_f32(valueCache.pointer + cache + head * hd, c.dim, s, Int32(pos + 1), Int32(hd),
+                                    attention.pointer + t * c.dim + head * hd)
         }
     }
 
@@ -369,26 +364,18 @@ public final class Model: @unchecked Sendable {
         }
         // Only the last token's logits are needed: its final norm, then the head.
         blockNorm(finalNorm, finalNormBias, x + (n - 1) * c.dim, xb, tokens: 1)
-        let head = head, headBase = Unchecked(base + head.offset)
-        parallel { worker in
-            let rows = share(c.vocabSize, worker)
+        let head = head, rowsPerChunk = 1024, headBase = base + head.offset
+        pool.forEach((c.vocabSize + rowsPerChunk - 1) / rowsPerChunk) { item, _ in
+            let begin = Int32(item * rowsPerChunk), end = Int32(min((item + 1) * rowsPerChunk, c.vocabSize))
             if head.type == .f16 {
-                bitnet_matvec_f16(headBase.value.assumingMemoryBound(to: UInt16.self), c.dim, self.xb.pointer, logits.pointer, Int32(c.dim),
-                                  Int32(rows.lowerBound), Int32(rows.upperBound))
+                bitnet_matvec_f16(headBase.assumingMemoryBound(to: UInt16.self), c.dim, xb, logits.pointer, Int32(c.dim), begin, end)
             } else {
-                bitnet_matvec_f32(headBase.value.assumingMemoryBound(to: Float.self), c.dim, self.xb.pointer, logits.pointer, Int32(c.dim),
-                                  Int32(rows.lowerBound), Int32(rows.upperBound))
+                bitnet_matvec_f32(headBase.assumingMemoryBound(to: Float.self), c.dim, xb, logits.pointer, Int32(c.dim), begin, end)
             }
         }
     }
 }
 
-/// Lets a worker closure capture values Swift cannot prove Sendable (pointers, arrays of
-/// weights): each worker writes only its own rows.
-struct Unchecked<T>: @unchecked Sendable {
-    let value: T
-    init(_ value: T) { self.value = value }
-}
 
 extension Optional where Wrapped == [Float] {
     func withUnsafeBufferPointerOptional<R>(_ body: (UnsafePointer<Float>?) -> R) -> R {

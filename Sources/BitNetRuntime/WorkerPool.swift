@@ -18,6 +18,8 @@ final class WorkerPool: @unchecked Sendable {
         var sleepers = 0
         let stopping = Atomic<Bool>(false)
         var job: ((Int) -> Void)?
+        /// The next item of a forEach.
+        let next = Atomic<Int>(0)
     }
 
     /// Spins (each a `pause`) before a worker sleeps: a few milliseconds.
@@ -56,6 +58,21 @@ final class WorkerPool: @unchecked Sendable {
             body(0)
             while s.remaining.load(ordering: .acquiring) > 0 { bitnet_cpu_relax() }
             s.job = nil
+        }
+    }
+
+    /// Runs `body(item, worker)` for item 0..<count, items handed out one at a time to
+    /// whichever worker is free: on a shared, noisy machine a fixed split leaves one
+    /// core waiting for the other.
+    func forEach(_ count: Int, _ body: (_ item: Int, _ worker: Int) -> Void) {
+        let s = shared
+        s.next.store(0, ordering: .relaxed)
+        run { worker in
+            while true {
+                let item = s.next.add(1, ordering: .relaxed).oldValue
+                if item >= count { return }
+                body(item, worker)
+            }
         }
     }
 
