@@ -97,26 +97,27 @@ struct BitNetRun: ParsableCommand {
 
     var settings: SamplingSettings { SamplingSettings(temperature: temperature, topK: topK, topP: topP, seed: seed) }
 
-    func generate(_ m: Model, text: String) throws {
+    func generate(_ m: Model, text: String, interactive: Bool = false) throws {
         var ids = m.tokenizer.encode(text)
         // Documents are separated by end-of-sequence, so it starts an empty prompt.
         if ids.isEmpty { ids = [max(m.tokenizer.eosID, 0)] }
-        try generate(m, ids: ids, text: text)
+        try generate(m, ids: ids, text: text, interactive: interactive)
     }
 
     /// Streams the prompt and its continuation to stdout; `text` is the prompt as given
-    /// (nil for --prompt-ids, whose decoding is printed instead).
-    func generate(_ m: Model, ids: [Int32], text: String?) throws {
+    /// (nil for --prompt-ids, whose decoding is printed instead). In interactive mode an
+    /// interrupted generation returns to the prompt.
+    func generate(_ m: Model, ids: [Int32], text: String?, interactive: Bool = false) throws {
         guard ids.count <= m.config.context else {
             throw RunError("the prompt is \(ids.count) tokens, longer than the context of \(m.config.context)")
         }
+        let interrupt = Interrupt.shared  // Ctrl-C handling from here on
         let out = FileHandle.standardOutput
         let promptIDs = text?.isEmpty == true ? [] : ids
         let shown = text ?? m.tokenizer.decode(ids)
         out.write(Data(shown.utf8))
         var printed = Array(m.tokenizer.decode(promptIDs).utf8).count
         var generated: [Int32] = []
-        let interrupt = Interrupt.shared
         interrupt.generating = true
         defer { interrupt.generating = false }
         let started = DispatchTime.now().uptimeNanoseconds
@@ -143,6 +144,8 @@ struct BitNetRun: ParsableCommand {
                             Double(firstToken - started) / 1e9, rate)
         }
         log("[\(generated.count) tokens; stopped at \(stop.rawValue)\(timing)]")
+        // Interrupted: the text so far is printed; a one-shot run exits as shells expect.
+        if stop == .interrupted && !interactive { throw ExitCode(130) }
     }
 
     /// Prompt, generate, repeat until EOF (Ctrl-D). Ctrl-C stops a generation; at the
@@ -158,7 +161,7 @@ struct BitNetRun: ParsableCommand {
                 return
             }
             do {
-                try generate(m, text: line)
+                try generate(m, text: line, interactive: true)
             } catch {
                 log("bitnet-run: error: \(error)")
             }

@@ -236,4 +236,34 @@ import BitNetRuntime
                                 "--out", directory.path + "/x.bitnet"], mentions: "--vocab-size must be at least 512")
         #expect(!FileManager.default.fileExists(atPath: directory.path + "/x.bitnet"))
     }
+
+    /// Ctrl-C during a generation: the text so far is printed, the stop reason is said,
+    /// and the exit status is 130.
+    @Test func interruptStopsGenerationCleanly() throws {
+        let directory = Fixtures.temporaryDirectory("cli-interrupt")
+        let model = directory.appendingPathComponent("m.bitnet").path
+        let export = try Fixtures.run(["export", "--random", "--mode", "binary", "--dim", "256", "--layers", "4", "--heads", "4",
+                                       "--ffn", "512", "--vocab-size", "600", "--context", "16384", "--out", model])
+        #expect(export.status == 0, "\(export.stderr)")
+        let process = Process()
+        process.executableURL = Fixtures.executable.deletingLastPathComponent().appendingPathComponent("bitnet-run")
+        process.arguments = [model, "--prompt", "Hello", "--max-tokens", "16000", "--threads", "1"]
+        let outURL = directory.appendingPathComponent("out"), errURL = directory.appendingPathComponent("err")
+        FileManager.default.createFile(atPath: outURL.path, contents: nil)
+        FileManager.default.createFile(atPath: errURL.path, contents: nil)
+        process.standardOutput = try FileHandle(forWritingTo: outURL)
+        process.standardError = try FileHandle(forWritingTo: errURL)
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        // Wait until generation has started (text beyond the prompt), then Ctrl-C.
+        let deadline = Date().addingTimeInterval(20)
+        while (try Data(contentsOf: outURL)).count < 40 && Date() < deadline && process.isRunning { usleep(20_000) }
+        process.interrupt()
+        process.waitUntilExit()
+        let stdout = String(decoding: try Data(contentsOf: outURL), as: UTF8.self)
+        let stderr = String(decoding: try Data(contentsOf: errURL), as: UTF8.self)
+        #expect(process.terminationStatus == 130, "\(stderr)")
+        #expect(stderr.contains("stopped at interrupted"), "\(stderr)")
+        #expect(stdout.hasPrefix("Hello") && stdout.hasSuffix("\n"))
+    }
 }
