@@ -83,6 +83,55 @@ final class Scratch<T>: @unchecked Sendable {
     deinit { pointer.deallocate() }
 }
 
+public enum KVCacheType: String, Sendable, CaseIterable {
+    /// Exact: the runtime's logits then match the trainer's (the default).
+    case f32
+    /// Half the memory and the attention's reads; keys and values rounded to FP16 (as
+    /// llama.cpp's default cache).
+    case f16
+}
+
+/// One of the KV cache's two tensors.
+final class KVCache: @unchecked Sendable {
+    let type: KVCacheType
+    let raw: UnsafeMutableRawPointer
+
+    init(count: Int, type: KVCacheType) {
+        self.type = type
+        // Uninitialized: pages cost memory only as positions fill.
+        raw = .allocate(byteCount: max(count, 1) * (type == .f32 ? 4 : 2), alignment: 64)
+    }
+
+    deinit { raw.deallocate() }
+
+    func store(_ x: UnsafePointer<Float>, count: Int, at offset: Int) {
+        switch type {
+        case .f32: (raw.assumingMemoryBound(to: Float.self) + offset).update(from: x, count: count)
+        case .f16: bitnet_to_f16(x, raw.assumingMemoryBound(to: UInt16.self) + offset, Int32(count))
+        }
+    }
+
+    /// s[p] = query . row(offset + p * stride) for p < positions.
+    func scores(at offset: Int, stride: Int, query: UnsafePointer<Float>, count: Int, positions: Int,
+                into s: UnsafeMutablePointer<Float>) {
+        switch type {
+        case .f32: bitnet_matvec_f32(raw.assumingMemoryBound(to: Float.self) + offset, stride, query, s, Int32(count), 0, Int32(positions))
+        case .f16: bitnet_matvec_f16(raw.assumingMemoryBound(to: UInt16.self) + offset, stride, query, s, Int32(count), 0, Int32(positions))
+        }
+    }
+
+    /// out = sum over p < positions of weights[p] * row(offset + p * stride).
+    func weightedSum(at offset: Int, stride: Int, weights: UnsafePointer<Float>, positions: Int, count: Int,
+                     into out: UnsafeMutablePointer<Float>) {
+        switch type {
+        case .f32:
+            bitnet_weighted_sum_f32(raw.assumingMemoryBound(to: Float.self) + offset, stride, weights, Int32(positions), Int32(count), out)
+        case .f16:
+            bitnet_weighted_sum_f16(raw.assumingMemoryBound(to: UInt16.self) + offset, stride, weights, Int32(positions), Int32(count), out)
+        }
+    }
+}
+
 public final class Model: @unchecked Sendable {
     public let file: ModelFile
     public let config: RuntimeConfig
@@ -108,13 +157,15 @@ public final class Model: @unchecked Sendable {
     let qSums: Scratch<Int32>
     let tables: Scratch<UInt8>
     let accumulators, partialSums: Scratch<Int32>
-    let keyCache, valueCache: Scratch<Float>
+    /// [layers, context, dim] in FP32, or FP16 (half the memory and the bytes attention reads).
+    let keyCache, valueCache: KVCache
     /// The widest BitLinear input and output, rows padded to 32.
     let wide, wideRows, tableStride: Int
     /// BitLinears applied together to one input (query, key and value; up and gate).
     static let maxGroup = 3
 
-    public init(path: String, threads: Int = ProcessInfo.processInfo.activeProcessorCount, batch: Int = 64) throws {
+    public init(path: String, threads: Int = ProcessInfo.processInfo.activeProcessorCount, batch: Int = 64,
+                kvCache: KVCacheType = .f32) throws {
         precondition(threads >= 1 && batch >= 1)
         self.threads = threads
         self.batch = batch
@@ -189,8 +240,8 @@ public final class Model: @unchecked Sendable {
         tables = Scratch(Self.maxGroup * batch * tableStride)
         accumulators = Scratch(Self.maxGroup * batch * wideRows)
         partialSums = Scratch(Self.maxGroup * batch * wideRows)
-        keyCache = Scratch(c.layers * c.context * c.dim)
-        valueCache = Scratch(c.layers * c.context * c.dim)
+        keyCache = KVCache(count: c.layers * c.context * c.dim, type: kvCache)
+        valueCache = KVCache(count: c.layers * c.context * c.dim, type: kvCache)
         pool = WorkerPool(threads: threads)
     }
 
@@ -277,8 +328,8 @@ public final class Model: @unchecked Sendable {
         pool.forEach(tokens * c.heads) { pair, worker in
             let s = scores.pointer + worker * c.context
             let t = pair / c.heads, head = pair % c.heads, pos = start + t
-            let query = q.pointer + t * c.dim + head * hd, keys = keyCache.pointer + cache + head * hd
-            bitnet_matvec_f32(keys, c.dim, query, s, Int32(hd), 0, Int32(pos + 1))
+            let query = q.pointer + t * c.dim + head * hd, at = cache + head * hd
+            keyCache.scores(at: at, stride: c.dim, query: query, count: hd, positions: pos + 1, into: s)
             var m = -Float.infinity
             for i in 0...pos {
                 s[i] *= scale
@@ -290,8 +341,8 @@ public final class Model: @unchecked Sendable {
                 sum += s[i]
             }
             for i in 0...pos { s[i] /= sum }
-            bitnet_weighted_sum_f32(valueCache.pointer + cache + head * hd, c.dim, s, Int32(pos + 1), Int32(hd),
-                                    attention.pointer + t * c.dim + head * hd)
+            valueCache.weightedSum(at: at, stride: c.dim, weights: s, positions: pos + 1, count: hd,
+                                   into: attention.pointer + t * c.dim + head * hd)
         }
     }
 
@@ -332,8 +383,8 @@ public final class Model: @unchecked Sendable {
                         (kt[i], kt[i + 1]) = (kt[i] * cs - kt[i + 1] * sn, kt[i] * sn + kt[i + 1] * cs)
                     }
                 }
-                (keyCache.pointer + cache + pos * c.dim).update(from: kt, count: c.dim)
-                (valueCache.pointer + cache + pos * c.dim).update(from: v + t * c.dim, count: c.dim)
+                keyCache.store(kt, count: c.dim, at: cache + pos * c.dim)
+                valueCache.store(v + t * c.dim, count: c.dim, at: cache + pos * c.dim)
             }
             attend(layer: l, start: start, tokens: n)
             apply([w.output], attention.pointer, [xb], tokens: n)

@@ -153,6 +153,34 @@ __attribute__((target("avx2,fma"))) static int weighted_sum_avx2(const float *va
     return j;
 }
 
+__attribute__((target("avx2,fma,f16c"))) static int weighted_sum_f16_avx2(const uint16_t *values, size_t stride,
+                                                                          const float *weights, int n, int cols, float *out) {
+    int j = 0;
+    for (; j + 32 <= cols; j += 32) {
+        __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+        for (int i = 0; i < n; i++) {
+            const uint16_t *v = values + (size_t)i * stride + j;
+            __m256 w = _mm256_broadcast_ss(weights + i);
+            s0 = _mm256_fmadd_ps(w, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)v)), s0);
+            s1 = _mm256_fmadd_ps(w, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(v + 8))), s1);
+            s2 = _mm256_fmadd_ps(w, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(v + 16))), s2);
+            s3 = _mm256_fmadd_ps(w, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(v + 24))), s3);
+        }
+        _mm256_storeu_ps(out + j, s0);
+        _mm256_storeu_ps(out + j + 8, s1);
+        _mm256_storeu_ps(out + j + 16, s2);
+        _mm256_storeu_ps(out + j + 24, s3);
+    }
+    return j;
+}
+
+__attribute__((target("avx2,f16c"))) static int to_f16_avx2(const float *x, uint16_t *out, int n) {
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm_storeu_si128((__m128i *)(out + i), _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT));
+    return i;
+}
+
 // Tables for whole groups of 4 columns, two 16-byte tables per register: lane 0 holds
 // lo_0..3 and builds L, lane 1 holds hi_0..3 and builds H, so the register is the
 // group's 32 bytes as stored. T[m] = sum over bits i of m of (v_i & mask_i(m)).
@@ -334,4 +362,45 @@ void bitnet_cpu_relax(void) {
 #ifdef BITNET_X86
     _mm_pause();
 #endif
+}
+
+void bitnet_weighted_sum_f16(const uint16_t *values, size_t stride, const float *weights, int n, int cols, float *out) {
+    int j = 0;
+#ifdef BITNET_X86
+    if (bitnet_kernels_use_avx2()) j = weighted_sum_f16_avx2(values, stride, weights, n, cols, out);
+#endif
+    for (; j < cols; j++) {
+        float s = 0;
+        for (int i = 0; i < n; i++) s += weights[i] * half_to_float(values[(size_t)i * stride + j]);
+        out[j] = s;
+    }
+}
+
+// Round to nearest even, with overflow to infinity and subnormals, as vcvtps2ph does.
+static uint16_t float_to_half(float f) {
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    uint32_t sign = (x >> 16) & 0x8000, magnitude = x & 0x7FFFFFFF;
+    if (magnitude >= 0x7F800000) return (uint16_t)(sign | 0x7C00 | (magnitude > 0x7F800000 ? 0x200 : 0));  // inf, NaN
+    if (magnitude >= 0x477FF000) return (uint16_t)(sign | 0x7C00);                                       // rounds to inf
+    if (magnitude < 0x38800000) {                                                                         // subnormal or zero
+        if (magnitude < 0x33000000) return (uint16_t)sign;
+        uint32_t e = magnitude >> 23, m = (magnitude & 0x7FFFFF) | 0x800000;
+        int shift = 126 - (int)e;  // value = m 2^(e - 150) = (m >> shift) 2^-24, shift in 14..24
+        uint32_t half = m >> shift, rest = m & ((1u << shift) - 1), midpoint = 1u << (shift - 1);
+        if (rest > midpoint || (rest == midpoint && (half & 1))) half++;
+        return (uint16_t)(sign | half);
+    }
+    uint32_t rounded = magnitude - 0x38000000;  // rebias the exponent
+    uint32_t half = rounded >> 13, rest = rounded & 0x1FFF;
+    if (rest > 0x1000 || (rest == 0x1000 && (half & 1))) half++;
+    return (uint16_t)(sign | half);
+}
+
+void bitnet_to_f16(const float *x, uint16_t *out, int n) {
+    int i = 0;
+#ifdef BITNET_X86
+    if (bitnet_kernels_use_avx2()) i = to_f16_avx2(x, out, n);
+#endif
+    for (; i < n; i++) out[i] = float_to_half(x[i]);
 }

@@ -32,6 +32,8 @@ struct BitNetRun: ParsableCommand {
     @Option(help: "Sample from the k most likely tokens (0: all).") var topK: Int = 40
     @Option(help: "Sample from the smallest set of tokens whose probability reaches p (1: all).") var topP: Float = 1
     @Option(help: "Random seed.") var seed: UInt64 = 0
+    @Option(help: "KV cache precision: f32 (exact: matches the trainer) or f16 (half the memory and attention reads).")
+    var kvCache: KVCacheType = .f32
     @Option(help: "Worker threads (default: all cores).") var threads: Int = ProcessInfo.processInfo.activeProcessorCount
 
     @Flag(help: "Measure prompt-processing and generation speed on random tokens.") var bench = false
@@ -73,7 +75,7 @@ struct BitNetRun: ParsableCommand {
     func run() throws {
         do {
             if benchKernel { return benchmarkKernel() }
-            let m = try Model(path: model, threads: threads)
+            let m = try Model(path: model, threads: threads, kvCache: kvCache)
             if bench {
                 try runBenchmark(m)
             } else if let promptIds {
@@ -176,7 +178,7 @@ struct BitNetRun: ParsableCommand {
         }
         let c = m.config
         log("bench: \(model): \(c.ternary ? "ternary" : "binary"), d\(c.dim), \(c.layers) layers, ffn \(c.ffnDim), vocab \(c.vocabSize); "
-            + "\(threads) thread(s), \(RuntimeBenchmark.kernel) kernels; -p \(promptTokens) -n \(genTokens), \(repetitions) repetitions")
+            + "\(threads) thread(s), \(RuntimeBenchmark.kernel) kernels, \(kvCache.rawValue) KV cache; -p \(promptTokens) -n \(genTokens), \(repetitions) repetitions")
         let r = RuntimeBenchmark.run(model: m, promptTokens: promptTokens, genTokens: genTokens, repetitions: repetitions,
                                      progress: log)
         let peak = RuntimeBenchmark.peakResidentBytes()
@@ -185,7 +187,7 @@ struct BitNetRun: ParsableCommand {
         let bound = bandwidth.map { $0 / Double(bytesPerToken) }
         if json {
             var object: [String: Any] = [
-                "model": model, "threads": threads, "kernel": RuntimeBenchmark.kernel,
+                "model": model, "threads": threads, "kernel": RuntimeBenchmark.kernel, "kv_cache": kvCache.rawValue,
                 "prompt_tokens": promptTokens, "gen_tokens": genTokens, "repetitions": repetitions,
                 "prompt_tokens_per_second": r.promptTokensPerSecond, "gen_tokens_per_second": r.genTokensPerSecond,
                 "prompt_tokens_per_second_range": [r.promptRange.lowerBound, r.promptRange.upperBound],
@@ -228,6 +230,8 @@ extension BitNetRun {
         }
     }
 }
+
+extension KVCacheType: ExpressibleByArgument {}
 
 /// "1,5,9" as token ids inside the vocabulary.
 func parseIDs(_ text: String, vocabSize: Int) throws -> [Int32] {

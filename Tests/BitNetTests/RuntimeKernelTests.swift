@@ -79,4 +79,31 @@ import Testing
             }
         }
     }
+
+    /// The FP16 KV cache: conversion to half equals Swift's Float16 (both paths, including
+    /// subnormals, ties and overflow), and the FP16 weighted sum matches a Double reference.
+    @Test func halfConversionAndWeightedSum() {
+        var rng = Xoshiro256(seed: 12)
+        var x: [Float] = [0, -0, 1, -1, 65504, 65520, 70000, -1e9, 6e-8, 3e-8, 2.98e-8, 5.96e-8, 1e-5, -6.1e-5, .infinity, 0.1]
+        for _ in 0..<2000 { x.append(rng.normal() * Float(pow(2.0, Double(rng.below(60) - 40)))) }
+        for _ in 0..<500 { x.append(Float(bitPattern: UInt32(truncatingIfNeeded: rng.next()) & 0x7FFF_FFFF | 0x3300_0000)) }
+        let expected = x.map { Float16($0).bitPattern }
+        for scalar in [false, true] {
+            let previous = bitnet_kernels_force_scalar(scalar ? 1 : 0)
+            defer { _ = bitnet_kernels_force_scalar(previous) }
+            var out = [UInt16](repeating: 0, count: x.count)
+            bitnet_to_f16(x, &out, Int32(x.count))
+            let wrong = x.indices.filter { out[$0] != expected[$0] && !x[$0].isNaN }
+            #expect(wrong.isEmpty, "scalar \(scalar): \(wrong.prefix(5).map { (x[$0], out[$0], expected[$0]) })")
+            for (n, cols, stride) in [(1, 8, 8), (9, 40, 48), (130, 96, 100)] {
+                let values = (0..<n * stride).map { _ in Float16(rng.normal()).bitPattern }, weights = (0..<n).map { _ in rng.uniform() }
+                var y = [Float](repeating: 0, count: cols)
+                bitnet_weighted_sum_f16(values, stride, weights, Int32(n), Int32(cols), &y)
+                for j in 0..<cols {
+                    let exact = (0..<n).reduce(0.0) { $0 + Double(weights[$1]) * Double(Float(Float16(bitPattern: values[$1 * stride + j]))) }
+                    #expect(abs(Double(y[j]) - exact) < 1e-4, "f16 weighted sum \(n)x\(cols) scalar: \(scalar)")
+                }
+            }
+        }
+    }
 }

@@ -59,4 +59,20 @@ import BitNetRuntime
         let next = Int32(tokens.count % 7)
         #expect(batched.forward(token: next, pos: tokens.count) == single.forward(token: next, pos: tokens.count))
     }
+
+    /// The FP16 KV cache changes logits only by the rounding of keys and values.
+    @Test func halfPrecisionCacheStaysClose() throws {
+        let (_, url) = try PackedModelTests.exportedModel(mode: .binary, f16: false)
+        let exact = try BitNetRuntime.Model(path: url.path, threads: 2, kvCache: .f32)
+        let half = try BitNetRuntime.Model(path: url.path, threads: 2, kvCache: .f16)
+        let tokens: [Int32] = try BitNet.Tokenizer(path: Fixtures.shared.tokenizer).encode("the crown doth love the king")
+        var worst: Float = 0
+        for (pos, token) in tokens.prefix(exact.config.context).enumerated() {
+            let a = exact.forward(token: token, pos: pos), b = half.forward(token: token, pos: pos)
+            let scale = a.map(abs).max()!
+            worst = max(worst, zip(a, b).map { abs($0 - $1) }.max()! / scale)
+        }
+        #expect(worst > 0, "the FP16 cache should round something")
+        #expect(worst < 2e-2, "largest logit difference relative to the largest logit: \(worst)")
+    }
 }

@@ -38,6 +38,10 @@ void bitnet_matvec_f32(const float *w, size_t stride, const float *x, float *y, 
 /// out[j] = sum_i weights[i] * values[i * stride + j] for j < cols, i < n
 /// (attention's weighted sum of the cached values of one head).
 void bitnet_weighted_sum_f32(const float *values, size_t stride, const float *weights, int n, int cols, float *out);
+void bitnet_weighted_sum_f16(const uint16_t *values, size_t stride, const float *weights, int n, int cols, float *out);
+
+/// out[i] = x[i] rounded to IEEE half (the FP16 KV cache).
+void bitnet_to_f16(const float *x, uint16_t *out, int n);
 
 /// The sum of `words` u64 words (wrapping): a read of every byte that cannot be
 /// optimized away, for measuring the machine's read bandwidth.
