@@ -79,7 +79,8 @@ public final class ModelFile: @unchecked Sendable {
         }
         guard header.magic == Self.magic else { throw bad("not a BitNet model (bad magic)") }
         guard header.version == Self.supportedVersion else {
-            throw bad("format version \(header.version) is not supported (this runtime reads version \(Self.supportedVersion))")
+            throw bad("format version \(header.version) is not supported (this runtime reads version \(Self.supportedVersion)"
+                      + (header.version < Self.supportedVersion ? "; export the run again with 'bitnet-train export')" : ")"))
         }
         guard header.headerSize == 64 else { throw bad("unexpected header size \(header.headerSize)") }
         guard header.fileSize == UInt64(size) else {
