@@ -13,7 +13,68 @@
 #endif
 
 static int force_scalar = 0;
-int bitnet_kernels_use_avx2(void);
+
+int bitnet_kernels_use_avx2(void) {
+#ifdef BITNET_X86
+    static int supported = -1;
+    if (supported < 0) {
+        __builtin_cpu_init();
+        supported = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+    }
+    return supported && !force_scalar;
+#else
+    return 0;
+#endif
+}
+
+int bitnet_kernels_force_scalar(int force) {
+    int previous = force_scalar;
+    force_scalar = force;
+    return previous;
+}
+
+static float half_to_float(uint16_t h) {
+    uint32_t sign = (uint32_t)(h >> 15) << 31, exponent = (h >> 10) & 31, mantissa = h & 1023, bits;
+    if (exponent == 0) {
+        if (mantissa == 0) {
+            bits = sign;
+        } else {  // subnormal: normalize
+            int e = -1;
+            do { e++; mantissa <<= 1; } while (!(mantissa & 1024));
+            bits = sign | (uint32_t)(127 - 15 - e) << 23 | (mantissa & 1023) << 13;
+        }
+    } else if (exponent == 31) {
+        bits = sign | 0x7F800000u | mantissa << 13;
+    } else {
+        bits = sign | (exponent + 127 - 15) << 23 | mantissa << 13;
+    }
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+// Round to nearest even, with overflow to infinity and subnormals, as vcvtps2ph does.
+static uint16_t float_to_half(float f) {
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    uint32_t sign = (x >> 16) & 0x8000, magnitude = x & 0x7FFFFFFF;
+    if (magnitude >= 0x7F800000) return (uint16_t)(sign | 0x7C00 | (magnitude > 0x7F800000 ? 0x200 : 0));  // inf, NaN
+    if (magnitude >= 0x477FF000) return (uint16_t)(sign | 0x7C00);                                       // rounds to inf
+    if (magnitude < 0x38800000) {                                                                         // subnormal or zero
+        if (magnitude < 0x33000000) return (uint16_t)sign;
+        uint32_t e = magnitude >> 23, m = (magnitude & 0x7FFFFF) | 0x800000;
+        int shift = 126 - (int)e;  // value = m 2^(e - 150) = (m >> shift) 2^-24, shift in 14..24
+        uint32_t half = m >> shift, rest = m & ((1u << shift) - 1), midpoint = 1u << (shift - 1);
+        if (rest > midpoint || (rest == midpoint && (half & 1))) half++;
+        return (uint16_t)(sign | half);
+    }
+    uint32_t rounded = magnitude - 0x38000000;  // rebias the exponent
+    uint32_t half = rounded >> 13, rest = rounded & 0x1FFF;
+    if (rest > 0x1000 || (rest == 0x1000 && (half & 1))) half++;
+    return (uint16_t)(sign | half);
+}
+
+// ---- The look-up-table product ----
 
 size_t bitnet_table_bytes(int cols) { return (size_t)((cols + 15) / 16) * 4 * 32; }
 
@@ -86,101 +147,6 @@ __attribute__((target("avx2"))) static void block_sums_avx2(const uint8_t *block
     for (int k = 0; k < 4; k++) _mm256_storeu_si256((__m256i *)(out + 8 * k), acc[k]);
 }
 
-__attribute__((target("avx2,fma,f16c"))) static void matvec_f16_avx2(const uint16_t *w, size_t stride, const float *x, float *y, int cols,
-                                                                     int row_begin, int row_end) {
-    int body = cols & ~31;
-    for (int r = row_begin; r < row_end; r++) {
-        const uint16_t *row = w + (size_t)r * stride;
-        __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
-        for (int i = 0; i < body; i += 32) {
-            s0 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(row + i))), _mm256_loadu_ps(x + i), s0);
-            s1 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(row + i + 8))), _mm256_loadu_ps(x + i + 8), s1);
-            s2 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(row + i + 16))), _mm256_loadu_ps(x + i + 16), s2);
-            s3 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(row + i + 24))), _mm256_loadu_ps(x + i + 24), s3);
-        }
-        __m256 s = _mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3));
-        __m128 q = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
-        q = _mm_add_ps(q, _mm_movehl_ps(q, q));
-        q = _mm_add_ss(q, _mm_shuffle_ps(q, q, 1));
-        float total = _mm_cvtss_f32(q);
-        for (int i = body; i < cols; i++) total += _cvtsh_ss(row[i]) * x[i];
-        y[r] = total;
-    }
-}
-
-__attribute__((target("avx2,fma"))) static void matvec_f32_avx2(const float *w, size_t stride, const float *x, float *y, int cols,
-                                                                int row_begin, int row_end) {
-    int body = cols & ~31;
-    for (int r = row_begin; r < row_end; r++) {
-        const float *row = w + (size_t)r * stride;
-        __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
-        for (int i = 0; i < body; i += 32) {
-            s0 = _mm256_fmadd_ps(_mm256_loadu_ps(row + i), _mm256_loadu_ps(x + i), s0);
-            s1 = _mm256_fmadd_ps(_mm256_loadu_ps(row + i + 8), _mm256_loadu_ps(x + i + 8), s1);
-            s2 = _mm256_fmadd_ps(_mm256_loadu_ps(row + i + 16), _mm256_loadu_ps(x + i + 16), s2);
-            s3 = _mm256_fmadd_ps(_mm256_loadu_ps(row + i + 24), _mm256_loadu_ps(x + i + 24), s3);
-        }
-        __m256 s = _mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3));
-        __m128 q = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
-        q = _mm_add_ps(q, _mm_movehl_ps(q, q));
-        q = _mm_add_ss(q, _mm_shuffle_ps(q, q, 1));
-        float total = _mm_cvtss_f32(q);
-        for (int i = body; i < cols; i++) total += row[i] * x[i];
-        y[r] = total;
-    }
-}
-
-// Columns in chunks of 32 (four registers of sums), positions inside; returns the
-// columns done, leaving a tail of fewer than 32 to the scalar loop.
-__attribute__((target("avx2,fma"))) static int weighted_sum_avx2(const float *values, size_t stride, const float *weights,
-                                                                 int n, int cols, float *out) {
-    int j = 0;
-    for (; j + 32 <= cols; j += 32) {
-        __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
-        for (int i = 0; i < n; i++) {
-            const float *v = values + (size_t)i * stride + j;
-            __m256 w = _mm256_broadcast_ss(weights + i);
-            s0 = _mm256_fmadd_ps(w, _mm256_loadu_ps(v), s0);
-            s1 = _mm256_fmadd_ps(w, _mm256_loadu_ps(v + 8), s1);
-            s2 = _mm256_fmadd_ps(w, _mm256_loadu_ps(v + 16), s2);
-            s3 = _mm256_fmadd_ps(w, _mm256_loadu_ps(v + 24), s3);
-        }
-        _mm256_storeu_ps(out + j, s0);
-        _mm256_storeu_ps(out + j + 8, s1);
-        _mm256_storeu_ps(out + j + 16, s2);
-        _mm256_storeu_ps(out + j + 24, s3);
-    }
-    return j;
-}
-
-__attribute__((target("avx2,fma,f16c"))) static int weighted_sum_f16_avx2(const uint16_t *values, size_t stride,
-                                                                          const float *weights, int n, int cols, float *out) {
-    int j = 0;
-    for (; j + 32 <= cols; j += 32) {
-        __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
-        for (int i = 0; i < n; i++) {
-            const uint16_t *v = values + (size_t)i * stride + j;
-            __m256 w = _mm256_broadcast_ss(weights + i);
-            s0 = _mm256_fmadd_ps(w, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)v)), s0);
-            s1 = _mm256_fmadd_ps(w, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(v + 8))), s1);
-            s2 = _mm256_fmadd_ps(w, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(v + 16))), s2);
-            s3 = _mm256_fmadd_ps(w, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(v + 24))), s3);
-        }
-        _mm256_storeu_ps(out + j, s0);
-        _mm256_storeu_ps(out + j + 8, s1);
-        _mm256_storeu_ps(out + j + 16, s2);
-        _mm256_storeu_ps(out + j + 24, s3);
-    }
-    return j;
-}
-
-__attribute__((target("avx2,f16c"))) static int to_f16_avx2(const float *x, uint16_t *out, int n) {
-    int i = 0;
-    for (; i + 8 <= n; i += 8)
-        _mm_storeu_si128((__m128i *)(out + i), _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT));
-    return i;
-}
-
 // Tables for whole groups of 4 columns, two 16-byte tables per register: lane 0 holds
 // lo_0..3 and builds L, lane 1 holds hi_0..3 and builds H, so the register is the
 // group's 32 bytes as stored. T[m] = sum over bits i of m of (v_i & mask_i(m)).
@@ -211,23 +177,30 @@ __attribute__((target("avx2"))) static int build_tables_avx2(const int8_t *q, in
 }
 #endif
 
-int bitnet_kernels_use_avx2(void) {
+void bitnet_build_tables(const int8_t *q, int cols, uint8_t *tables) {
+    int groups = (cols + 15) / 16 * 4, g = 0;
 #ifdef BITNET_X86
-    static int supported = -1;
-    if (supported < 0) {
-        __builtin_cpu_init();
-        supported = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
-    }
-    return supported && !force_scalar;
-#else
-    return 0;
+    if (bitnet_kernels_use_avx2()) g = build_tables_avx2(q, cols, tables);
 #endif
-}
-
-int bitnet_kernels_force_scalar(int force) {
-    int previous = force_scalar;
-    force_scalar = force;
-    return previous;
+    for (; g < groups; g++) {
+        uint8_t lo[4];
+        int8_t hi[4];
+        for (int i = 0; i < 4; i++) {
+            int c = 4 * g + i;
+            int v = c < cols ? q[c] : 0;
+            lo[i] = (uint8_t)(v & 15);
+            hi[i] = (int8_t)(v >> 4);  // arithmetic shift: v = 16 hi + lo
+        }
+        uint8_t *L = tables + 32 * g;
+        int8_t *H = (int8_t *)(L + 16);
+        L[0] = 0;
+        H[0] = 0;
+        for (int m = 1; m < 16; m++) {
+            int low = __builtin_ctz(m), rest = m & (m - 1);
+            L[m] = (uint8_t)(L[rest] + lo[low]);
+            H[m] = (int8_t)(H[rest] + hi[low]);
+        }
+    }
 }
 
 void bitnet_plane_sums(const uint8_t *plane, int block_begin, int block_end, int tiles, const uint8_t *tables,
@@ -259,65 +232,124 @@ void bitnet_plane_sums(const uint8_t *plane, int block_begin, int block_end, int
     (void)avx2;
 }
 
-static float half_to_float(uint16_t h) {
-    uint32_t sign = (uint32_t)(h >> 15) << 31, exponent = (h >> 10) & 31, mantissa = h & 1023, bits;
-    if (exponent == 0) {
-        if (mantissa == 0) {
-            bits = sign;
-        } else {  // subnormal: normalize
-            int e = -1;
-            do { e++; mantissa <<= 1; } while (!(mantissa & 1024));
-            bits = sign | (uint32_t)(127 - 15 - e) << 23 | (mantissa & 1023) << 13;
+// ---- FP16 and FP32 rows: the head, attention scores, the weighted sum of values ----
+
+// Element i of an FP16 (half = 1) or FP32 (half = 0) array as a float.
+static inline float load1(const void *p, size_t i, int half) {
+    return half ? half_to_float(((const uint16_t *)p)[i]) : ((const float *)p)[i];
+}
+
+#ifdef BITNET_X86
+// Eight elements from i on as floats (F16C widens FP16).
+__attribute__((target("avx2,f16c"), always_inline)) static inline __m256 load8(const void *p, size_t i, int half) {
+    return half ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)p + i))) : _mm256_loadu_ps((const float *)p + i);
+}
+
+// 32 columns per step in four sums; returns the rows' tails (fewer than 32 columns) to the caller.
+__attribute__((target("avx2,fma,f16c"))) static void matvec_avx2(const void *w, int half, size_t stride, const float *x, float *y,
+                                                                 int cols, int row_begin, int row_end) {
+    int body = cols & ~31;
+    for (int r = row_begin; r < row_end; r++) {
+        size_t row = (size_t)r * stride;
+        __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+        for (int i = 0; i < body; i += 32) {
+            s0 = _mm256_fmadd_ps(load8(w, row + i, half), _mm256_loadu_ps(x + i), s0);
+            s1 = _mm256_fmadd_ps(load8(w, row + i + 8, half), _mm256_loadu_ps(x + i + 8), s1);
+            s2 = _mm256_fmadd_ps(load8(w, row + i + 16, half), _mm256_loadu_ps(x + i + 16), s2);
+            s3 = _mm256_fmadd_ps(load8(w, row + i + 24, half), _mm256_loadu_ps(x + i + 24), s3);
         }
-    } else if (exponent == 31) {
-        bits = sign | 0x7F800000u | mantissa << 13;
-    } else {
-        bits = sign | (exponent + 127 - 15) << 23 | mantissa << 13;
+        __m256 s = _mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3));
+        __m128 q = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+        q = _mm_add_ps(q, _mm_movehl_ps(q, q));
+        q = _mm_add_ss(q, _mm_shuffle_ps(q, q, 1));
+        float total = _mm_cvtss_f32(q);
+        for (int i = body; i < cols; i++) total += load1(w, row + i, half) * x[i];
+        y[r] = total;
     }
-    float f;
-    memcpy(&f, &bits, 4);
-    return f;
+}
+
+// Columns in chunks of 32 (four registers of sums), positions inside; returns the
+// columns done, leaving a tail of fewer than 32 to the scalar loop.
+__attribute__((target("avx2,fma,f16c"))) static int weighted_sum_avx2(const void *values, int half, size_t stride,
+                                                                      const float *weights, int n, int cols, float *out) {
+    int j = 0;
+    for (; j + 32 <= cols; j += 32) {
+        __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+        for (int i = 0; i < n; i++) {
+            size_t at = (size_t)i * stride + j;
+            __m256 w = _mm256_broadcast_ss(weights + i);
+            s0 = _mm256_fmadd_ps(w, load8(values, at, half), s0);
+            s1 = _mm256_fmadd_ps(w, load8(values, at + 8, half), s1);
+            s2 = _mm256_fmadd_ps(w, load8(values, at + 16, half), s2);
+            s3 = _mm256_fmadd_ps(w, load8(values, at + 24, half), s3);
+        }
+        _mm256_storeu_ps(out + j, s0);
+        _mm256_storeu_ps(out + j + 8, s1);
+        _mm256_storeu_ps(out + j + 16, s2);
+        _mm256_storeu_ps(out + j + 24, s3);
+    }
+    return j;
+}
+
+__attribute__((target("avx2,f16c"))) static int to_f16_avx2(const float *x, uint16_t *out, int n) {
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm_storeu_si128((__m128i *)(out + i), _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT));
+    return i;
+}
+#endif
+
+static void matvec(const void *w, int half, size_t stride, const float *x, float *y, int cols, int row_begin, int row_end) {
+#ifdef BITNET_X86
+    if (bitnet_kernels_use_avx2()) {
+        matvec_avx2(w, half, stride, x, y, cols, row_begin, row_end);
+        return;
+    }
+#endif
+    for (int r = row_begin; r < row_end; r++) {
+        float s = 0;
+        for (int i = 0; i < cols; i++) s += load1(w, (size_t)r * stride + i, half) * x[i];
+        y[r] = s;
+    }
 }
 
 void bitnet_matvec_f16(const uint16_t *w, size_t stride, const float *x, float *y, int cols, int row_begin, int row_end) {
-#ifdef BITNET_X86
-    if (bitnet_kernels_use_avx2()) {
-        matvec_f16_avx2(w, stride, x, y, cols, row_begin, row_end);
-        return;
-    }
-#endif
-    for (int r = row_begin; r < row_end; r++) {
-        float s = 0;
-        for (int i = 0; i < cols; i++) s += half_to_float(w[(size_t)r * stride + i]) * x[i];
-        y[r] = s;
-    }
+    matvec(w, 1, stride, x, y, cols, row_begin, row_end);
 }
 
 void bitnet_matvec_f32(const float *w, size_t stride, const float *x, float *y, int cols, int row_begin, int row_end) {
+    matvec(w, 0, stride, x, y, cols, row_begin, row_end);
+}
+
+static void weighted_sum(const void *values, int half, size_t stride, const float *weights, int n, int cols, float *out) {
+    int j = 0;
 #ifdef BITNET_X86
-    if (bitnet_kernels_use_avx2()) {
-        matvec_f32_avx2(w, stride, x, y, cols, row_begin, row_end);
-        return;
-    }
+    if (bitnet_kernels_use_avx2()) j = weighted_sum_avx2(values, half, stride, weights, n, cols, out);
 #endif
-    for (int r = row_begin; r < row_end; r++) {
+    for (; j < cols; j++) {
         float s = 0;
-        for (int i = 0; i < cols; i++) s += w[(size_t)r * stride + i] * x[i];
-        y[r] = s;
+        for (int i = 0; i < n; i++) s += weights[i] * load1(values, (size_t)i * stride + j, half);
+        out[j] = s;
     }
 }
 
 void bitnet_weighted_sum_f32(const float *values, size_t stride, const float *weights, int n, int cols, float *out) {
-    int j = 0;
-#ifdef BITNET_X86
-    if (bitnet_kernels_use_avx2()) j = weighted_sum_avx2(values, stride, weights, n, cols, out);
-#endif
-    for (; j < cols; j++) {
-        float s = 0;
-        for (int i = 0; i < n; i++) s += weights[i] * values[(size_t)i * stride + j];
-        out[j] = s;
-    }
+    weighted_sum(values, 0, stride, weights, n, cols, out);
 }
+
+void bitnet_weighted_sum_f16(const uint16_t *values, size_t stride, const float *weights, int n, int cols, float *out) {
+    weighted_sum(values, 1, stride, weights, n, cols, out);
+}
+
+void bitnet_to_f16(const float *x, uint16_t *out, int n) {
+    int i = 0;
+#ifdef BITNET_X86
+    if (bitnet_kernels_use_avx2()) i = to_f16_avx2(x, out, n);
+#endif
+    for (; i < n; i++) out[i] = float_to_half(x[i]);
+}
+
+// ---- The machine ----
 
 uint64_t bitnet_read_sum(const uint64_t *p, size_t words) {
     uint64_t a = 0, b = 0, c = 0, d = 0;  // independent sums: -O3 turns each pair into vector adds
@@ -332,75 +364,8 @@ uint64_t bitnet_read_sum(const uint64_t *p, size_t words) {
     return a + b + c + d;
 }
 
-void bitnet_build_tables(const int8_t *q, int cols, uint8_t *tables) {
-    int groups = (cols + 15) / 16 * 4, g = 0;
-#ifdef BITNET_X86
-    if (bitnet_kernels_use_avx2()) g = build_tables_avx2(q, cols, tables);
-#endif
-    for (; g < groups; g++) {
-        uint8_t lo[4];
-        int8_t hi[4];
-        for (int i = 0; i < 4; i++) {
-            int c = 4 * g + i;
-            int v = c < cols ? q[c] : 0;
-            lo[i] = (uint8_t)(v & 15);
-            hi[i] = (int8_t)(v >> 4);  // arithmetic shift: v = 16 hi + lo
-        }
-        uint8_t *L = tables + 32 * g;
-        int8_t *H = (int8_t *)(L + 16);
-        L[0] = 0;
-        H[0] = 0;
-        for (int m = 1; m < 16; m++) {
-            int low = __builtin_ctz(m), rest = m & (m - 1);
-            L[m] = (uint8_t)(L[rest] + lo[low]);
-            H[m] = (int8_t)(H[rest] + hi[low]);
-        }
-    }
-}
-
 void bitnet_cpu_relax(void) {
 #ifdef BITNET_X86
     _mm_pause();
 #endif
-}
-
-void bitnet_weighted_sum_f16(const uint16_t *values, size_t stride, const float *weights, int n, int cols, float *out) {
-    int j = 0;
-#ifdef BITNET_X86
-    if (bitnet_kernels_use_avx2()) j = weighted_sum_f16_avx2(values, stride, weights, n, cols, out);
-#endif
-    for (; j < cols; j++) {
-        float s = 0;
-        for (int i = 0; i < n; i++) s += weights[i] * half_to_float(values[(size_t)i * stride + j]);
-        out[j] = s;
-    }
-}
-
-// Round to nearest even, with overflow to infinity and subnormals, as vcvtps2ph does.
-static uint16_t float_to_half(float f) {
-    uint32_t x;
-    memcpy(&x, &f, 4);
-    uint32_t sign = (x >> 16) & 0x8000, magnitude = x & 0x7FFFFFFF;
-    if (magnitude >= 0x7F800000) return (uint16_t)(sign | 0x7C00 | (magnitude > 0x7F800000 ? 0x200 : 0));  // inf, NaN
-    if (magnitude >= 0x477FF000) return (uint16_t)(sign | 0x7C00);                                       // rounds to inf
-    if (magnitude < 0x38800000) {                                                                         // subnormal or zero
-        if (magnitude < 0x33000000) return (uint16_t)sign;
-        uint32_t e = magnitude >> 23, m = (magnitude & 0x7FFFFF) | 0x800000;
-        int shift = 126 - (int)e;  // value = m 2^(e - 150) = (m >> shift) 2^-24, shift in 14..24
-        uint32_t half = m >> shift, rest = m & ((1u << shift) - 1), midpoint = 1u << (shift - 1);
-        if (rest > midpoint || (rest == midpoint && (half & 1))) half++;
-        return (uint16_t)(sign | half);
-    }
-    uint32_t rounded = magnitude - 0x38000000;  // rebias the exponent
-    uint32_t half = rounded >> 13, rest = rounded & 0x1FFF;
-    if (rest > 0x1000 || (rest == 0x1000 && (half & 1))) half++;
-    return (uint16_t)(sign | half);
-}
-
-void bitnet_to_f16(const float *x, uint16_t *out, int n) {
-    int i = 0;
-#ifdef BITNET_X86
-    if (bitnet_kernels_use_avx2()) i = to_f16_avx2(x, out, n);
-#endif
-    for (; i < n; i++) out[i] = float_to_half(x[i]);
 }

@@ -145,9 +145,9 @@ import BitNetRuntime
         let dir = Fixtures.temporaryDirectory("cli-bad")
         let data = Fixtures.shared.data
         let binary = dir.appendingPathComponent("binary.txt").path
-        FileManager.default.createFile(atPath: binary, contents: Data([0x66, 0xFF, 0xFE, 0x00, 0x80]))
+        try Data([0x66, 0xFF, 0xFE, 0x00, 0x80]).write(to: URL(fileURLWithPath: binary))
         let empty = dir.appendingPathComponent("empty.txt").path
-        FileManager.default.createFile(atPath: empty, contents: Data())
+        try Data().write(to: URL(fileURLWithPath: empty))
         let tok = Fixtures.shared.tokenizer
 
         try expectCleanFailure(["tokenizer", "--input", dir.path + "/missing.txt", "--output", dir.path + "/t.model"],
@@ -245,25 +245,15 @@ import BitNetRuntime
         let export = try Fixtures.run(["export", "--random", "--mode", "binary", "--dim", "256", "--layers", "4", "--heads", "4",
                                        "--ffn", "512", "--vocab-size", "600", "--context", "16384", "--out", model])
         #expect(export.status == 0, "\(export.stderr)")
-        let process = Process()
-        process.executableURL = Fixtures.executable.deletingLastPathComponent().appendingPathComponent("bitnet-run")
-        process.arguments = [model, "--prompt", "Hello", "--max-tokens", "16000", "--threads", "1"]
-        let outURL = directory.appendingPathComponent("out"), errURL = directory.appendingPathComponent("err")
-        FileManager.default.createFile(atPath: outURL.path, contents: nil)
-        FileManager.default.createFile(atPath: errURL.path, contents: nil)
-        process.standardOutput = try FileHandle(forWritingTo: outURL)
-        process.standardError = try FileHandle(forWritingTo: errURL)
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
+        let launched = try Fixtures.launch(["--prompt", "Hello", "--max-tokens", "16000", "--threads", "1"], executable: "bitnet-run",
+                                           leading: [model])
         // Wait until generation has started (text beyond the prompt), then Ctrl-C.
         let deadline = Date().addingTimeInterval(20)
-        while (try Data(contentsOf: outURL)).count < 40 && Date() < deadline && process.isRunning { usleep(20_000) }
-        process.interrupt()
-        process.waitUntilExit()
-        let stdout = String(decoding: try Data(contentsOf: outURL), as: UTF8.self)
-        let stderr = String(decoding: try Data(contentsOf: errURL), as: UTF8.self)
-        #expect(process.terminationStatus == 130, "\(stderr)")
-        #expect(stderr.contains("stopped at interrupted"), "\(stderr)")
-        #expect(stdout.hasPrefix("Hello") && stdout.hasSuffix("\n"))
+        while launched.stdoutSoFar.count < 40 && Date() < deadline && launched.process.isRunning { usleep(20_000) }
+        launched.process.interrupt()
+        let result = try launched.finish()
+        #expect(result.status == 130, "\(result.stderr)")
+        #expect(result.stderr.contains("stopped at interrupted"), "\(result.stderr)")
+        #expect(result.stdout.hasPrefix("Hello") && result.stdout.hasSuffix("\n"))
     }
 }

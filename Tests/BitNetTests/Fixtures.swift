@@ -70,31 +70,48 @@ enum Fixtures {
         var stderr: String
     }
 
-    /// Runs bitnet-train (or another executable built beside it, or an absolute path) with
-    /// `input` (or nothing) on stdin, and waits for it.
-    static func run(_ arguments: [String], executable name: String = "bitnet-train", leading: [String] = [],
-                    input: String? = nil) throws -> Output {
+    /// A started process whose output goes to files (rather than pipes: no deadlock on a
+    /// full pipe, no interrupted reads).
+    struct Launched {
+        let process: Process
+        let stdoutURL: URL
+        let stderrURL: URL
+
+        /// What the process has written to stdout so far.
+        var stdoutSoFar: Data { (try? Data(contentsOf: stdoutURL)) ?? Data() }
+
+        func finish() throws -> Output {
+            process.waitUntilExit()
+            return Output(status: process.terminationStatus,
+                          stdout: String(decoding: try Data(contentsOf: stdoutURL), as: UTF8.self),
+                          stderr: String(decoding: try Data(contentsOf: stderrURL), as: UTF8.self))
+        }
+    }
+
+    /// Starts bitnet-train (or another executable built beside it, or an absolute path)
+    /// with `input` (or nothing) on stdin.
+    static func launch(_ arguments: [String], executable name: String = "bitnet-train", leading: [String] = [],
+                       input: String? = nil) throws -> Launched {
         let process = Process()
         process.executableURL = name.hasPrefix("/") ? URL(fileURLWithPath: name)
                                                     : executable.deletingLastPathComponent().appendingPathComponent(name)
         process.arguments = leading + arguments
-        // Files rather than pipes: no deadlock on a full pipe, no interrupted reads.
         let directory = temporaryDirectory("process-output")
         let outURL = directory.appendingPathComponent("stdout"), errURL = directory.appendingPathComponent("stderr")
-        FileManager.default.createFile(atPath: outURL.path, contents: nil)
-        FileManager.default.createFile(atPath: errURL.path, contents: nil)
-        let out = try FileHandle(forWritingTo: outURL), err = try FileHandle(forWritingTo: errURL)
         let inURL = directory.appendingPathComponent("stdin")
+        for url in [outURL, errURL] { try Data().write(to: url) }
         try Data((input ?? "").utf8).write(to: inURL)
         process.standardInput = try FileHandle(forReadingFrom: inURL)
-        process.standardOutput = out
-        process.standardError = err
+        process.standardOutput = try FileHandle(forWritingTo: outURL)
+        process.standardError = try FileHandle(forWritingTo: errURL)
         try process.run()
-        process.waitUntilExit()
-        try out.close()
-        try err.close()
-        return Output(status: process.terminationStatus, stdout: String(decoding: try Data(contentsOf: outURL), as: UTF8.self),
-                      stderr: String(decoding: try Data(contentsOf: errURL), as: UTF8.self))
+        return Launched(process: process, stdoutURL: outURL, stderrURL: errURL)
+    }
+
+    /// Runs a command as `launch` does and waits for it.
+    static func run(_ arguments: [String], executable name: String = "bitnet-train", leading: [String] = [],
+                    input: String? = nil) throws -> Output {
+        try launch(arguments, executable: name, leading: leading, input: input).finish()
     }
 
     /// metrics.jsonl lines without the timing fields, which legitimately differ run to run.

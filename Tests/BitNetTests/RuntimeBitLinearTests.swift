@@ -33,7 +33,7 @@ import BitNetRuntime
             let h = Buffer(i), y = Buffer(o)
             var q = [Int8](repeating: 0, count: i)
             var fast: [Int32] = [], naive = [Int32](repeating: 0, count: o)
-            try file.data.withUnsafeBytes { raw in
+            file.data.withUnsafeBytes { raw in
                 let planes = raw.baseAddress! + weight.offset
                 for r in 0..<n {
                     gain.withUnsafeBufferPointer { g in
