@@ -67,6 +67,12 @@ import BitNetRuntime
             #expect(actual.stdout == expected.stdout, "prompt \(prompt.debugDescription)")
             #expect(actual.stdout.count > prompt.count + 5)
         }
+        // Sampling: the same seed gives the same text, another seed (almost surely) another.
+        let sampled = try (1...3).map { seed in
+            try Fixtures.run(["--prompt", "the king", "--max-tokens", "30", "--temperature", "1", "--seed", "\(seed == 3 ? 2 : 1)"],
+                             executable: "bitnet-run", leading: [model]).stdout
+        }
+        #expect(sampled[0] == sampled[1] && sampled[0] != sampled[2], "\(sampled)")
         // The prompt from stdin when there is no --prompt (and stdin is not a terminal).
         let piped = try Fixtures.run(["--max-tokens", "60", "--temperature", "0"], executable: "bitnet-run", leading: [model],
                                      input: "the king\n")
@@ -255,5 +261,21 @@ import BitNetRuntime
         #expect(result.status == 130, "\(result.stderr)")
         #expect(result.stderr.contains("stopped at interrupted"), "\(result.stderr)")
         #expect(result.stdout.hasPrefix("Hello") && result.stdout.hasSuffix("\n"))
+    }
+
+    /// On a terminal with no prompt: prompt, generate, repeat until EOF. `script` gives
+    /// bitnet-run a pseudo-terminal.
+    @Test func interactiveModeOnATerminal() throws {
+        let directory = Fixtures.temporaryDirectory("cli-interactive")
+        let model = directory.appendingPathComponent("m.bitnet").path
+        #expect(try Fixtures.run(["export", "--random", "--mode", "ternary", "--dim", "32", "--layers", "1", "--heads", "2",
+                                  "--ffn", "32", "--vocab-size", "600", "--context", "64", "--out", model]).status == 0)
+        let runtime = Fixtures.executable.deletingLastPathComponent().appendingPathComponent("bitnet-run").path
+        let result = try Fixtures.run(["-qec", "'\(runtime)' '\(model)' --max-tokens 5 --temperature 0", "/dev/null"],
+                                      executable: "/usr/bin/script", input: "first line\nsecond line\n")
+        #expect(result.status == 0, "\(result.stdout)\(result.stderr)")
+        // Each prompt is answered, with its own stop line, and the loop ends at EOF.
+        #expect(result.stdout.components(separatedBy: "[5 tokens; stopped at max tokens").count == 3, "\(result.stdout)")
+        #expect(result.stdout.contains("> first line") && result.stdout.contains("> second line"), "\(result.stdout)")
     }
 }
