@@ -92,11 +92,12 @@ public final class ModelFile: @unchecked Sendable {
         guard inside(header.metaOffset, header.metaLength) else { throw bad("metadata lies outside the file") }
         guard header.count > 0, header.count < 100_000,
               inside(header.tableOffset, UInt64(header.count) * 128) else { throw bad("tensor table lies outside the file") }
+        guard size % 64 == 0 else { throw bad("size \(size) is not a multiple of 64 bytes: not a BitNet model") }
+        // FNV-1a's step over little-endian u64 words (docs/FORMAT.md).
         let actualChecksum = data.withUnsafeBytes { raw -> UInt64 in
             var h: UInt64 = 0xcbf2_9ce4_8422_2325
-            for b in UnsafeRawBufferPointer(rebasing: raw[64...]) {
-                h ^= UInt64(b)
-                h = h &* 0x0000_0100_0000_01b3
+            for i in stride(from: 64, to: size, by: 8) {
+                h = (h ^ UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: i, as: UInt64.self))) &* 0x0000_0100_0000_01b3
             }
             return h
         }

@@ -39,12 +39,15 @@ public enum PackedModel {
     public static let nameCapacity = 80
     public static let alignment = 64
 
-    /// FNV-1a, 64-bit, over `bytes` (the checksum of everything after the header).
+    /// The checksum of everything after the header (docs/FORMAT.md): FNV-1a's step,
+    /// h = (h ^ w) * prime, over little-endian u64 words rather than bytes, 8x fewer
+    /// dependent multiplies; any change to one word changes the result. `bytes.count`
+    /// is a multiple of 8 (files are padded to 64 bytes).
     public static func checksum(_ bytes: UnsafeRawBufferPointer) -> UInt64 {
+        precondition(bytes.count % 8 == 0)
         var h: UInt64 = 0xcbf2_9ce4_8422_2325
-        for b in bytes {
-            h ^= UInt64(b)
-            h = h &* 0x0000_0100_0000_01b3
+        for i in stride(from: 0, to: bytes.count, by: 8) {
+            h = (h ^ UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: i, as: UInt64.self))) &* 0x0000_0100_0000_01b3
         }
         return h
     }
