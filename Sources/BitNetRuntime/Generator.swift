@@ -112,17 +112,14 @@ public enum Generator {
         return heap.sorted(by: better)
     }
 
-    /// Runs the prompt through the model, then samples up to `maxTokens` tokens, calling
+    /// Runs the prompt (at least one token) through the model, then samples up to `maxTokens` tokens, calling
     /// `onToken` with each; `shouldStop` is checked between tokens (Ctrl-C).
     public static func generate(model: Model, prompt: [Int32], maxTokens: Int, settings: SamplingSettings,
                                 shouldStop: () -> Bool = { false }, onToken: (Int32) -> Void) -> GenerationStop {
         var rng = SplitMix64(seed: settings.seed)
-        var position = 0
-        var logits: [Float] = []
-        for token in prompt {
-            logits = model.forward(token: token, pos: position)
-            position += 1
-        }
+        // The prompt in batched steps, then one token per step.
+        var logits = model.forward(tokens: prompt, start: 0)
+        var position = prompt.count
         for _ in 0..<maxTokens {
             if shouldStop() { return .interrupted }
             let next = sample(logits, settings: settings, rng: &rng)

@@ -286,16 +286,14 @@ public final class Model: @unchecked Sendable {
             pool.forEach(tokens) { t, _ in prepare(t) }
         }
         // The products in chunks of a few blocks, handed to whichever worker is free;
-        // each rescales the rows it computed.
-        let chunk = 8
-        var jobs: [(linear: Int, blocks: Range<Int>)] = []
-        for (j, linear) in linears.enumerated() {
-            for start in stride(from: 0, to: linear.entry.blocks, by: chunk) {
-                jobs.append((j, start..<min(start + chunk, linear.entry.blocks)))
-            }
-        }
-        pool.forEach(jobs.count) { item, _ in
-            let (j, blocks) = jobs[item], e = linears[j].entry, slot = j * batch
+        // each rescales the rows it computed. Linears applied together have the same
+        // output width (query, key, value; up, gate), so chunk i is linear i / perLinear.
+        let chunk = 8, blocksPerLinear = linears[0].entry.blocks
+        let perLinear = (blocksPerLinear + chunk - 1) / chunk
+        precondition(linears.allSatisfy { $0.entry.blocks == blocksPerLinear })
+        pool.forEach(linears.count * perLinear) { item, _ in
+            let j = item / perLinear, first = item % perLinear * chunk
+            let blocks = first..<min(first + chunk, blocksPerLinear), e = linears[j].entry, slot = j * batch
             let acc = accumulators.pointer + slot * wideRows
             PackedBitLinear.product(acc: acc, scratch: partialSums.pointer + slot * wideRows, accStride: wideRows,
                                     planes: base + e.offset, entry: e, tables: tables.pointer + slot * tableStride,
