@@ -75,7 +75,7 @@ import BitNetRuntime
         #expect(sampled[0] == sampled[1] && sampled[0] != sampled[2], "\(sampled)")
         // The prompt from stdin when there is no --prompt (and stdin is not a terminal).
         let piped = try Fixtures.run(["--max-tokens", "60", "--temperature", "0"], executable: "bitnet-run", leading: [model],
-                                     input: "the king\n")
+                                     input: Data("the king\n".utf8))
         let expected = try Fixtures.run(["sample", run.path, "--prompt", "the king", "--max-tokens", "60", "--temperature", "0"])
         #expect(piped.status == 0 && piped.stdout == expected.stdout, "\(piped.stderr)")
         // --bench --json: one JSON object with the documented keys, on stdout only.
@@ -272,10 +272,52 @@ import BitNetRuntime
                                   "--ffn", "32", "--vocab-size", "600", "--context", "64", "--out", model]).status == 0)
         let runtime = Fixtures.executable.deletingLastPathComponent().appendingPathComponent("bitnet-run").path
         let result = try Fixtures.run(["-qec", "'\(runtime)' '\(model)' --max-tokens 5 --temperature 0", "/dev/null"],
-                                      executable: "/usr/bin/script", input: "first line\nsecond line\n")
+                                      executable: "/usr/bin/script", input: Data("first line\nsecond line\n".utf8))
         #expect(result.status == 0, "\(result.stdout)\(result.stderr)")
         // Each prompt is answered, with its own stop line, and the loop ends at EOF.
         #expect(result.stdout.components(separatedBy: "[5 tokens; stopped at max tokens").count == 3, "\(result.stdout)")
         #expect(result.stdout.contains("> first line") && result.stdout.contains("> second line"), "\(result.stdout)")
+    }
+
+    /// Every refusal of bitnet-run and of export --random: one line (or ArgumentParser's
+    /// usage), a non-zero status, no crash.
+    @Test func runtimeRefusesBadInput() throws {
+        let directory = Fixtures.temporaryDirectory("cli-refusals")
+        let model = directory.appendingPathComponent("m.bitnet").path
+        let shape = ["--dim", "32", "--layers", "1", "--heads", "2", "--ffn", "32", "--vocab-size", "600"]
+        #expect(try Fixtures.run(["export", "--random"] + shape + ["--context", "64", "--out", model]).status == 0)
+        let refusals: [([String], String)] = [
+            (["--prompt", "x", "--max-tokens", "0"], "--max-tokens must be positive"),
+            (["--prompt", "x", "--temperature=-1"], "--temperature must be >= 0"),
+            (["--prompt", "x", "--top-k=-2"], "--top-k must be >= 0"),
+            (["--prompt", "x", "--threads", "0"], "--threads must be in 1...256"),
+            (["--prompt", "x", "--prompt-ids", "1"], "give --prompt or --prompt-ids, not both"),
+            (["--prompt", "x", "--json"], "--json goes with --bench"),
+            (["--prompt", "x", "--kv-cache", "f8"], "kv-cache"),
+            (["--bench", "--prompt-tokens", "0"], "--prompt-tokens must be positive"),
+            (["--bench", "--gen-tokens=-1"], "--gen-tokens must be positive"),
+            (["--bench", "--repetitions", "0"], "--repetitions must be positive"),
+            (["--bench", "--prompt-tokens", "40", "--gen-tokens", "40"], "(80) exceed the model's context of 64"),
+        ]
+        for (arguments, fragment) in refusals {
+            try expectCleanFailure(arguments, executable: "bitnet-run", leading: [model], mentions: fragment)
+        }
+        try expectCleanFailure([], executable: "bitnet-run", mentions: "give a model file")
+        let notText = try Fixtures.run(["--max-tokens", "3"], executable: "bitnet-run", leading: [model], input: Data([0x61, 0xFF, 0x0A]))
+        #expect(notText.status == 1 && notText.stderr == "bitnet-run: error: standard input is not valid UTF-8\n", "\(notText.stderr)")
+        // A context beyond the runtime's limit is refused when the model is loaded.
+        let long = directory.appendingPathComponent("long.bitnet").path
+        #expect(try Fixtures.run(["export", "--random"] + shape + ["--context", "200000", "--out", long]).status == 0)
+        try expectCleanFailure(["--prompt", "x"], executable: "bitnet-run", leading: [long],
+                               mentions: "context 200000 is larger than this runtime's limit of 131072")
+
+        let out = directory.appendingPathComponent("x.bitnet").path
+        try expectCleanFailure(["export", "--random", "--mode", "fp"] + shape + ["--out", out], mentions: "--mode must be binary or ternary")
+        try expectCleanFailure(["export", directory.path, "--random"] + shape + ["--out", out], mentions: "not both")
+        try expectCleanFailure(["export", "--out", out], mentions: "give a RUN_DIR to export, or --random")
+        try expectCleanFailure(["export", "--random"] + shape + ["--context", "0", "--out", out], mentions: "--context must be positive")
+        try expectCleanFailure(["export", "--random", "--dim=-4", "--layers", "1", "--heads", "2", "--ffn", "32", "--vocab-size", "600",
+                                "--out", out], mentions: "--dim must be positive")
+        #expect(!FileManager.default.fileExists(atPath: out))
     }
 }

@@ -89,9 +89,9 @@ enum Fixtures {
     }
 
     /// Starts bitnet-train (or another executable built beside it, or an absolute path)
-    /// with `input` (or nothing) on stdin.
+    /// with `input` on stdin.
     static func launch(_ arguments: [String], executable name: String = "bitnet-train", leading: [String] = [],
-                       input: String? = nil) throws -> Launched {
+                       input: Data = Data()) throws -> Launched {
         let process = Process()
         process.executableURL = name.hasPrefix("/") ? URL(fileURLWithPath: name)
                                                     : executable.deletingLastPathComponent().appendingPathComponent(name)
@@ -100,7 +100,7 @@ enum Fixtures {
         let outURL = directory.appendingPathComponent("stdout"), errURL = directory.appendingPathComponent("stderr")
         let inURL = directory.appendingPathComponent("stdin")
         for url in [outURL, errURL] { try Data().write(to: url) }
-        try Data((input ?? "").utf8).write(to: inURL)
+        try input.write(to: inURL)
         process.standardInput = try FileHandle(forReadingFrom: inURL)
         process.standardOutput = try FileHandle(forWritingTo: outURL)
         process.standardError = try FileHandle(forWritingTo: errURL)
@@ -110,7 +110,7 @@ enum Fixtures {
 
     /// Runs a command as `launch` does and waits for it.
     static func run(_ arguments: [String], executable name: String = "bitnet-train", leading: [String] = [],
-                    input: String? = nil) throws -> Output {
+                    input: Data = Data()) throws -> Output {
         try launch(arguments, executable: name, leading: leading, input: input).finish()
     }
 

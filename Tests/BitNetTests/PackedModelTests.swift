@@ -69,6 +69,12 @@ import BitNetRuntime
         var version = bytes
         version[8] = 9
         #expect(message(version).contains("version 9 is not supported"))
+        version[8] = 1
+        #expect(message(version).contains("export the run again with 'bitnet-train export'"))
+        // A size that is not a multiple of 64, with a header that agrees.
+        var odd = bytes + Data(count: 8)
+        withUnsafeBytes(of: UInt64(odd.count).littleEndian) { odd.replaceSubrange(16..<24, with: $0) }
+        #expect(message(odd).contains("is not a multiple of 64 bytes"))
         var magic = bytes
         magic[0] = 0x58
         #expect(message(magic).contains("bad magic"))
