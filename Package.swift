@@ -27,9 +27,12 @@ let package = Package(
             cxxSettings: [.unsafeFlags(["-O2"])],
             linkerSettings: [.linkedLibrary("sentencepiece"), .linkedLibrary("sentencepiece_train")]
         ),
+        // The packed model format, defined once: used by the trainer's writer and the
+        // runtime's reader. No dependencies, so the runtime shares no training code.
+        .target(name: "BitNetFormat", path: "Sources/BitNetFormat", swiftSettings: nativeSwift),
         .target(
             name: "BitNet",
-            dependencies: ["COpenBLAS", "CSentencePiece"],
+            dependencies: ["BitNetFormat", "COpenBLAS", "CSentencePiece"],
             path: "Sources/BitNet",
             swiftSettings: nativeSwift
         ),
@@ -43,7 +46,7 @@ let package = Package(
         // The lean runtime: reads MODEL.bitnet; no BLAS, no SentencePiece, no training code.
         .target(
             name: "BitNetRuntime",
-            dependencies: ["CBitKernels"],
+            dependencies: ["BitNetFormat", "CBitKernels"],
             path: "Sources/BitNetRuntime",
             swiftSettings: nativeSwift
         ),
@@ -61,7 +64,7 @@ let package = Package(
         ),
         .testTarget(
             name: "BitNetTests",
-            dependencies: ["BitNet", "BitNetRuntime"],
+            dependencies: ["BitNet", "BitNetRuntime", "BitNetFormat"],
             path: "Tests/BitNetTests",
             swiftSettings: nativeSwift
         ),

@@ -1,6 +1,7 @@
 // `bitnet-run --bench`: prompt processing and generation speed on random token ids,
 // in the manner of `llama-bench -p 128 -n 128`, plus what bounds it: the bytes a
 // generated token must read and the machine's measured read bandwidth.
+import BitNetFormat
 import CBitKernels
 import Foundation
 
@@ -78,7 +79,8 @@ public enum RuntimeBenchmark {
     /// 64-byte tile and bytes of plane read per second, for a plane of `rows` x `cols`
     /// random bits (small enough to stay in cache, or far larger than the caches).
     public static func productKernel(rows: Int, cols: Int, seconds: Double = 1) -> (nsPerTile: Double, bytesPerSecond: Double) {
-        let blocks = (rows + 31) / 32, tiles = (cols + 15) / 16, planeBytes = blocks * tiles * 64
+        let geometry = TiledPlanes(rows: rows, cols: cols)
+        let blocks = geometry.blocks, tiles = geometry.tiles, planeBytes = geometry.planeBytes
         var rng = SplitMix64(seed: 3)
         let plane = UnsafeMutablePointer<UInt64>.allocate(capacity: planeBytes / 8)
         defer { plane.deallocate() }

@@ -61,10 +61,11 @@ public enum PackedBitLinear {
     /// adding or subtracting the activation. `planes` points at the tensor's data.
     public static func naiveProduct(acc: UnsafeMutablePointer<Int32>, planes: UnsafeRawPointer, entry: TensorEntry,
                                     q: UnsafePointer<Int8>) {
+        let geometry = entry.planes
         for o in 0..<entry.rows {
             var sum: Int32 = 0
             for i in 0..<entry.cols {
-                let (byte, shift) = entry.bitPosition(row: o, col: i)
+                let (byte, shift) = geometry.bitPosition(row: o, col: i)
                 let first = planes.load(fromByteOffset: byte, as: UInt8.self) >> shift & 1 == 1
                 if entry.type == .ternary {
                     let plus = planes.load(fromByteOffset: entry.planeBytes + byte, as: UInt8.self) >> shift & 1 == 1

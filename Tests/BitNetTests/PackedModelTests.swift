@@ -3,6 +3,7 @@
 import Foundation
 import Testing
 @testable import BitNet
+import BitNetFormat
 import BitNetRuntime
 
 @Suite(.serialized) struct PackedModelTests {
@@ -111,7 +112,7 @@ import BitNetRuntime
                 d[at] ^= UInt8(1 << rng.below(8))
             }
             if rng.below(10) > 0 {  // usually repair the checksum so the structural checks are reached
-                let sum = d.withUnsafeBytes { PackedModel.checksum(UnsafeRawBufferPointer(rebasing: $0[64...])) }
+                let sum = d.withUnsafeBytes { PackedFormat.checksum(UnsafeRawBufferPointer(rebasing: $0[64...])) }
                 withUnsafeBytes(of: sum.littleEndian) { d.replaceSubrange(24..<32, with: $0) }
             }
             try d.write(to: URL(fileURLWithPath: path))

@@ -1,6 +1,7 @@
 // The runtime's look-up-table product (C, AVX2 and scalar paths) against the naive
 // bit-by-bit product, on shapes that are not multiples of the 32-row blocks and
 // 16-column tiles, with extreme activations and several tokens at once.
+import BitNetFormat
 @testable import BitNetRuntime
 import CBitKernels
 import Foundation
