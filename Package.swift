@@ -30,9 +30,12 @@ let package = Package(
         // The packed model format, defined once: used by the trainer's writer and the
         // runtime's reader. No dependencies, so the runtime shares no training code.
         .target(name: "BitNetFormat", path: "Sources/BitNetFormat", swiftSettings: nativeSwift),
+        // Sampling and the generation loop, defined once for both programs (same seed,
+        // same text). No dependencies.
+        .target(name: "BitNetSampling", path: "Sources/BitNetSampling", swiftSettings: nativeSwift),
         .target(
             name: "BitNet",
-            dependencies: ["BitNetFormat", "COpenBLAS", "CSentencePiece"],
+            dependencies: ["BitNetFormat", "BitNetSampling", "COpenBLAS", "CSentencePiece"],
             path: "Sources/BitNet",
             swiftSettings: nativeSwift
         ),
@@ -46,25 +49,32 @@ let package = Package(
         // The lean runtime: reads MODEL.bitnet; no BLAS, no SentencePiece, no training code.
         .target(
             name: "BitNetRuntime",
-            dependencies: ["BitNetFormat", "CBitKernels"],
+            dependencies: ["BitNetFormat", "BitNetSampling", "CBitKernels"],
             path: "Sources/BitNetRuntime",
+            swiftSettings: nativeSwift
+        ),
+        // What the two command lines share: the sampling flags, streamed output, stderr.
+        .target(
+            name: "BitNetCLI",
+            dependencies: ["BitNetSampling", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            path: "Sources/BitNetCLI",
             swiftSettings: nativeSwift
         ),
         .executableTarget(
             name: "bitnet-train",
-            dependencies: ["BitNet", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["BitNet", "BitNetCLI", "BitNetSampling", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Sources/bitnet-train",
             swiftSettings: nativeSwift
         ),
         .executableTarget(
             name: "bitnet-run",
-            dependencies: ["BitNetRuntime", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["BitNetRuntime", "BitNetCLI", "BitNetSampling", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Sources/bitnet-run",
             swiftSettings: nativeSwift
         ),
         .testTarget(
             name: "BitNetTests",
-            dependencies: ["BitNet", "BitNetRuntime", "BitNetFormat"],
+            dependencies: ["BitNet", "BitNetRuntime", "BitNetFormat", "BitNetSampling"],
             path: "Tests/BitNetTests",
             swiftSettings: nativeSwift
         ),

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Checks Package.swift's target graph (from `swift package dump-package` on stdin):
 the runtime and its CLI must not reach the training library, OpenBLAS or SentencePiece,
-and the format module must depend on nothing. Exits 1 with one line per violation."""
+and the format and sampling modules must depend on nothing. Exits 1 with one line per violation."""
 import json
 import sys
 
@@ -29,6 +29,7 @@ rules = {
     "BitNetRuntime": {"BitNet", "COpenBLAS", "CSentencePiece"},
     "bitnet-run": {"BitNet", "COpenBLAS", "CSentencePiece"},
     "BitNetFormat": set(edges) - {"BitNetFormat"},
+    "BitNetSampling": set(edges) - {"BitNetSampling"},
 }
 failures = [f"layering: {target} depends on {', '.join(sorted(reachable(target) & banned))}"
             for target, banned in rules.items() if reachable(target) & banned]

@@ -2,6 +2,7 @@
 // in the manner of `llama-bench -p 128 -n 128`, plus what bounds it: the bytes a
 // generated token must read and the machine's measured read bandwidth.
 import BitNetFormat
+import BitNetSampling
 import CBitKernels
 import Foundation
 

@@ -4,11 +4,6 @@
 import CBitKernels
 import Foundation
 
-public enum RuntimeNorm: String, Sendable {
-    case rms
-    case layer
-}
-
 public enum PackedBitLinear {
     /// Rule 1: out = SubLN(x). Same operation order as the trainer, so results match bit for bit.
     public static func subNorm(_ kind: RuntimeNorm, out y: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>,

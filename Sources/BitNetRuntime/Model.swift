@@ -1,79 +1,10 @@
-// The runtime's forward pass with a KV cache, in llama2.c's mould: config, weights
-// (views into the mapped file), run state, forward(tokens, start) -> logits. A prompt
-// runs in batched steps (many tokens against the same weights); generation is a step
-// of one token. Every BitLinear runs add-only on packed weights (PackedBitLinear).
+// The runtime's forward pass with a KV cache, in llama2.c's mould: the weights (views
+// into the mapped file), the run state (buffers allocated once), forward(tokens, start)
+// -> logits. A prompt runs in batched steps (many tokens against the same weights);
+// generation is a step of one token. Every BitLinear runs add-only on packed weights.
+import BitNetSampling
 import CBitKernels
 import Foundation
-
-/// The model config, read from the file's metadata.
-public enum RuntimeActivation: String, Sendable {
-    case swiglu
-    case gelu
-    case relu2
-}
-
-public struct RuntimeConfig: Sendable {
-    public let vocabSize, dim, layers, heads, ffnDim, context: Int
-    public let ternary: Bool
-    public let norm: RuntimeNorm
-    public let activation: RuntimeActivation
-    public var gated: Bool { activation == .swiglu }
-    public let tied: Bool
-    public let ropeTheta: Float
-    public let normEpsilon: Float
-    public var headDim: Int { dim / heads }
-    /// The KV cache and RoPE tables grow with the context; beyond this a file is suspect.
-    public static let maxContext = 1 << 17
-
-    init(_ c: [String: Any], path: String) throws {
-        func bad(_ what: String) -> ModelFileError { ModelFileError(description: "\(path): config \(what)") }
-        func int(_ key: String) throws -> Int {
-            guard let v = c[key] as? Int, v > 0, v < 1 << 24 else { throw bad("field \(key) is missing or out of range") }
-            return v
-        }
-        vocabSize = try int("vocab_size")
-        dim = try int("dim")
-        layers = try int("layers")
-        heads = try int("heads")
-        ffnDim = try int("ffn_dim")
-        context = try int("context")
-        guard dim % heads == 0, (dim / heads) % 2 == 0 else { throw bad("heads must divide dim into even head sizes") }
-        guard context <= Self.maxContext else { throw bad("context \(context) is larger than this runtime's limit of \(Self.maxContext)") }
-        switch c["mode"] as? String {
-        case "binary": ternary = false
-        case "ternary": ternary = true
-        default: throw bad("mode must be binary or ternary")
-        }
-        guard let n = (c["norm"] as? String).flatMap(RuntimeNorm.init) else { throw bad("norm must be rms or layer") }
-        norm = n
-        guard c["activation_scaling"] as? String == "per-token" else {
-            throw bad("activation_scaling must be per-token (a one-token runtime cannot use the per-tensor scale)")
-        }
-        guard let a = (c["ffn_activation"] as? String).flatMap(RuntimeActivation.init) else {
-            throw bad("ffn_activation must be swiglu, gelu or relu2")
-        }
-        activation = a
-        tied = (c["tied_embeddings"] as? Bool) ?? true
-        ropeTheta = Float((c["rope_theta"] as? Double) ?? 10000)
-        normEpsilon = Float((c["norm_epsilon"] as? Double) ?? 1e-5)
-    }
-}
-
-/// A float vector tensor (norm gain or bias) copied out of the file.
-typealias Vector = [Float]
-
-struct PackedLinear {
-    let entry: TensorEntry
-    let gain: Vector
-    let bias: Vector?
-}
-
-struct LayerWeights {
-    let attentionNorm: Vector, attentionNormBias: Vector?
-    let query, key, value, output: PackedLinear
-    let ffnNorm: Vector, ffnNormBias: Vector?
-    let up: PackedLinear, gate: PackedLinear?, down: PackedLinear
-}
 
 /// An uninitialized buffer that lives as long as the model. Large ones are left
 /// untouched until used (the KV cache), so they cost memory only as positions fill.
@@ -81,55 +12,6 @@ final class Scratch<T>: @unchecked Sendable {
     let pointer: UnsafeMutablePointer<T>
     init(_ count: Int) { pointer = .allocate(capacity: max(count, 1)) }
     deinit { pointer.deallocate() }
-}
-
-public enum KVCacheType: String, Sendable, CaseIterable {
-    /// Exact: the runtime's logits then match the trainer's (the default).
-    case f32
-    /// Half the memory and the attention's reads; keys and values rounded to FP16 (as
-    /// llama.cpp's default cache).
-    case f16
-}
-
-/// One of the KV cache's two tensors.
-final class KVCache: @unchecked Sendable {
-    let type: KVCacheType
-    let raw: UnsafeMutableRawPointer
-
-    init(count: Int, type: KVCacheType) {
-        self.type = type
-        // Uninitialized: pages cost memory only as positions fill.
-        raw = .allocate(byteCount: max(count, 1) * (type == .f32 ? 4 : 2), alignment: 64)
-    }
-
-    deinit { raw.deallocate() }
-
-    func store(_ x: UnsafePointer<Float>, count: Int, at offset: Int) {
-        switch type {
-        case .f32: (raw.assumingMemoryBound(to: Float.self) + offset).update(from: x, count: count)
-        case .f16: bitnet_to_f16(x, raw.assumingMemoryBound(to: UInt16.self) + offset, Int32(count))
-        }
-    }
-
-    /// s[p] = query . row(offset + p * stride) for p < positions.
-    func scores(at offset: Int, stride: Int, query: UnsafePointer<Float>, count: Int, positions: Int,
-                into s: UnsafeMutablePointer<Float>) {
-        switch type {
-        case .f32: bitnet_matvec_f32(raw.assumingMemoryBound(to: Float.self) + offset, stride, query, s, Int32(count), 0, Int32(positions))
-        case .f16: bitnet_matvec_f16(raw.assumingMemoryBound(to: UInt16.self) + offset, stride, query, s, Int32(count), 0, Int32(positions))
-        }
-    }
-
-    /// out = sum over p < positions of weights[p] * row(offset + p * stride).
-    func weightedSum(at offset: Int, stride: Int, weights: UnsafePointer<Float>, positions: Int, count: Int,
-                     into out: UnsafeMutablePointer<Float>) {
-        switch type {
-        case .f32:
-            bitnet_weighted_sum_f32(raw.assumingMemoryBound(to: Float.self) + offset, stride, weights, Int32(positions), Int32(count), out)
-        case .f16:
-            bitnet_weighted_sum_f16(raw.assumingMemoryBound(to: UInt16.self) + offset, stride, weights, Int32(positions), Int32(count), out)
-        }
-    }
 }
 
 public final class Model: @unchecked Sendable {
@@ -140,10 +22,7 @@ public final class Model: @unchecked Sendable {
     public let threads: Int
     /// Tokens per batched forward step; longer prompts run in chunks of this many.
     public let batch: Int
-    let layers: [LayerWeights]
-    let finalNorm: Vector, finalNormBias: Vector?
-    let embedding: TensorEntry
-    let head: TensorEntry
+    let weights: Weights
     let ropeCos: [Float], ropeSin: [Float]
     let base: UnsafeRawPointer  // the mapped file
     let pool: WorkerPool
@@ -173,47 +52,8 @@ public final class Model: @unchecked Sendable {
         let c = try RuntimeConfig(file.config, path: path)
         config = c
         tokenizer = try Tokenizer(metadata: file.tokenizer, vocabSize: c.vocabSize, path: path)
-        let f = file
-        func vector(_ name: String, _ count: Int) throws -> Vector {
-            let e = try f.tensor(name)
-            guard e.rows * e.cols == count, e.type == .f32 else {
-                throw ModelFileError(description: "\(path): tensor '\(name)' should be \(count) FP32 values")
-            }
-            return f.floats(e)
-        }
-        func optionalVector(_ name: String, _ count: Int) throws -> Vector? {
-            c.norm == .layer ? try vector(name, count) : nil
-        }
-        func linear(_ name: String, _ inFeatures: Int, _ outFeatures: Int) throws -> PackedLinear {
-            let e = try f.tensor(name + ".weight")
-            guard e.type == (c.ternary ? .ternary : .binary), e.rows == outFeatures, e.cols == inFeatures else {
-                throw ModelFileError(description: "\(path): tensor '\(name).weight' is not a packed [\(outFeatures), \(inFeatures)] matrix")
-            }
-            return PackedLinear(entry: e, gain: try vector(name + ".sub_norm.weight", inFeatures),
-                                bias: try optionalVector(name + ".sub_norm.bias", inFeatures))
-        }
-        var layers: [LayerWeights] = []
-        for l in 0..<c.layers {
-            let p = "layers.\(l)."
-            layers.append(LayerWeights(
-                attentionNorm: try vector(p + "attention_norm.weight", c.dim),
-                attentionNormBias: try optionalVector(p + "attention_norm.bias", c.dim),
-                query: try linear(p + "attention.query", c.dim, c.dim), key: try linear(p + "attention.key", c.dim, c.dim),
-                value: try linear(p + "attention.value", c.dim, c.dim),
-                output: try linear(p + "attention.output", c.dim, c.dim),
-                ffnNorm: try vector(p + "ffn_norm.weight", c.dim), ffnNormBias: try optionalVector(p + "ffn_norm.bias", c.dim),
-                up: try linear(p + "ffn.up", c.dim, c.ffnDim), gate: c.gated ? try linear(p + "ffn.gate", c.dim, c.ffnDim) : nil,
-                down: try linear(p + "ffn.down", c.ffnDim, c.dim)))
-        }
-        self.layers = layers
-        finalNorm = try vector("final_norm.weight", c.dim)
-        finalNormBias = try optionalVector("final_norm.bias", c.dim)
-        embedding = try f.tensor("embedding.weight")
-        head = c.tied ? embedding : try f.tensor("head.weight")
-        for e in [embedding, head] where !(e.rows == c.vocabSize && e.cols == c.dim && (e.type == .f32 || e.type == .f16)) {
-            throw ModelFileError(description: "\(path): tensor '\(e.name)' should be [\(c.vocabSize), \(c.dim)] FP32 or FP16")
-        }
-        base = f.data.withUnsafeBytes { $0.baseAddress! }  // Data mapped with .alwaysMapped does not move
+        weights = try Weights(file: file, config: c)
+        base = file.data.withUnsafeBytes { $0.baseAddress! }  // Data mapped with .alwaysMapped does not move
         // RoPE tables, computed as the trainer computes them.
         var cosTable = [Float](repeating: 0, count: c.context * c.headDim / 2), sinTable = cosTable
         for t in 0..<c.context {
@@ -248,7 +88,7 @@ public final class Model: @unchecked Sendable {
 
     /// A row of the embedding as FP32.
     func embed(_ token: Int32, into out: UnsafeMutablePointer<Float>) {
-        let e = embedding, at = base + e.offset
+        let e = weights.embedding, at = base + e.offset
         for i in 0..<e.cols {
             let index = Int(token) * e.cols + i
             out[i] = e.type == .f32
@@ -366,7 +206,7 @@ public final class Model: @unchecked Sendable {
         let c = config, hd = c.headDim, half = hd / 2, n = tokens.count
         let (x, xb, q, k, v) = (x.pointer, xb.pointer, q.pointer, k.pointer, v.pointer)
         for (t, token) in tokens.enumerated() { embed(token, into: x + t * c.dim) }
-        for (l, w) in layers.enumerated() {
+        for (l, w) in weights.layers.enumerated() {
             blockNorm(w.attentionNorm, w.attentionNormBias, x, xb, tokens: n)
             apply([w.query, w.key, w.value], xb, [q, k, v], tokens: n)
             let cache = l * c.context * c.dim
@@ -412,8 +252,8 @@ public final class Model: @unchecked Sendable {
             for i in 0..<n * c.dim { x[i] += xb[i] }
         }
         // Only the last token's logits are needed: its final norm, then the head.
-        blockNorm(finalNorm, finalNormBias, x + (n - 1) * c.dim, xb, tokens: 1)
-        let head = head, rowsPerChunk = 1024, headBase = base + head.offset
+        blockNorm(weights.finalNorm, weights.finalNormBias, x + (n - 1) * c.dim, xb, tokens: 1)
+        let head = weights.head, rowsPerChunk = 1024, headBase = base + head.offset
         pool.forEach((c.vocabSize + rowsPerChunk - 1) / rowsPerChunk) { item, _ in
             let begin = Int32(item * rowsPerChunk), end = Int32(min((item + 1) * rowsPerChunk, c.vocabSize))
             if head.type == .f16 {
@@ -425,34 +265,10 @@ public final class Model: @unchecked Sendable {
     }
 }
 
-
-extension Optional where Wrapped == [Float] {
-    func withUnsafeBufferPointerOptional<R>(_ body: (UnsafePointer<Float>?) -> R) -> R {
-        switch self {
-        case .some(let array): array.withUnsafeBufferPointer { body($0.baseAddress) }
-        case .none: body(nil)
-        }
-    }
-}
-
-/// exp, tanh and sigmoid as the trainer computes them (Cody-Waite + degree-6 polynomial).
-enum RuntimeMath {
-    @inline(__always)
-    static func exp(_ x: Float) -> Float {
-        let x = min(max(x, -87.0), 88.0)
-        let shifted = x * 1.442_695_04 + 12_582_912
-        let n = shifted - 12_582_912
-        let r = (x - n * 0.693_145_751_953_125) - n * 1.428_606_765_330_187e-6
-        var p: Float = 1.0 / 720
-        p = p * r + 1.0 / 120
-        p = p * r + 1.0 / 24
-        p = p * r + 1.0 / 6
-        p = p * r + 0.5
-        p = p * r + 1
-        p = p * r + 1
-        return p * Float(bitPattern: (shifted.bitPattern &+ 127) &<< 23)
-    }
-
-    static func tanh(_ x: Float) -> Float { 1 - 2 / (exp(2 * x) + 1) }
-    static func sigmoid(_ x: Float) -> Float { 1 / (1 + exp(-x)) }
+/// The runtime as the shared generation loop's model: the prompt in batched steps,
+/// then one token per step against the KV cache.
+extension Model: TokenPredictor {
+    public var context: Int { config.context }
+    public func logits(afterPrompt prompt: [Int32]) -> [Float] { forward(tokens: prompt, start: 0) }
+    public func logits(after token: Int32, at position: Int) -> [Float] { forward(token: token, pos: position) }
 }

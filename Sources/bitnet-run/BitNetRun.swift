@@ -2,10 +2,10 @@
 // stdout carries only the text (the prompt followed by the continuation), or the
 // benchmark's report; diagnostics go to stderr.
 import ArgumentParser
+import BitNetCLI
 import BitNetRuntime
+import BitNetSampling
 import Foundation
-
-func log(_ message: String) { FileHandle.standardError.write(Data((message + "\n").utf8)) }
 
 struct RunError: Error, CustomStringConvertible {
     let description: String
@@ -27,11 +27,7 @@ struct BitNetRun: ParsableCommand {
     var model: String { modelPath ?? "" }
     @Option(help: "Text to continue.") var prompt: String?
     @Option(help: "The prompt as comma-separated token ids instead of text.") var promptIds: String?
-    @Option(help: "Tokens to generate at most.") var maxTokens: Int = 200
-    @Option(help: "Sampling temperature; 0 is greedy.") var temperature: Float = 0.8
-    @Option(help: "Sample from the k most likely tokens (0: all).") var topK: Int = 40
-    @Option(help: "Sample from the smallest set of tokens whose probability reaches p (1: all).") var topP: Float = 1
-    @Option(help: "Random seed.") var seed: UInt64 = 0
+    @OptionGroup var sampling: SamplingOptions
     @Option(help: "KV cache precision: f32 (exact: matches the trainer) or f16 (half the memory and attention reads).")
     var kvCache: KVCacheType = .f32
     @Option(help: "Worker threads (default: all cores).") var threads: Int = ProcessInfo.processInfo.activeProcessorCount
@@ -59,10 +55,6 @@ struct BitNetRun: ParsableCommand {
     }
 
     func validate() throws {
-        if maxTokens <= 0 { throw ValidationError("--max-tokens must be positive, got \(maxTokens)") }
-        if !(temperature >= 0 && temperature.isFinite) { throw ValidationError("--temperature must be >= 0, got \(temperature)") }
-        if topK < 0 { throw ValidationError("--top-k must be >= 0, got \(topK)") }
-        if !(topP > 0 && topP <= 1) { throw ValidationError("--top-p must be in (0, 1], got \(topP)") }
         if threads < 1 || threads > 256 { throw ValidationError("--threads must be in 1...256, got \(threads)") }
         if let promptTokens, promptTokens < 1 { throw ValidationError("--prompt-tokens must be positive, got \(promptTokens)") }
         if let genTokens, genTokens < 1 { throw ValidationError("--gen-tokens must be positive, got \(genTokens)") }
@@ -85,7 +77,7 @@ struct BitNetRun: ParsableCommand {
             } else if isatty(STDIN_FILENO) == 1 {
                 try interactive(m)
             } else {
-                let input = FileHandle.standardInput.readDataToEndOfFile()
+                let input = try FileHandle.standardInput.readToEnd() ?? Data()
                 guard let text = String(data: input, encoding: .utf8) else { throw RunError("standard input is not valid UTF-8") }
                 try generate(m, text: text.hasSuffix("\n") ? String(text.dropLast()) : text)
             }
@@ -96,8 +88,6 @@ struct BitNetRun: ParsableCommand {
             throw ExitCode(1)
         }
     }
-
-    var settings: SamplingSettings { SamplingSettings(temperature: temperature, topK: topK, topP: topP, seed: seed) }
 
     func generate(_ m: Model, text: String, interactive: Bool = false) throws {
         var ids = m.tokenizer.encode(text)
@@ -114,38 +104,32 @@ struct BitNetRun: ParsableCommand {
             throw RunError("the prompt is \(ids.count) tokens, longer than the context of \(m.config.context)")
         }
         let interrupt = Interrupt.shared  // Ctrl-C handling from here on
-        let out = FileHandle.standardOutput
         let promptIDs = text?.isEmpty == true ? [] : ids
-        let shown = text ?? m.tokenizer.decode(ids)
-        out.write(Data(shown.utf8))
-        var printed = Array(m.tokenizer.decode(promptIDs).utf8).count
-        var generated: [Int32] = []
+        try Output.write(text ?? m.tokenizer.decode(ids))
+        var streamer = TextStreamer(promptIDs: promptIDs) { m.tokenizer.decode($0) }
         interrupt.generating = true
         defer { interrupt.generating = false }
         let started = DispatchTime.now().uptimeNanoseconds
         var firstToken: UInt64 = 0
-        let stop = Generator.generate(model: m, prompt: ids, maxTokens: maxTokens, settings: settings,
-                                      shouldStop: { interrupt.takeRequest() }) { token in
-            if generated.isEmpty { firstToken = DispatchTime.now().uptimeNanoseconds }
-            generated.append(token)
-            // Print what is new once it is whole UTF-8.
-            let decoded = m.tokenizer.decode(promptIDs + generated)
-            guard !decoded.hasSuffix("\u{FFFD}") else { return }
-            let bytes = Array(decoded.utf8)
-            if bytes.count > printed {
-                out.write(Data(bytes[printed...]))
-                printed = bytes.count
-            }
+        var model = m, writeError: Error?
+        let stop = Generation.generate(
+            model: &model, prompt: ids, maxTokens: sampling.maxTokens, settings: sampling.settings,
+            endOfSequence: m.tokenizer.eosID, shouldStop: { writeError != nil || interrupt.takeRequest() }
+        ) { token in
+            if streamer.tokenCount == 0 { firstToken = DispatchTime.now().uptimeNanoseconds }
+            do { try Output.write(streamer.append(token)) } catch { writeError = writeError ?? error }
         }
-        out.write(Data("\n".utf8))
+        if let writeError { throw writeError }
+        let generated = streamer.tokenCount
+        try Output.write("\n")
         let end = DispatchTime.now().uptimeNanoseconds
         var timing = ""
-        if generated.count > 1 {
-            let rate = Double(generated.count - 1) / (Double(end - firstToken) / 1e9)
+        if generated > 1 {
+            let rate = Double(generated - 1) / (Double(end - firstToken) / 1e9)
             timing = String(format: "; prompt %d tokens in %.2f s, %.1f tokens/s after the first", ids.count,
                             Double(firstToken - started) / 1e9, rate)
         }
-        log("[\(generated.count) tokens; stopped at \(stop.rawValue)\(timing)]")
+        log("[\(generated) tokens; stopped at \(stop.rawValue)\(timing)]")
         // Interrupted: the text so far is printed; a one-shot run exits as shells expect.
         if stop == .interrupted && !interactive { throw ExitCode(130) }
     }
@@ -157,7 +141,7 @@ struct BitNetRun: ParsableCommand {
             + "context \(m.config.context)); type a prompt, Ctrl-D to quit")
         _ = Interrupt.shared
         while true {
-            FileHandle.standardError.write(Data("> ".utf8))
+            log("> ", terminator: "")
             guard let line = readLine(strippingNewline: true) else {
                 log("")
                 return
@@ -180,7 +164,7 @@ struct BitNetRun: ParsableCommand {
         log("bench: \(model): \(c.ternary ? "ternary" : "binary"), d\(c.dim), \(c.layers) layers, ffn \(c.ffnDim), vocab \(c.vocabSize); "
             + "\(threads) thread(s), \(RuntimeBenchmark.kernel) kernels, \(kvCache.rawValue) KV cache; -p \(promptTokens) -n \(genTokens), \(repetitions) repetitions")
         let r = RuntimeBenchmark.run(model: m, promptTokens: promptTokens, genTokens: genTokens, repetitions: repetitions,
-                                     progress: log)
+                                     progress: { log($0) })
         let peak = RuntimeBenchmark.peakResidentBytes()
         let modelBytes = m.file.data.count, bytesPerToken = RuntimeBenchmark.bytesPerToken(m)
         let bandwidth = noBandwidth ? nil : RuntimeBenchmark.readBandwidth(threads: threads)
@@ -271,7 +255,7 @@ final class Interrupt: @unchecked Sendable {
                 return !_generating || requested
             }
             if quit {
-                FileHandle.standardError.write(Data("\n".utf8))
+                log("")
                 exit(130)
             }
         }

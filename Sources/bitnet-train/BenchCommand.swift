@@ -1,6 +1,7 @@
 // `bitnet-train bench`: training tokens/s against the machine's measured sgemm peak.
 import ArgumentParser
 import BitNet
+import BitNetCLI
 import Foundation
 
 struct BenchCommand: ParsableCommand {

@@ -2,6 +2,7 @@
 // progress go to stderr; stdout carries only results.
 import ArgumentParser
 import BitNet
+import BitNetCLI
 import Foundation
 
 @main
@@ -13,11 +14,6 @@ struct BitNetTrain: ParsableCommand {
                       SampleCommand.self, BenchCommand.self, SweepCommand.self, LearningRateSweepCommand.self,
                       ReportCommand.self, ExportCommand.self, PresetsCommand.self]
     )
-}
-
-/// Prints to stderr.
-func log(_ message: String, terminator: String = "\n") {
-    FileHandle.standardError.write(Data((message + terminator).utf8))
 }
 
 /// Runs `body`, turning any error into one line on stderr and exit status 1.

@@ -1,6 +1,7 @@
 // Command-line overrides of every config field, shared by `train` and `bench`.
 import ArgumentParser
 import BitNet
+import BitNetCLI
 
 struct ModelOptions: ParsableArguments {
     @Option(help: "Size preset (see 'bitnet-train presets').") var preset: String = "mini"

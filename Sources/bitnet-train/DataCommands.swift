@@ -1,6 +1,7 @@
 // `bitnet-train tokenizer` and `bitnet-train prepare`.
 import ArgumentParser
 import BitNet
+import BitNetCLI
 import Foundation
 
 struct TokenizerCommand: ParsableCommand {

@@ -2,6 +2,7 @@
 // or (--random) a model of any shape with random weights for runtime benchmarks.
 import ArgumentParser
 import BitNet
+import BitNetCLI
 import Foundation
 
 struct ExportCommand: ParsableCommand {

@@ -1,6 +1,8 @@
 // `bitnet-train eval` and `bitnet-train sample`: use a trained checkpoint.
 import ArgumentParser
 import BitNet
+import BitNetCLI
+import BitNetSampling
 import Foundation
 
 struct EvalCommand: ParsableCommand {
@@ -66,16 +68,7 @@ struct SampleCommand: ParsableCommand {
 
     @Argument(help: "Run directory.") var runDirectory: String
     @Option(help: "Text to continue.") var prompt: String = ""
-    @Option(help: "Tokens to generate at most.") var maxTokens: Int = 200
-    @Option(help: "Sampling temperature; 0 is greedy.") var temperature: Float = 0.8
-    @Option(help: "Sample from the k most likely tokens (0: all).") var topK: Int = 40
-    @Option(help: "Random seed.") var seed: UInt64 = 0
-
-    func validate() throws {
-        if maxTokens <= 0 { throw ValidationError("--max-tokens must be positive, got \(maxTokens)") }
-        if !(temperature >= 0 && temperature.isFinite) { throw ValidationError("--temperature must be >= 0, got \(temperature)") }
-        if topK < 0 { throw ValidationError("--top-k must be >= 0, got \(topK)") }
-    }
+    @OptionGroup var sampling: SamplingOptions
 
     func run() throws {
         try reportingErrors {
@@ -87,28 +80,19 @@ struct SampleCommand: ParsableCommand {
             guard promptIDs.count <= config.model.context else {
                 throw ConfigError("--prompt is \(promptIDs.count) tokens, longer than the context of \(config.model.context)")
             }
-            let promptText = prompt.isEmpty ? "" : try tokenizer.decode(promptIDs)
-            let stdout = FileHandle.standardOutput
-            stdout.write(Data(prompt.utf8))
-            var generated: [Int32] = []
-            var printed = promptText.utf8.count
+            let decode: ([Int32]) -> String? = { try? tokenizer.decode($0) }
+            try Output.write(prompt)
+            var streamer = TextStreamer(promptIDs: prompt.isEmpty ? [] : promptIDs, decode: decode)
+            var predictor = TransformerPredictor(model: model), writeError: Error?
             let reason = Generation.generate(
-                model: model, prompt: promptIDs, maxTokens: maxTokens,
-                options: SamplingOptions(temperature: temperature, topK: topK, seed: seed),
-                endOfSequence: tokenizer.eosID >= 0 ? tokenizer.eosID : nil
+                model: &predictor, prompt: promptIDs, maxTokens: sampling.maxTokens, settings: sampling.settings,
+                endOfSequence: tokenizer.eosID >= 0 ? tokenizer.eosID : nil, shouldStop: { writeError != nil }
             ) { token in
-                generated.append(token)
-                // Decode everything and print what is new, once it is whole UTF-8.
-                let ids = prompt.isEmpty ? generated : promptIDs + generated
-                guard let text = try? tokenizer.decode(ids), !text.hasSuffix("\u{FFFD}") else { return }
-                let bytes = Array(text.utf8)
-                if bytes.count > printed {
-                    stdout.write(Data(bytes[printed...]))
-                    printed = bytes.count
-                }
+                do { try Output.write(streamer.append(token)) } catch { writeError = writeError ?? error }
             }
-            stdout.write(Data("\n".utf8))
-            log("[\(generated.count) tokens; stopped at \(reason.rawValue)]")
+            if let writeError { throw writeError }
+            try Output.write("\n")
+            log("[\(streamer.tokenCount) tokens; stopped at \(reason.rawValue)]")
         }
     }
 }

@@ -1,6 +1,7 @@
 // `bitnet-train sweep`, `lr-sweep` and `report`: scaling-law experiments.
 import ArgumentParser
 import BitNet
+import BitNetCLI
 import Foundation
 
 func parseList<T>(_ text: String, flag: String, _ parse: (String) -> T?) throws -> [T] {

@@ -1,6 +1,7 @@
 // `bitnet-train train`: set up or resume a run and print its progress.
 import ArgumentParser
 import BitNet
+import BitNetCLI
 import Foundation
 
 struct TrainCommand: ParsableCommand {

@@ -5,6 +5,7 @@ import Foundation
 import Testing
 @testable import BitNet
 import BitNetRuntime
+import BitNetSampling
 
 @Suite(.serialized) struct RuntimeModelTests {
     @Test(arguments: [WeightMode.binary, .ternary])
@@ -24,23 +25,34 @@ import BitNetRuntime
         }
         #expect(worst < 1e-5, "largest logit difference relative to the largest logit: \(worst)")
 
-        // Greedy generation: the trainer's sampler and the runtime's forward pick the same tokens.
-        var trainerTokens: [Int32] = []
-        _ = Generation.generate(model: model, prompt: Array(tokens.prefix(3)), maxTokens: 20,
-                                options: SamplingOptions(temperature: 0, topK: 0, seed: 0), endOfSequence: nil) {
+        // Greedy generation: the trainer's forward pass and the runtime's pick the same tokens.
+        let greedy = SamplingSettings(temperature: 0, topK: 0, topP: 1, seed: 0)
+        try expectSameTokens(mode: mode, model: model, url: url, prompt: Array(tokens.prefix(3)), settings: greedy)
+    }
+
+    /// The shared generation loop and sampler with the trainer's forward pass and with the
+    /// runtime's: the same seed and settings give the same tokens, in both modes.
+    @Test(arguments: [WeightMode.binary, .ternary])
+    func sampledTokensEqualTrainer(mode: WeightMode) throws {
+        let (model, url) = try PackedModelTests.exportedModel(mode: mode, f16: false)
+        let prompt: [Int32] = try BitNet.Tokenizer(path: Fixtures.shared.tokenizer).encode("good sir")
+        for seed in [UInt64(1), 2, 3] {
+            let settings = SamplingSettings(temperature: 0.9, topK: 30, topP: 0.95, seed: seed)
+            try expectSameTokens(mode: mode, model: model, url: url, prompt: prompt, settings: settings)
+        }
+    }
+
+    /// 24 tokens generated with each forward pass must be the same.
+    func expectSameTokens(mode: WeightMode, model: Transformer, url: URL, prompt: [Int32], settings: SamplingSettings) throws {
+        var trainer = TransformerPredictor(model: model), trainerTokens: [Int32] = []
+        _ = Generation.generate(model: &trainer, prompt: prompt, maxTokens: 24, settings: settings, endOfSequence: nil) {
             trainerTokens.append($0)
         }
-        let fresh = try BitNetRuntime.Model(path: url.path)
-        var sequence = Array(tokens.prefix(3)), runtimeTokens: [Int32] = []
-        var logits: [Float] = []
-        for (pos, token) in sequence.enumerated() { logits = fresh.forward(token: token, pos: pos) }
-        while runtimeTokens.count < trainerTokens.count {
-            let next = Int32(logits.indices.max { logits[$0] < logits[$1] || (logits[$0] == logits[$1] && $0 > $1) }!)
-            runtimeTokens.append(next)
-            sequence.append(next)
-            logits = fresh.forward(token: next, pos: sequence.count - 1)
+        var runtime = try BitNetRuntime.Model(path: url.path), runtimeTokens: [Int32] = []
+        _ = Generation.generate(model: &runtime, prompt: prompt, maxTokens: 24, settings: settings, endOfSequence: nil) {
+            runtimeTokens.append($0)
         }
-        #expect(runtimeTokens == trainerTokens)
+        #expect(trainerTokens.count == 24 && runtimeTokens == trainerTokens, "\(mode): \(trainerTokens) vs \(runtimeTokens)")
     }
 
     /// A prompt in batched steps (chunks of 4 tokens, 2 workers) gives the same logits,

@@ -1,56 +1,5 @@
-// Rotary position embedding and causal multi-head self-attention, forward and backward.
+// Causal multi-head self-attention, forward and backward (RoPE is applied before, in Rope.swift).
 import Foundation
-
-/// RoPE (Su et al. 2021) on interleaved pairs (2j, 2j+1) of each head:
-/// (a, b) -> (a cos - b sin, a sin + b cos) with angle t * theta^(-2j / headDim).
-public struct Rope {
-    public let context: Int
-    public let halfHeadDim: Int
-    /// Shapes: cos, sin [context, headDim / 2].
-    public let cos: [Float]
-    public let sin: [Float]
-
-    public init(context: Int, headDim: Int, theta: Float) {
-        self.context = context
-        halfHeadDim = headDim / 2
-        var c = [Float](repeating: 0, count: context * headDim / 2)
-        var s = c
-        for t in 0..<context {
-            for j in 0..<headDim / 2 {
-                let angle = Double(t) * pow(Double(theta), -2 * Double(j) / Double(headDim))
-                c[t * headDim / 2 + j] = Float(Foundation.cos(angle))
-                s[t * headDim / 2 + j] = Float(Foundation.sin(angle))
-            }
-        }
-        cos = c
-        sin = s
-    }
-
-    /// Rotates x [B*T, C] in place; `inverse` applies the transpose (the backward pass).
-    public func apply(_ x: UnsafeMutablePointer<Float>, batch b: Int, length t: Int, width c: Int, inverse: Bool = false) {
-        let half = halfHeadDim, heads = c / (2 * half)
-        let sign: Float = inverse ? -1 : 1
-        cos.withUnsafeBufferPointer { cosTable in
-            sin.withUnsafeBufferPointer { sinTable in
-                Parallel.forRanges(b * t, workPerItem: c) { rows in
-                    for r in rows {
-                        let pos = r % t
-                        let cs = cosTable.baseAddress! + pos * half, sn = sinTable.baseAddress! + pos * half
-                        for h in 0..<heads {
-                            let v = x + r * c + h * 2 * half
-                            for j in 0..<half {
-                                let a = v[2 * j], bb = v[2 * j + 1]
-                                let sj = sign * sn[j]
-                                v[2 * j] = a * cs[j] - bb * sj
-                                v[2 * j + 1] = a * sj + bb * cs[j]
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
-}
 
 /// Causal attention. Shapes: q, k, v, out [B*T, C] (heads side by side in C);
 /// probs [B, NH, T, T] (row i holds softmax weights over keys j <= i, zeros above).

@@ -1,48 +1,36 @@
-// Sampling and generation for the runtime: greedy, temperature, top-k, top-p, seeded.
+// Choosing the next token from logits: greedy, temperature, top-k, top-p, seeded.
+// One definition for both programs, so a seed gives the same text from `bitnet-train
+// sample` on a checkpoint and from `bitnet-run` on its export.
 import Foundation
 
-/// SplitMix64: a small seeded generator (the runtime shares no code with the trainer).
-public struct SplitMix64: Sendable {
-    var state: UInt64
-
-    public init(seed: UInt64) { state = seed }
-
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    /// Uniform in [0, 1).
-    public mutating func uniform() -> Double { Double(next() >> 11) * (1.0 / 9_007_199_254_740_992.0) }
-}
-
-public struct SamplingSettings: Sendable {
-    /// 0 is greedy: the most likely token, the lowest id on ties (as the trainer's sampler).
+public struct SamplingSettings: Sendable, Equatable {
+    /// 0 is greedy: the most likely token, the lowest id on ties.
     public var temperature: Float
+    /// Keep the k most likely tokens; 0 keeps all.
     public var topK: Int
+    /// Keep the smallest set of most likely tokens whose probability reaches p; 1 keeps all.
     public var topP: Float
     public var seed: UInt64
 
-    public init(temperature: Float, topK: Int, topP: Float, seed: UInt64) {
+    public init(temperature: Float = 0.8, topK: Int = 40, topP: Float = 1, seed: UInt64 = 0) {
         self.temperature = temperature
         self.topK = topK
         self.topP = topP
         self.seed = seed
     }
+
+    /// The setting that is out of range, as (name, value, the rule); nil when all are valid.
+    public var invalidSetting: (name: String, value: String, rule: String)? {
+        if !(temperature >= 0 && temperature.isFinite) { return ("temperature", "\(temperature)", "must be >= 0") }
+        if topK < 0 { return ("top_k", "\(topK)", "must be >= 0") }
+        if !(topP > 0 && topP <= 1) { return ("top_p", "\(topP)", "must be in (0, 1]") }
+        return nil
+    }
 }
 
-public enum GenerationStop: String, Sendable {
-    case maxTokens = "max tokens"
-    case endOfSequence = "end of sequence"
-    case contextFull = "context limit"
-    case interrupted = "interrupted"
-}
-
-public enum Generator {
-    public static func sample(_ logits: [Float], settings: SamplingSettings, rng: inout SplitMix64) -> Int32 {
+public enum Sampler {
+    public static func sample(_ logits: UnsafeBufferPointer<Float>, settings: SamplingSettings,
+                              rng: inout SplitMix64) -> Int32 {
         if settings.temperature <= 0 {
             var best = 0
             for i in 1..<logits.count where logits[i] > logits[best] { best = i }
@@ -76,11 +64,15 @@ public enum Generator {
             threshold -= w
             if threshold < 0 { return Int32(id) }
         }
-        return Int32(order.last!)
+        return Int32(order[order.count - 1])
+    }
+
+    public static func sample(_ logits: [Float], settings: SamplingSettings, rng: inout SplitMix64) -> Int32 {
+        logits.withUnsafeBufferPointer { sample($0, settings: settings, rng: &rng) }
     }
 
     /// Indices of the k largest logits, largest first, the lower id first on ties.
-    static func topK(_ logits: [Float], _ k: Int) -> [Int] {
+    public static func topK(_ logits: UnsafeBufferPointer<Float>, _ k: Int) -> [Int] {
         func better(_ a: Int, _ b: Int) -> Bool { logits[a] > logits[b] || (logits[a] == logits[b] && a < b) }
         var heap: [Int] = []  // a min-heap: its root is the worst kept candidate
         heap.reserveCapacity(k)
@@ -110,25 +102,5 @@ public enum Generator {
             }
         }
         return heap.sorted(by: better)
-    }
-
-    /// Runs the prompt (at least one token) through the model, then samples up to `maxTokens` tokens, calling
-    /// `onToken` with each; `shouldStop` is checked between tokens (Ctrl-C).
-    public static func generate(model: Model, prompt: [Int32], maxTokens: Int, settings: SamplingSettings,
-                                shouldStop: () -> Bool = { false }, onToken: (Int32) -> Void) -> GenerationStop {
-        var rng = SplitMix64(seed: settings.seed)
-        // The prompt in batched steps, then one token per step.
-        var logits = model.forward(tokens: prompt, start: 0)
-        var position = prompt.count
-        for _ in 0..<maxTokens {
-            if shouldStop() { return .interrupted }
-            let next = sample(logits, settings: settings, rng: &rng)
-            if next == model.tokenizer.eosID { return .endOfSequence }
-            onToken(next)
-            guard position < model.config.context else { return .contextFull }
-            logits = model.forward(token: next, pos: position)
-            position += 1
-        }
-        return .maxTokens
     }
 }

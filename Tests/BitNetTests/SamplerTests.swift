@@ -1,10 +1,10 @@
-// The runtime's sampler: its top-k selection against a full sort, and its draws
-// against the softmax probabilities they should follow.
+// The sampler both programs use: its top-k selection against a full sort, and its
+// draws against the softmax probabilities they should follow.
+import BitNetSampling
 import Foundation
 import Testing
-@testable import BitNetRuntime
 
-@Suite struct RuntimeSamplerTests {
+@Suite struct SamplerTests {
     @Test func topKEqualsSortedPrefix() {
         var rng = SplitMix64(seed: 4)
         for n in [1, 7, 100, 5000] {
@@ -12,7 +12,7 @@ import Testing
             let logits = (0..<n).map { _ in Float(rng.next() % 13) / 4 }
             let sorted = Array(logits.indices).sorted { logits[$0] > logits[$1] || (logits[$0] == logits[$1] && $0 < $1) }
             for k in [1, 3, 40, n] where k <= n {
-                #expect(Generator.topK(logits, k) == Array(sorted.prefix(k)), "n \(n) k \(k)")
+                #expect(logits.withUnsafeBufferPointer { Sampler.topK($0, k) } == Array(sorted.prefix(k)), "n \(n) k \(k)")
             }
         }
     }
@@ -37,7 +37,7 @@ import Testing
             var rng = SplitMix64(seed: 11), counts = [Int](repeating: 0, count: logits.count)
             let draws = 40_000
             let settings = SamplingSettings(temperature: 0.7, topK: topK, topP: topP, seed: 0)
-            for _ in 0..<draws { counts[Int(Generator.sample(logits, settings: settings, rng: &rng))] += 1 }
+            for _ in 0..<draws { counts[Int(Sampler.sample(logits, settings: settings, rng: &rng))] += 1 }
             for i in logits.indices {
                 #expect(abs(Double(counts[i]) / Double(draws) - expected[i]) < 0.01, "token \(i), top-k \(topK), top-p \(topP)")
             }

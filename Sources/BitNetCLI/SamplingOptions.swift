@@ -1,0 +1,23 @@
+// The sampling flags, defined once for `bitnet-train sample` and `bitnet-run`.
+import ArgumentParser
+import BitNetSampling
+
+public struct SamplingOptions: ParsableArguments {
+    @Option(help: "Tokens to generate at most.") public var maxTokens: Int = 200
+    @Option(help: "Sampling temperature; 0 is greedy (the most likely token).") public var temperature: Float = 0.8
+    @Option(help: "Sample from the k most likely tokens (0: all).") public var topK: Int = 40
+    @Option(help: "Sample from the smallest set of likely tokens whose probability reaches p (1: all).")
+    public var topP: Float = 1
+    @Option(help: "Random seed of the sampler.") public var seed: UInt64 = 0
+
+    public init() {}
+
+    public var settings: SamplingSettings { SamplingSettings(temperature: temperature, topK: topK, topP: topP, seed: seed) }
+
+    public func validate() throws {
+        if maxTokens <= 0 { throw ValidationError("--max-tokens must be positive, got \(maxTokens)") }
+        if let bad = settings.invalidSetting {
+            throw ValidationError("--\(bad.name.replacingOccurrences(of: "_", with: "-")) \(bad.rule), got \(bad.value)")
+        }
+    }
+}
