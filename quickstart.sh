@@ -20,10 +20,10 @@ test -x "$BIN"
 
 mkdir -p runs
 if [ ! -f runs/shakespeare.model ]; then
-    "$BIN" tokenizer --input data/corpus/shakespeare.txt --vocab-size 4096 --output runs/shakespeare.model
+    "$BIN" tokenizer --input data/corpus/shakespeare.txt --vocab-size 4096 --out runs/shakespeare.model
 fi
 if [ ! -f runs/shakespeare-data/meta.json ]; then
-    "$BIN" prepare --input data/corpus/shakespeare.txt --tokenizer runs/shakespeare.model --output runs/shakespeare-data
+    "$BIN" prepare --input data/corpus/shakespeare.txt --tokenizer runs/shakespeare.model --out runs/shakespeare-data
 fi
 "$BIN" train --data runs/shakespeare-data --preset "$PRESET" --mode "$MODE" --out "$RUN" --resume "${EXTRA[@]}"
 "$BIN" eval "$RUN" --data runs/shakespeare-data

@@ -7,22 +7,25 @@ import Foundation
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
-        abstract: "Measure training throughput (random tokens) and compare it with the sgemm peak.",
-        discussion: "Takes the same shape and training overrides as 'train'; --vocab-size sets the vocabulary. "
-            + "Each mode runs in its own process, so peak memory is per mode.")
+        abstract: "Measure training throughput (the step 'train' runs) and compare it with the sgemm peak.",
+        discussion: "Times the trainer's own optimizer step on random tokens, or on --data's batches. "
+            + configFieldsHelp + " Each mode runs in its own process, so peak memory is per mode.")
 
-    @OptionGroup var options: ModelOptions
-    @Option(help: "Vocabulary size (train takes it from the data).") var vocabSize: Int = 4096
+    @OptionGroup var options: ConfigOptions
+    @Option(help: "Time on this data directory's batches (and its vocabulary) instead of random tokens.") var data: String?
     @Option(name: .customLong("bench-steps"), help: "Timed optimizer steps (the median is reported).") var benchSteps: Int = 9
     @Flag(help: "Print one JSON object.") var json = false
 
     func validate() throws {
         if benchSteps <= 0 { throw ValidationError("--bench-steps must be positive") }
+        _ = try options.fieldValues()
     }
 
     func run() throws {
         try reportingErrors {
-            let config = try options.runConfig(vocabSize: vocabSize)
+            let dataset = try data.map { try TokenDataset(directory: $0) }
+            let config = try options.runConfig(vocabSize: dataset?.meta.vocabSize)
+            try dataset?.check(context: config.model.context)
             let threads = Parallel.cores
             if !json { log("measuring the sgemm peak with \(threads) thread(s)...") }
             let peak = Benchmark.sgemmPeak()
@@ -30,7 +33,7 @@ struct BenchCommand: ParsableCommand {
                 log(String(format: "sgemm peak: %.1f GFLOP/s; timing %d steps of %d x %d tokens, mode %@...", peak, benchSteps,
                            config.training.batchSize, config.model.context, config.model.mode.rawValue))
             }
-            let r = Benchmark.training(config: config, steps: benchSteps)
+            let r = try Benchmark.training(config: config, steps: benchSteps, source: dataset.map { .dataset($0) } ?? .randomTokens)
             let m = config.model
             if json {
                 let fields: [String] = [

@@ -12,7 +12,7 @@ struct BitNetTrain: ParsableCommand {
         abstract: "Train 1-bit (BitNet) and full-precision Transformer language models on the CPU.",
         subcommands: [TokenizerCommand.self, PrepareCommand.self, TrainCommand.self, EvalCommand.self,
                       SampleCommand.self, BenchCommand.self, SweepCommand.self, LearningRateSweepCommand.self,
-                      ReportCommand.self, ExportCommand.self, PresetsCommand.self]
+                      ReportCommand.self, ExportCommand.self, PresetsCommand.self, FieldsCommand.self]
     )
 }
 
@@ -23,8 +23,24 @@ func reportingErrors(_ body: () throws -> Void) throws {
     } catch let error as ExitCode {
         throw error
     } catch {
-        log("bitnet-train: error: \(error)")
+        log("bitnet-train: error: \(commandLineMessage(error))")
         throw ExitCode(1)
+    }
+}
+
+/// The library's error in the command line's words: configuration fields become their
+/// flags, and the ways out name the flags that take them.
+func commandLineMessage(_ error: Error) -> String {
+    guard let error = error as? BitNetError else { return "\(error)" }
+    switch error {
+    case .field(let key, let problem): return "\(ConfigFields.entry(key: key)?.flag ?? key) \(problem)"
+    case .diverged(let message):
+        return message + "; stopping. The last good checkpoint is kept; try a lower --lr or a smaller --grad-clip"
+    case .occupied(let what) where what.hasSuffix("already holds a run"):
+        return what + "; pass --resume to continue it or --force to replace it"
+    case .occupied(let what):
+        return what + "; use another --out, or --force to redefine it (finished runs whose config is unchanged are kept)"
+    default: return error.description
     }
 }
 

@@ -11,7 +11,7 @@ struct TokenizerCommand: ParsableCommand {
     @Option(name: .customLong("input"), help: "A text file (repeat for several).") var inputs: [String] = []
     @Option(help: "Vocabulary size.") var vocabSize: Int = 4096
     @Option(help: "Tokenizer algorithm: bpe or unigram.") var kind: TokenizerKind = .bpe
-    @Option(help: "Output file (must end in .model).") var output: String
+    @Option(help: "Output file (must end in .model).") var out: String
 
     func validate() throws {
         if inputs.isEmpty { throw ValidationError("give at least one --input text file") }
@@ -22,8 +22,8 @@ struct TokenizerCommand: ParsableCommand {
         try reportingErrors {
             for input in inputs { _ = try Corpus.readText(input) }
             log("training a \(kind.rawValue) tokenizer with \(vocabSize) pieces on \(inputs.count) file(s)...")
-            try Tokenizer.train(inputs: inputs, vocabSize: vocabSize, kind: kind, output: output)
-            log("wrote \(output)")
+            try Tokenizer.train(inputs: inputs, vocabSize: vocabSize, kind: kind, output: out)
+            log("wrote \(out)")
         }
     }
 }
@@ -34,7 +34,7 @@ struct PrepareCommand: ParsableCommand {
 
     @Option(name: .customLong("input"), help: "A text file (repeat for several).") var inputs: [String] = []
     @Option(help: "SentencePiece model made by 'bitnet-train tokenizer'.") var tokenizer: String
-    @Option(help: "Output data directory.") var output: String
+    @Option(help: "Output data directory.") var out: String
     @Option(help: "Fraction of tokens (at the end) held out for validation.") var valFraction: Double = 0.05
 
     func validate() throws {
@@ -43,9 +43,9 @@ struct PrepareCommand: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            let summary = try Corpus.prepare(inputs: inputs, tokenizerPath: tokenizer, output: output,
+            let summary = try Corpus.prepare(inputs: inputs, tokenizerPath: tokenizer, output: out,
                                              validationFraction: valFraction) { log($0) }
-            log("wrote \(output): \(summary.trainTokens) train and \(summary.valTokens) validation tokens, vocabulary \(summary.vocabSize)")
+            log("wrote \(out): \(summary.trainTokens) train and \(summary.valTokens) validation tokens, vocabulary \(summary.vocabSize)")
         }
     }
 }

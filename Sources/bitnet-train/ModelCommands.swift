@@ -28,7 +28,7 @@ struct EvalCommand: ParsableCommand {
             if let data {
                 let dataset = try TokenDataset(directory: data)
                 guard dataset.meta.vocabSize == config.model.vocabSize else {
-                    throw ConfigError("\(data): vocabulary of \(dataset.meta.vocabSize) does not match the model's \(config.model.vocabSize)")
+                    throw BitNetError.invalid("\(data): vocabulary of \(dataset.meta.vocabSize) does not match the model's \(config.model.vocabSize)")
                 }
                 try dataset.check(context: config.model.context)
                 let limit = windows == 0 ? Int.max : windows
@@ -39,7 +39,7 @@ struct EvalCommand: ParsableCommand {
                 let tokenizer = try runTokenizer(runDirectory, vocabSize: config.model.vocabSize)
                 let ids = try tokenizer.encode(try Corpus.readText(text!))
                 guard ids.count > config.model.context else {
-                    throw ConfigError("\(text!): \(ids.count) tokens is smaller than one context window (\(config.model.context) + 1)")
+                    throw BitNetError.invalid("\(text!): \(ids.count) tokens is smaller than one context window (\(config.model.context) + 1)")
                 }
                 loss = Evaluation.loss(model: model, tokens: ids, batch: batch)
                 tokens = (ids.count - 1) / config.model.context * config.model.context
@@ -57,7 +57,7 @@ struct EvalCommand: ParsableCommand {
 func runTokenizer(_ run: String, vocabSize: Int) throws -> Tokenizer {
     let tokenizer = try Tokenizer(path: run + "/tokenizer.model")
     guard tokenizer.vocabSize == vocabSize else {
-        throw ConfigError("\(run)/tokenizer.model: vocabulary of \(tokenizer.vocabSize) does not match the checkpoint's \(vocabSize)")
+        throw BitNetError.invalid("\(run)/tokenizer.model: vocabulary of \(tokenizer.vocabSize) does not match the checkpoint's \(vocabSize)")
     }
     return tokenizer
 }
@@ -78,7 +78,7 @@ struct SampleCommand: ParsableCommand {
             // Documents are separated by end-of-sequence, so it starts an empty prompt.
             if promptIDs.isEmpty { promptIDs = [max(tokenizer.eosID, 0)] }
             guard promptIDs.count <= config.model.context else {
-                throw ConfigError("--prompt is \(promptIDs.count) tokens, longer than the context of \(config.model.context)")
+                throw BitNetError.invalid("--prompt is \(promptIDs.count) tokens, longer than the context of \(config.model.context)")
             }
             let decode: ([Int32]) -> String? = { try? tokenizer.decode($0) }
             try Output.write(prompt)

@@ -7,7 +7,7 @@ import Foundation
 func parseList<T>(_ text: String, flag: String, _ parse: (String) -> T?) throws -> [T] {
     let items = text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
     return try items.map { item in
-        guard let value = parse(item) else { throw ConfigError("\(flag): cannot read '\(item)'") }
+        guard let value = parse(item) else { throw BitNetError.invalid("\(flag): cannot read '\(item)'") }
         return value
     }
 }
@@ -85,14 +85,17 @@ struct ReportCommand: ParsableCommand {
 
 struct LearningRateSweepCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "lr-sweep", abstract: "Train one size at a grid of peak learning rates; report which runs diverged.")
+        commandName: "lr-sweep", abstract: "Train one size at a grid of peak learning rates; report which runs diverged.",
+        discussion: configFieldsHelp)
 
     @Option(help: "Data directory made by 'bitnet-train prepare'.") var data: String
     @Option(help: "Weight modes, comma-separated.") var modes: String = "fp,binary"
     @Option(help: "Peak learning rates, comma-separated.") var lrs: String = "1e-4,3e-4,1e-3,3e-3,1e-2"
     @Option(help: "Output directory.") var out: String
     @Flag(help: "Retrain runs that already exist.") var force = false
-    @OptionGroup var options: ModelOptions
+    @OptionGroup var options: ConfigOptions
+
+    func validate() throws { _ = try options.fieldValues() }
 
     func run() throws {
         try reportingErrors {

@@ -6,13 +6,15 @@ import Foundation
 
 struct TrainCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "train", abstract: "Train a model on a prepared data directory.")
+        commandName: "train", abstract: "Train a model on a prepared data directory.", discussion: configFieldsHelp)
 
     @Option(help: "Data directory made by 'bitnet-train prepare'.") var data: String
     @Option(help: "Run directory (config.json, metrics.jsonl, checkpoint.safetensors).") var out: String
     @Flag(help: "Continue the run in --out from its last checkpoint, with its own config.") var resume = false
     @Flag(help: "Replace a run that --out already holds.") var force = false
-    @OptionGroup var options: ModelOptions
+    @OptionGroup var options: ConfigOptions
+
+    func validate() throws { _ = try options.fieldValues() }
 
     func run() throws {
         try reportingErrors {

@@ -162,13 +162,13 @@ import BitNetRuntime
         try Data().write(to: URL(fileURLWithPath: empty))
         let tok = Fixtures.shared.tokenizer
 
-        try expectCleanFailure(["tokenizer", "--input", dir.path + "/missing.txt", "--output", dir.path + "/t.model"],
+        try expectCleanFailure(["tokenizer", "--input", dir.path + "/missing.txt", "--out", dir.path + "/t.model"],
                                mentions: "missing.txt: file does not exist")
-        try expectCleanFailure(["prepare", "--input", binary, "--tokenizer", tok, "--output", dir.path + "/d"],
+        try expectCleanFailure(["prepare", "--input", binary, "--tokenizer", tok, "--out", dir.path + "/d"],
                                mentions: "binary.txt: not valid UTF-8")
-        try expectCleanFailure(["prepare", "--input", empty, "--tokenizer", tok, "--output", dir.path + "/d"],
+        try expectCleanFailure(["prepare", "--input", empty, "--tokenizer", tok, "--out", dir.path + "/d"],
                                mentions: "empty.txt: file is empty")
-        try expectCleanFailure(["prepare", "--input", Fixtures.shared.corpus, "--tokenizer", binary, "--output", dir.path + "/d"],
+        try expectCleanFailure(["prepare", "--input", Fixtures.shared.corpus, "--tokenizer", binary, "--out", dir.path + "/d"],
                                mentions: "not a valid SentencePiece model")
         try expectCleanFailure(["train", "--data", dir.path + "/nodata", "--out", dir.path + "/r"], mentions: "meta.json: missing")
         try expectCleanFailure(["train", "--data", data, "--out", dir.path + "/r", "--preset", "huge"], mentions: "unknown preset 'huge'")
@@ -177,7 +177,22 @@ import BitNetRuntime
         try expectCleanFailure(["train", "--data", data, "--out", dir.path + "/r", "--layers", "0"],
                                mentions: "layers must be positive")
         try expectCleanFailure(["train", "--data", data, "--out", dir.path + "/r", "--lr=-1"],
-                               mentions: "learning_rate must be positive")
+                               mentions: "--lr must be positive, got -1.0")
+        // Every field has a flag, checked against its range; a negative value after a space is a value.
+        let fieldRefusals: [([String], String)] = [
+            (["--lr", "-1"], "--lr must be positive, got -1.0"),
+            (["--adam-epsilon", "0"], "--adam-epsilon must be > 0, got 0.0"),
+            (["--stage2-learning-rate-factor", "1.5"], "--stage2-learning-rate-factor must be in (0, 1], got 1.5"),
+            (["--norm-epsilon=-1"], "--norm-epsilon must be in (0, 1), got -1.0"),
+            (["--dim", "abc"], "--dim must be an integer, got 'abc'"),
+            (["--norm", "batch"], "--norm must be one of rms, layer, got 'batch'"),
+            (["--dimm", "64"], "unknown option '--dimm'"),
+            (["--steps"], "--steps needs a value"),
+            (["extra"], "unexpected argument 'extra'"),
+        ]
+        for (arguments, fragment) in fieldRefusals {
+            try expectCleanFailure(["train", "--data", data, "--out", dir.path + "/r"] + arguments, mentions: fragment)
+        }
         try expectCleanFailure(["train", "--data", data, "--out", dir.path + "/r", "--mode", "quaternary"], mentions: "mode")
         try expectCleanFailure(["train", "--data", data, "--out", dir.path + "/r", "--context", "100000", "--preset", "tiny"],
                                mentions: "smaller than one context window")
@@ -189,7 +204,7 @@ import BitNetRuntime
         let small = dir.appendingPathComponent("small.txt").path
         try "the king doth love the crown.\n".write(toFile: small, atomically: true, encoding: .utf8)
         let smallData = dir.appendingPathComponent("small-data").path
-        #expect(try Fixtures.run(["prepare", "--input", small, "--tokenizer", tok, "--output", smallData]).status == 0)
+        #expect(try Fixtures.run(["prepare", "--input", small, "--tokenizer", tok, "--out", smallData]).status == 0)
         try expectCleanFailure(["train", "--data", smallData, "--out", dir.path + "/r2", "--preset", "tiny"],
                                mentions: "smaller than one context window")
 
@@ -215,7 +230,7 @@ import BitNetRuntime
         // A tokenizer whose vocabulary does not match the checkpoint.
         let otherTokenizer = dir.appendingPathComponent("other.model").path
         #expect(try Fixtures.run(["tokenizer", "--input", Fixtures.shared.corpus, "--vocab-size", "300",
-                                  "--output", otherTokenizer]).status == 0)
+                                  "--out", otherTokenizer]).status == 0)
         try FileManager.default.removeItem(atPath: run + "/tokenizer.model")
         try FileManager.default.copyItem(atPath: otherTokenizer, toPath: run + "/tokenizer.model")
         try expectCleanFailure(["sample", run, "--prompt", "the"], mentions: "does not match the checkpoint")
@@ -228,7 +243,7 @@ import BitNetRuntime
         for mode in ["binary", "ternary"] {
             let model = directory.appendingPathComponent("\(mode).bitnet").path
             let export = try Fixtures.run(["export", "--random", "--mode", mode, "--dim", "48", "--layers", "2", "--heads", "4",
-                                           "--ffn", "80", "--vocab-size", "600", "--context", "40", "--out", model])
+                                           "--ffn-dim", "80", "--vocab-size", "600", "--context", "40", "--out", model])
             #expect(export.status == 0, "\(export.stderr)")
             let file = try ModelFile(path: model)
             #expect(file.config["mode"] as? String == mode && file.config["dim"] as? Int == 48)
@@ -241,10 +256,13 @@ import BitNetRuntime
             let text = try Fixtures.run(["--prompt", "Hello, world", "--max-tokens", "10"], executable: "bitnet-run", leading: [model])
             #expect(text.status == 0 && text.stdout.hasPrefix("Hello, world"), "\(text.stderr)")
         }
-        try expectCleanFailure(["export", "--random", "--dim", "48", "--out", directory.path + "/x.bitnet"], mentions: "--random needs --layers")
-        try expectCleanFailure(["export", "--random", "--dim", "48", "--layers", "1", "--heads", "5", "--ffn", "8", "--vocab-size", "600",
+        try expectCleanFailure(["export", directory.path, "--dim", "48", "--out", directory.path + "/x.bitnet"],
+                               mentions: "--dim goes with --random")
+        try expectCleanFailure(["export", "--random", "--dimm", "48", "--out", directory.path + "/x.bitnet"],
+                               mentions: "unknown option '--dimm'")
+        try expectCleanFailure(["export", "--random", "--dim", "48", "--layers", "1", "--heads", "5", "--ffn-dim", "8", "--vocab-size", "600",
                                 "--out", directory.path + "/x.bitnet"], mentions: "heads (5) must divide dim (48)")
-        try expectCleanFailure(["export", "--random", "--dim", "48", "--layers", "1", "--heads", "4", "--ffn", "8", "--vocab-size", "100",
+        try expectCleanFailure(["export", "--random", "--dim", "48", "--layers", "1", "--heads", "4", "--ffn-dim", "8", "--vocab-size", "100",
                                 "--out", directory.path + "/x.bitnet"], mentions: "--vocab-size must be at least 512")
         #expect(!FileManager.default.fileExists(atPath: directory.path + "/x.bitnet"))
     }
@@ -255,7 +273,7 @@ import BitNetRuntime
         let directory = Fixtures.temporaryDirectory("cli-interrupt")
         let model = directory.appendingPathComponent("m.bitnet").path
         let export = try Fixtures.run(["export", "--random", "--mode", "binary", "--dim", "256", "--layers", "4", "--heads", "4",
-                                       "--ffn", "512", "--vocab-size", "600", "--context", "16384", "--out", model])
+                                       "--ffn-dim", "512", "--vocab-size", "600", "--context", "16384", "--out", model])
         #expect(export.status == 0, "\(export.stderr)")
         let launched = try Fixtures.launch(["--prompt", "Hello", "--max-tokens", "16000", "--threads", "1"], executable: "bitnet-run",
                                            leading: [model])
@@ -275,7 +293,7 @@ import BitNetRuntime
         let directory = Fixtures.temporaryDirectory("cli-interactive")
         let model = directory.appendingPathComponent("m.bitnet").path
         #expect(try Fixtures.run(["export", "--random", "--mode", "ternary", "--dim", "32", "--layers", "1", "--heads", "2",
-                                  "--ffn", "32", "--vocab-size", "600", "--context", "64", "--out", model]).status == 0)
+                                  "--ffn-dim", "32", "--vocab-size", "600", "--context", "64", "--out", model]).status == 0)
         let runtime = Fixtures.executable.deletingLastPathComponent().appendingPathComponent("bitnet-run").path
         let result = try Fixtures.run(["-qec", "'\(runtime)' '\(model)' --max-tokens 5 --temperature 0", "/dev/null"],
                                       executable: "/usr/bin/script", input: Data("first line\nsecond line\n".utf8))
@@ -290,7 +308,7 @@ import BitNetRuntime
     @Test func runtimeRefusesBadInput() throws {
         let directory = Fixtures.temporaryDirectory("cli-refusals")
         let model = directory.appendingPathComponent("m.bitnet").path
-        let shape = ["--dim", "32", "--layers", "1", "--heads", "2", "--ffn", "32", "--vocab-size", "600"]
+        let shape = ["--dim", "32", "--layers", "1", "--heads", "2", "--ffn-dim", "32", "--vocab-size", "600"]
         #expect(try Fixtures.run(["export", "--random"] + shape + ["--context", "64", "--out", model]).status == 0)
         let refusals: [([String], String)] = [
             (["--prompt", "x", "--max-tokens", "0"], "--max-tokens must be positive"),
@@ -322,7 +340,7 @@ import BitNetRuntime
         try expectCleanFailure(["export", directory.path, "--random"] + shape + ["--out", out], mentions: "not both")
         try expectCleanFailure(["export", "--out", out], mentions: "give a RUN_DIR to export, or --random")
         try expectCleanFailure(["export", "--random"] + shape + ["--context", "0", "--out", out], mentions: "--context must be positive")
-        try expectCleanFailure(["export", "--random", "--dim=-4", "--layers", "1", "--heads", "2", "--ffn", "32", "--vocab-size", "600",
+        try expectCleanFailure(["export", "--random", "--dim=-4", "--layers", "1", "--heads", "2", "--ffn-dim", "32", "--vocab-size", "600",
                                 "--out", out], mentions: "--dim must be positive")
         #expect(!FileManager.default.fileExists(atPath: out))
     }

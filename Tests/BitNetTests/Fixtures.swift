@@ -59,6 +59,10 @@ enum Fixtures {
         return RunConfig(preset: "tiny", model: m, training: t)
     }
 
+    /// The repository's root: this file is Tests/BitNetTests/Fixtures.swift.
+    static let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent()
+
     /// The bitnet-train executable built beside the test bundle.
     static var executable: URL {
         URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("bitnet-train")

@@ -110,7 +110,7 @@ func isValidSVG(_ text: String) -> Bool {
         #expect(events == ["skip 32x1-fp", "skip 32x1-binary", "skip tiny-fp", "skip tiny-binary"])
 
         // A different definition is refused, and with force only the changed runs train.
-        #expect(throws: ConfigError.self) {
+        #expect(throws: BitNetError.self) {
             _ = try Sweep.run(definition: Self.definition(["32x1", "tiny", "48x2"]), directory: dir, force: false) { _ in }
         }
         events = []
@@ -151,7 +151,7 @@ func isValidSVG(_ text: String) -> Bool {
         #expect(message(Self.definition([])).contains("size list is empty"))
         #expect(message(Self.definition(["huge"])).contains("unknown size 'huge'"))
         #expect(message(Self.definition(["tiny"], budget: .tokens(100))).contains("less than one optimizer step"))
-        #expect(message(Self.definition(["tiny"], budget: .flops(-1))).contains("--flops must be positive"))
+        #expect(message(Self.definition(["tiny"], budget: .flops(-1))).contains("budget of FLOPs per run must be positive"))
         // Nothing was written for a refused sweep.
         #expect(!FileManager.default.fileExists(atPath: Sweep.definitionURL(dir).path))
     }

@@ -96,13 +96,45 @@ import Testing
         #expect(a == b)
     }
 
+    /// `bench` times the step `train` runs: from the same config and data, the same losses.
+    @Test(arguments: [WeightMode.binary, .fp])
+    func benchmarkStepsEqualTrainingSteps(mode: WeightMode) throws {
+        let dataset = try TokenDataset(directory: Fixtures.shared.data)
+        var config = Fixtures.tinyRunConfig(mode: mode, steps: 6, vocabSize: dataset.meta.vocabSize)
+        config.training.logEvery = 1
+        config.training.batchSize = 16
+        config.training.microBatchSize = 8  // accumulation too
+        let dir = Fixtures.temporaryDirectory("bench-equals-train")
+        try Trainer(runDirectory: dir, config: config, dataset: dataset, resume: false, force: false).run { _ in }
+        let logged = RunDirectory(dir).readMetrics().compactMap { $0["loss"] as? Double }
+        let bench = try Benchmark.training(config: config, steps: 4, warmup: 2, source: .dataset(dataset))
+        #expect(logged.count == 6 && bench.losses.count == 6)
+        // metrics.jsonl holds the loss as a Float.
+        #expect(bench.losses.map { Float($0) } == logged.map { Float($0) }, "\(bench.losses) vs \(logged)")
+    }
+
+    /// Two trainers never share a run directory.
+    @Test func secondTrainerOnOneDirectoryIsRefused() throws {
+        let dataset = try TokenDataset(directory: Fixtures.shared.data)
+        let config = Fixtures.tinyRunConfig(mode: .binary, steps: 10, vocabSize: dataset.meta.vocabSize)
+        let dir = Fixtures.temporaryDirectory("locked")
+        let first = try Trainer(runDirectory: dir, config: config, dataset: dataset, resume: false, force: false)
+        #expect(throws: BitNetError.file("\(dir.path): another trainer is using this run directory")) {
+            try Trainer(runDirectory: dir, config: config, dataset: dataset, resume: true, force: false)
+        }
+        try first.run { _ in }
+        // Finished, it lets the next one in.
+        let second = try Trainer(runDirectory: dir, config: config, dataset: dataset, resume: true, force: false)
+        #expect(second.state.step == 10)
+    }
+
     @Test func interruptedCheckpointWriteKeepsThePreviousCheckpoint() throws {
         let dataset = try TokenDataset(directory: Fixtures.shared.data)
         let config = Fixtures.tinyRunConfig(mode: .binary, steps: 40, vocabSize: dataset.meta.vocabSize)
         let dir = Fixtures.temporaryDirectory("interrupted")
         let trainer = try Trainer(runDirectory: dir, config: config, dataset: dataset, resume: false, force: false)
         trainer.failCheckpointWrite = (step: 40, afterBytes: 50_000)
-        #expect(throws: FileError.self) { try trainer.run { _ in } }
+        #expect(throws: BitNetError.self) { try trainer.run { _ in } }
         // The step-20 checkpoint is intact and no temporary file is left behind.
         let (_, _, state) = try Checkpoint.loadModel(runDirectory: dir)
         #expect(state.step == 20)

@@ -7,13 +7,13 @@ public enum Corpus {
     /// Reads a text file, refusing missing, empty and non-UTF-8 files with one clear line.
     public static func readText(_ path: String) throws -> String {
         guard let data = FileManager.default.contents(atPath: path) else {
-            throw FileError("\(path): file does not exist or is not readable")
+            throw BitNetError.file("\(path): file does not exist or is not readable")
         }
-        guard !data.isEmpty else { throw FileError("\(path): file is empty") }
+        guard !data.isEmpty else { throw BitNetError.file("\(path): file is empty") }
         guard let text = String(data: data, encoding: .utf8) else {
-            throw FileError("\(path): not valid UTF-8 text")
+            throw BitNetError.file("\(path): not valid UTF-8 text")
         }
-        guard text.contains(where: { !$0.isWhitespace }) else { throw FileError("\(path): file holds only whitespace") }
+        guard text.contains(where: { !$0.isWhitespace }) else { throw BitNetError.file("\(path): file holds only whitespace") }
         return text
     }
 
@@ -50,9 +50,9 @@ public enum Corpus {
                                validationFraction: Double = 0.05,
                                progress: (String) -> Void = { _ in }) throws -> Summary {
         guard validationFraction > 0 && validationFraction < 1 else {
-            throw ConfigError("--val-fraction must be in (0, 1), got \(validationFraction)")
+            throw BitNetError.invalid("the validation fraction must be in (0, 1), got \(validationFraction)")
         }
-        guard !inputs.isEmpty else { throw ConfigError("--input: give at least one text file") }
+        guard !inputs.isEmpty else { throw BitNetError.invalid("give at least one text file") }
         let tokenizer = try Tokenizer(path: tokenizerPath)
         var tokens: [Int32] = []
         for input in inputs {
@@ -79,7 +79,7 @@ public enum Corpus {
         }
         let valCount = max(1, Int(Double(tokens.count) * validationFraction))
         let trainCount = tokens.count - valCount
-        guard trainCount > 1 else { throw ConfigError("corpus too small: \(tokens.count) tokens") }
+        guard trainCount > 1 else { throw BitNetError.invalid("corpus too small: \(tokens.count) tokens") }
 
         let directory = URL(fileURLWithPath: output)
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)

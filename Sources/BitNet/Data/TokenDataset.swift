@@ -16,22 +16,22 @@ public final class TokenFile: @unchecked Sendable {
 
     public init(path: String, dtype: String, expectedCount: Int?, vocabSize: Int) throws {
         self.path = path
-        guard FileManager.default.fileExists(atPath: path) else { throw FileError("\(path): file does not exist") }
+        guard FileManager.default.fileExists(atPath: path) else { throw BitNetError.file("\(path): file does not exist") }
         do {
             data = try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped)
         } catch {
-            throw FileError("\(path): cannot read: \(error.localizedDescription)")
+            throw BitNetError.file("\(path): cannot read: \(error.localizedDescription)")
         }
         switch dtype {
         case "uint16": wide = false
         case "uint32": wide = true
-        default: throw FileError("\(path): unknown token dtype '\(dtype)' (expected uint16 or uint32)")
+        default: throw BitNetError.file("\(path): unknown token dtype '\(dtype)' (expected uint16 or uint32)")
         }
         let size = wide ? 4 : 2
-        guard data.count % size == 0 else { throw FileError("\(path): size \(data.count) is not a whole number of tokens") }
+        guard data.count % size == 0 else { throw BitNetError.file("\(path): size \(data.count) is not a whole number of tokens") }
         count = data.count / size
         if let expectedCount, expectedCount != count {
-            throw FileError("\(path): holds \(count) tokens but meta.json says \(expectedCount)")
+            throw BitNetError.file("\(path): holds \(count) tokens but meta.json says \(expectedCount)")
         }
         let maximum = data.withUnsafeBytes { raw -> Int in
             var m = 0
@@ -43,7 +43,7 @@ public final class TokenFile: @unchecked Sendable {
             return m
         }
         if count > 0 && maximum >= vocabSize {
-            throw FileError("\(path): token id \(maximum) is outside the vocabulary of \(vocabSize)")
+            throw BitNetError.file("\(path): token id \(maximum) is outside the vocabulary of \(vocabSize)")
         }
     }
 
@@ -70,14 +70,14 @@ public final class TokenDataset: @unchecked Sendable {
         self.directory = directory
         let metaURL = URL(fileURLWithPath: directory).appendingPathComponent("meta.json")
         guard let metaData = FileManager.default.contents(atPath: metaURL.path) else {
-            throw FileError("\(metaURL.path): missing; is \(directory) a directory made by 'bitnet-train prepare'?")
+            throw BitNetError.file("\(metaURL.path): missing; is \(directory) a directory made by 'bitnet-train prepare'?")
         }
         do {
             meta = try JSONDecoder().decode(DatasetMeta.self, from: metaData)
         } catch {
-            throw FileError("\(metaURL.path): malformed: \(error)")
+            throw BitNetError.file("\(metaURL.path): malformed: \(error)")
         }
-        guard meta.vocabSize > 0 else { throw FileError("\(metaURL.path): vocab_size must be positive") }
+        guard meta.vocabSize > 0 else { throw BitNetError.file("\(metaURL.path): vocab_size must be positive") }
         train = try TokenFile(path: directory + "/train.bin", dtype: meta.dtype, expectedCount: meta.trainTokens,
                               vocabSize: meta.vocabSize)
         val = try TokenFile(path: directory + "/val.bin", dtype: meta.dtype, expectedCount: meta.valTokens,
@@ -91,8 +91,8 @@ public final class TokenDataset: @unchecked Sendable {
     /// Refuses a corpus that cannot give one window of `context` tokens plus its target.
     public func check(context: Int) throws {
         for split in [Split.train, .val] where file(split).count < context + 1 {
-            throw FileError("\(file(split).path): \(file(split).count) tokens is smaller than one context window "
-                            + "(\(context) + 1); use a larger corpus or a smaller --context")
+            throw BitNetError.file("\(file(split).path): \(file(split).count) tokens is smaller than one context window "
+                            + "(\(context) + 1); use a larger corpus or a smaller context")
         }
     }
 

@@ -13,13 +13,13 @@ public final class Tokenizer: @unchecked Sendable {
 
     public init(path: String) throws {
         guard FileManager.default.isReadableFile(atPath: path) else {
-            throw FileError("\(path): tokenizer file does not exist or is not readable")
+            throw BitNetError.file("\(path): tokenizer file does not exist or is not readable")
         }
         var error: UnsafeMutablePointer<CChar>?
         guard let p = spm_load(path, &error) else {
             let message = error.map { String(cString: $0) } ?? "unknown error"
             spm_free_string(error)
-            throw FileError("\(path): not a valid SentencePiece model: \(message)")
+            throw BitNetError.file("\(path): not a valid SentencePiece model: \(message)")
         }
         processor = p
         self.path = path
@@ -41,7 +41,7 @@ public final class Tokenizer: @unchecked Sendable {
         }
         if let error {
             defer { spm_free_string(error) }
-            throw FileError("\(path): encoding failed: \(String(cString: error))")
+            throw BitNetError.file("\(path): encoding failed: \(String(cString: error))")
         }
         defer { spm_free_ids(ids) }
         return Array(UnsafeBufferPointer(start: ids, count: count))
@@ -51,7 +51,7 @@ public final class Tokenizer: @unchecked Sendable {
         var text: UnsafeMutablePointer<CChar>?
         if let error = ids.withUnsafeBufferPointer({ spm_decode(processor, $0.baseAddress, $0.count, &text) }) {
             defer { spm_free_string(error) }
-            throw FileError("\(path): decoding failed: \(String(cString: error))")
+            throw BitNetError.file("\(path): decoding failed: \(String(cString: error))")
         }
         defer { spm_free_string(text) }
         return text.map { String(cString: $0) } ?? ""
@@ -71,9 +71,9 @@ public final class Tokenizer: @unchecked Sendable {
     public static func train(inputs: [String], vocabSize: Int, kind: TokenizerKind, output: String,
                              characterCoverage: Double = 1.0, byteFallback: Bool = true,
                              maxSentences: Int = 2_000_000) throws {
-        guard output.hasSuffix(".model") else { throw FileError("--output must end in .model, got \(output)") }
+        guard output.hasSuffix(".model") else { throw BitNetError.file("\(output): a tokenizer file's name must end in .model") }
         for input in inputs where input.contains(",") {
-            throw FileError("\(input): SentencePiece cannot take input paths that contain a comma")
+            throw BitNetError.file("\(input): SentencePiece cannot take input paths that contain a comma")
         }
         let prefix = String(output.dropLast(".model".count))
         // Train into a temporary prefix and rename, so a failure never leaves half a model.
@@ -107,11 +107,11 @@ public final class Tokenizer: @unchecked Sendable {
             defer { spm_free_string(error) }
             try? FileManager.default.removeItem(atPath: temporaryPrefix + ".model")
             try? FileManager.default.removeItem(atPath: temporaryPrefix + ".vocab")
-            throw FileError("tokenizer training failed: \(String(cString: error))")
+            throw BitNetError.file("tokenizer training failed: \(String(cString: error))")
         }
         for ext in [".model", ".vocab"] {
             guard rename(temporaryPrefix + ext, prefix + ext) == 0 else {
-                throw FileError("\(prefix + ext): cannot write: \(String(cString: strerror(errno)))")
+                throw BitNetError.file("\(prefix + ext): cannot write: \(String(cString: strerror(errno)))")
             }
         }
     }

@@ -52,18 +52,12 @@ public enum LearningRateSweep {
     /// results.json, lr_sweep.svg and report.md into `directory`.
     public static func run(base: RunConfig, modes: [WeightMode], learningRates: [Float], dataset: TokenDataset,
                            directory: URL, force: Bool, report: (String) -> Void) throws -> [LearningRateResult] {
-        guard !modes.isEmpty else { throw ConfigError("--modes: the mode list is empty") }
-        guard !learningRates.isEmpty else { throw ConfigError("--lrs: the learning-rate list is empty") }
-        for lr in learningRates where !(lr > 0 && lr.isFinite) {
-            throw ConfigError("--lrs: learning rates must be positive, got \(lr)")
-        }
+        guard !modes.isEmpty else { throw BitNetError.invalid("the list of modes is empty") }
+        guard !learningRates.isEmpty else { throw BitNetError.invalid("the list of learning rates is empty") }
         var results: [LearningRateResult] = []
         for mode in modes {
             for lr in learningRates {
-                var config = base
-                config.model.mode = mode
-                config.training.learningRate = lr
-                try config.validate()
+                let config = try base.overriding([("mode", mode.rawValue), ("learning_rate", "\(lr)")])
                 let name = "\(mode.rawValue)-lr\(lr)"
                 report("\(name): training \(config.training.steps) steps")
                 let runDirectory = directory.appendingPathComponent("runs").appendingPathComponent(name)
@@ -71,8 +65,7 @@ public enum LearningRateSweep {
                                           force: force)
                 // The starting loss, from a fresh model with the run's seed (a re-run resumes
                 // finished runs, whose weights are trained).
-                let fresh = Transformer(config: config.model, batch: config.training.microBatchSize)
-                fresh.initializeParameters(seed: config.training.seed)
+                let fresh = TrainingSession(config: config).model
                 let initial = Double(Evaluation.loss(model: fresh, dataset: dataset, windows: config.training.evalWindows,
                                                      batch: config.training.microBatchSize))
                 var result = LearningRateResult(mode: mode, learningRate: lr, initialValLoss: initial, finalValLoss: .nan,
@@ -84,9 +77,9 @@ public enum LearningRateSweep {
                         result.diverged = true
                         result.note = "final loss above the initial loss"
                     }
-                } catch let error as TrainingError {
+                } catch BitNetError.diverged(let reason) {
                     result.diverged = true
-                    result.note = error.description
+                    result.note = reason
                 }
                 report(String(format: "%@: final val loss %.4f%@", name, result.finalValLoss, result.diverged ? " (diverged)" : ""))
                 results.append(result)

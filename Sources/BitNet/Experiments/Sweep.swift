@@ -39,7 +39,7 @@ public struct SweepSize: Codable, Sendable, Equatable {
         if let preset = Preset.all.first(where: { $0.name == name }) { return (preset.model, preset.training) }
         let parts = name.lowercased().split(separator: "x")
         guard parts.count == 2, let dim = Int(parts[0]), let layers = Int(parts[1]), dim > 0, layers > 0 else {
-            throw ConfigError("unknown size '\(name)': give a preset (\(Preset.all.map(\.name).joined(separator: ", "))) "
+            throw BitNetError.invalid("unknown size '\(name)': give a preset (\(Preset.all.map(\.name).joined(separator: ", "))) "
                               + "or WIDTHxLAYERS such as 96x3")
         }
         let base = try Preset.named(basePreset)
@@ -48,7 +48,7 @@ public struct SweepSize: Codable, Sendable, Equatable {
         m.layers = layers
         // Heads of 32 dimensions when the width allows, else 16.
         let headDim = dim % 32 == 0 ? 32 : 16
-        guard dim % headDim == 0 else { throw ConfigError("size '\(name)': the width must be a multiple of 16") }
+        guard dim % headDim == 0 else { throw BitNetError.invalid("size '\(name)': the width must be a multiple of 16") }
         m.heads = dim / headDim
         // SwiGLU's 8/3 expansion keeps its parameters equal to a 4x GELU MLP; multiple of 16.
         m.ffnDim = m.ffnActivation.hasGate ? (8 * dim / 3 + 15) / 16 * 16 : 4 * dim
@@ -87,44 +87,36 @@ public struct SweepDefinition: Codable, Sendable, Equatable {
     }
 
     public func validate() throws {
-        if sizes.isEmpty { throw ConfigError("--presets: the size list is empty") }
-        if modes.isEmpty { throw ConfigError("--modes: the mode list is empty") }
-        if Set(sizes.map(\.name)).count != sizes.count { throw ConfigError("--presets: a size is listed twice") }
+        if sizes.isEmpty { throw BitNetError.invalid("the size list is empty") }
+        if modes.isEmpty { throw BitNetError.invalid("the mode list is empty") }
+        if Set(sizes.map(\.name)).count != sizes.count { throw BitNetError.invalid("a size is listed twice") }
         switch budget {
-        case .tokens(let n) where n <= 0: throw ConfigError("--tokens must be positive, got \(n)")
-        case .tokensPerParameter(let r) where !(r > 0): throw ConfigError("--tokens-per-param must be positive, got \(r)")
-        case .flops(let f) where !(f > 0): throw ConfigError("--flops must be positive, got \(f)")
+        case .tokens(let n) where n <= 0: throw BitNetError.invalid("the budget of tokens per run must be positive, got \(n)")
+        case .tokensPerParameter(let r) where !(r > 0): throw BitNetError.invalid("the budget of tokens per parameter must be positive, got \(r)")
+        case .flops(let f) where !(f > 0): throw BitNetError.invalid("the budget of FLOPs per run must be positive, got \(f)")
         default: break
         }
     }
 
     /// The run config of one (size, mode), with its step count from the budget.
     public func runConfig(size: SweepSize, mode: WeightMode, vocabSize: Int) throws -> RunConfig {
-        var (m, t) = try size.config(basePreset: basePreset)
-        m.mode = mode
-        m.vocabSize = vocabSize
-        if let context { m.context = context }
-        if let batchSize {
-            t.batchSize = batchSize
-            t.microBatchSize = min(t.microBatchSize, batchSize)
-        }
-        if let microBatchSize { t.microBatchSize = microBatchSize }
-        t.seed = seed
-        t.evalWindows = evalWindows
-        let tokensPerStep = t.batchSize * m.context
-        let tokens = budget.tokens(for: m)
+        let (m, t) = try size.config(basePreset: basePreset)
+        var overrides: [(key: String, text: String)] = [("mode", mode.rawValue), ("vocab_size", "\(vocabSize)")]
+        if let context { overrides.append(("context", "\(context)")) }
+        if let batchSize { overrides.append(("batch_size", "\(batchSize)")) }
+        if let microBatchSize { overrides.append(("micro_batch_size", "\(microBatchSize)")) }
+        overrides += [("seed", "\(seed)"), ("eval_windows", "\(evalWindows)")]
+        let sized = try RunConfig(preset: size.name, model: m, training: t).overriding(overrides)
+        // The budget sets the steps; logging, evaluation and checkpoints scale with them.
+        let tokensPerStep = sized.training.batchSize * sized.model.context
+        let tokens = budget.tokens(for: sized.model)
         guard tokens >= tokensPerStep else {
-            throw ConfigError("the budget (\(budget)) gives size \(size.name) \(tokens) tokens, less than one optimizer "
-                              + "step of \(t.batchSize) x \(m.context) = \(tokensPerStep) tokens")
+            throw BitNetError.invalid("the budget (\(budget)) gives size \(size.name) \(tokens) tokens, less than one optimizer "
+                                      + "step of \(sized.training.batchSize) x \(sized.model.context) = \(tokensPerStep) tokens")
         }
-        t.steps = (tokens + tokensPerStep / 2) / tokensPerStep
-        t.warmupSteps = min(t.warmupSteps, max(t.steps / 10, 1))
-        t.logEvery = max(1, t.steps / 100)
-        t.evalEvery = max(1, t.steps / 10)
-        t.checkpointEvery = max(1, t.steps / 10)
-        let config = RunConfig(preset: size.name, model: m, training: t)
-        try config.validate()
-        return config
+        let steps = (tokens + tokensPerStep / 2) / tokensPerStep
+        return try sized.overriding([("steps", "\(steps)"), ("log_every", "\(max(1, steps / 100))"),
+                                     ("eval_every", "\(max(1, steps / 10))"), ("checkpoint_every", "\(max(1, steps / 10))")])
     }
 
     public static func runName(size: SweepSize, mode: WeightMode) -> String { "\(size.name)-\(mode.rawValue)" }
@@ -184,8 +176,7 @@ public enum Sweep {
         if let data = fm.contents(atPath: definitionURL.path) {
             let existing = try? JSONDecoder().decode(SweepDefinition.self, from: data)
             if existing != definition && !force {
-                throw ConfigError("\(directory.path) holds a different sweep (\(definitionURL.lastPathComponent) differs); "
-                                  + "use another --out, or --force to redefine it (finished runs whose config is unchanged are kept)")
+                throw BitNetError.occupied("\(directory.path) holds a different sweep (\(definitionURL.lastPathComponent) differs)")
             }
         }
         // Every run's config is checked before any training starts.
@@ -204,8 +195,7 @@ public enum Sweep {
         for (index, (size, mode, config)) in plan.enumerated() {
             let name = SweepDefinition.runName(size: size, mode: mode)
             let runDirectory = directory.appendingPathComponent("runs").appendingPathComponent(name)
-            let savedConfig = fm.contents(atPath: runDirectory.appendingPathComponent("config.json").path)
-                .flatMap { try? JSONDecoder().decode(RunConfig.self, from: $0) }
+            let savedConfig = try? RunDirectory(runDirectory).readConfig()
             let unchanged = savedConfig == config
             if unchanged, results.contains(where: { $0.run == name }) {
                 report(.skipped(run: name))
@@ -228,8 +218,7 @@ public enum Sweep {
 
     static func summarize(trainer: Trainer, name: String, size: SweepSize, mode: WeightMode) throws -> SweepResult {
         let config = trainer.config.model
-        let lines = (try? String(contentsOf: trainer.metricsURL, encoding: .utf8))?.split(separator: "\n") ?? []
-        let metrics = lines.compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+        let metrics = trainer.directory.readMetrics()
         let tokensPerStep = Double(trainer.config.training.batchSize * config.context)
         let curve = metrics.compactMap { m -> [Double]? in
             guard let step = m["step"] as? Int, let loss = m["loss"] as? Double else { return nil }

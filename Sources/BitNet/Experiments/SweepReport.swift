@@ -13,7 +13,7 @@ public struct SweepReport {
         definition = FileManager.default.contents(atPath: Sweep.definitionURL(directory).path)
             .flatMap { try? JSONDecoder().decode(SweepDefinition.self, from: $0) }
         guard definition != nil || !results.isEmpty else {
-            throw FileError("\(directory.path): no sweep.json or results.json; is this a sweep directory?")
+            throw BitNetError.file("\(directory.path): no sweep.json or results.json; is this a sweep directory?")
         }
     }
 

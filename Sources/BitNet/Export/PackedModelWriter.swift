@@ -65,7 +65,7 @@ public enum PackedModel {
     public static func tensors(of model: Transformer, embeddingsAsF16: Bool) throws -> [PackedTensor] {
         let config = model.config
         guard config.mode.isQuantized else {
-            throw ConfigError("export writes packed 1-bit models: this run is in fp mode; train with --mode binary or ternary")
+            throw BitNetError.invalid("export writes packed 1-bit models: this run is in fp mode; train with mode binary or ternary")
         }
         var entries: [PackedTensor] = []
         let bitLinearAt = Dictionary(uniqueKeysWithValues: model.layout.bitLinears.map { ($0.weight, $0) })
@@ -91,7 +91,7 @@ public enum PackedModel {
     /// Writes a model file: the config and tokenizer as metadata, then `entries`.
     public static func write(config: ModelConfig, tensors entries: [PackedTensor], tokenizer: [String: Any], to url: URL) throws {
         for e in entries where e.name.utf8.count >= PackedFormat.nameCapacity {
-            throw ConfigError("tensor name '\(e.name)' is too long for the packed format")
+            throw BitNetError.invalid("tensor name '\(e.name)' is too long for the packed format")
         }
         let configObject = try JSONSerialization.jsonObject(with: JSONEncoder().encode(config))
         let metadata = try JSONSerialization.data(

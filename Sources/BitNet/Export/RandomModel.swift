@@ -33,7 +33,7 @@ public enum RandomModel {
     /// byte pieces, printable ASCII with and without the U+2581 word marker, then
     /// numbered filler pieces. Enough for the runtime to encode and decode any text.
     public static func tokenizer(size: Int) throws -> [String: Any] {
-        guard size >= 512 else { throw ConfigError("--vocab-size must be at least 512 for a random model, got \(size)") }
+        guard size >= 512 else { throw BitNetError.field("vocab_size", problem: "must be at least 512 for a random model, got \(size)") }
         var pieces = ["<unk>", "<s>", "</s>"], types = [1, 2, 2]
         for b in 0..<256 {
             pieces.append(String(format: "<0x%02X>", b))

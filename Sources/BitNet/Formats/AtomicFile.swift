@@ -2,11 +2,6 @@
 // then renamed over the target (rename is atomic on POSIX file systems).
 import Foundation
 
-public struct FileError: Error, CustomStringConvertible {
-    public let description: String
-    public init(_ description: String) { self.description = description }
-}
-
 public enum AtomicFile {
     /// Calls `body` with a handle to a temporary file beside `url`, then renames it to `url`.
     /// If `body` throws, the temporary file is removed and `url` is untouched.
@@ -14,7 +9,7 @@ public enum AtomicFile {
         let temporary = url.deletingLastPathComponent()
             .appendingPathComponent(".\(url.lastPathComponent).tmp-\(ProcessInfo.processInfo.processIdentifier)")
         guard FileManager.default.createFile(atPath: temporary.path, contents: nil) else {
-            throw FileError("\(url.path): cannot create a file in \(url.deletingLastPathComponent().path)")
+            throw BitNetError.file("\(url.path): cannot create a file in \(url.deletingLastPathComponent().path)")
         }
         do {
             let handle = try FileHandle(forWritingTo: temporary)
@@ -28,7 +23,7 @@ public enum AtomicFile {
         guard rename(temporary.path, url.path) == 0 else {
             let reason = String(cString: strerror(errno))
             try? FileManager.default.removeItem(at: temporary)
-            throw FileError("\(url.path): cannot rename the finished file into place: \(reason)")
+            throw BitNetError.file("\(url.path): cannot rename the finished file into place: \(reason)")
         }
     }
 

@@ -58,7 +58,7 @@ public enum SafeTensorsWriter {
             while start < e.byteCount {
                 let piece = min(e.byteCount - start, 64 << 20)
                 if let limit = failAfterBytes, written + piece > limit {
-                    throw FileError("simulated interruption after \(written) bytes")
+                    throw BitNetError.file("simulated interruption after \(written) bytes")
                 }
                 try handle.write(contentsOf: Data(bytesNoCopy: UnsafeMutableRawPointer(mutating: e.pointer + start),
                                                   count: piece, deallocator: .none))
@@ -89,10 +89,10 @@ public struct SafeTensorsFile {
         do {
             data = try Data(contentsOf: url, options: .alwaysMapped)
         } catch {
-            throw FileError("\(url.path): cannot read: \(error.localizedDescription)")
+            throw BitNetError.file("\(url.path): cannot read: \(error.localizedDescription)")
         }
         self.data = data
-        func bad(_ what: String) -> FileError { FileError("\(url.path): not a valid safetensors file: \(what)") }
+        func bad(_ what: String) -> BitNetError { BitNetError.file("\(url.path): not a valid safetensors file: \(what)") }
         guard data.count >= 8 else { throw bad("shorter than its 8-byte header length") }
         let headerLength = data.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self)) }
         guard headerLength <= UInt64(data.count - 8), headerLength <= 100_000_000 else {
@@ -136,9 +136,9 @@ public struct SafeTensorsFile {
 
     /// Copies tensor `name` into `destination`, checking its dtype and shape first.
     public func copy(_ name: String, dtype: SafeTensorsDType, shape: [Int], into destination: UnsafeMutableRawPointer) throws {
-        guard let t = tensors[name] else { throw FileError("\(path): tensor '\(name)' is missing") }
+        guard let t = tensors[name] else { throw BitNetError.file("\(path): tensor '\(name)' is missing") }
         guard t.dtype == dtype, t.shape == shape else {
-            throw FileError("\(path): tensor '\(name)' is \(t.dtype.rawValue) \(t.shape), expected \(dtype.rawValue) \(shape)")
+            throw BitNetError.file("\(path): tensor '\(name)' is \(t.dtype.rawValue) \(t.shape), expected \(dtype.rawValue) \(shape)")
         }
         data.withUnsafeBytes { raw in
             destination.copyMemory(from: raw.baseAddress! + t.range.lowerBound, byteCount: t.range.count)

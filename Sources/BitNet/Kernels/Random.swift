@@ -21,7 +21,7 @@ public struct Xoshiro256: Sendable, Equatable {
 
     public init(state: [UInt64]) throws {
         guard state.count == 4, state.contains(where: { $0 != 0 }) else {
-            throw ConfigError("random generator state must be four words, not all zero")
+            throw BitNetError.invalid("random generator state must be four words, not all zero")
         }
         self.state = state
     }

@@ -1,4 +1,5 @@
-// Training throughput on random tokens, and the machine's sgemm peak to compare it with.
+// Training throughput (the trainer's own step, on random tokens or a data directory's
+// batches), and the machine's sgemm peak to compare it with.
 import Foundation
 
 public enum Benchmark {
@@ -41,36 +42,24 @@ public enum Benchmark {
         public var steps: Int
         public var peakMemoryBytes: Int
         public var estimatedMemoryBytes: Int
+        /// The training loss of every step, the warm-up's first: the same numbers `train`
+        /// logs for the same config and data.
+        public var losses: [Double]
     }
 
-    /// Times full optimizer steps (forward, backward, clip, AdamW) on random tokens and
-    /// reports the median step.
-    public static func training(config: RunConfig, steps: Int, warmup: Int = 2) -> Result {
+    /// Times full optimizer steps, the very step `train` runs (TrainingSession), from a
+    /// fresh model on `source`, and reports the median step.
+    public static func training(config: RunConfig, steps: Int, warmup: Int = 2,
+                                source: BatchSource = .randomTokens) throws -> Result {
         let m = config.model, t = config.training
-        let model = Transformer(config: m, batch: t.microBatchSize)
-        model.initializeParameters(seed: t.seed)
-        let optimizer = AdamW(count: model.layout.totalCount)
-        var rng = Xoshiro256(seed: t.seed)
-        let n = t.microBatchSize * m.context
-        let tokens = (0..<n).map { _ in Int32(rng.below(m.vocabSize)) }
-        let targets = (0..<n).map { _ in Int32(rng.below(m.vocabSize)) }
-        func step() {
-            model.zeroGradients()
-            for _ in 0..<t.accumulationSteps {
-                model.forward(tokens: tokens, targets: targets, batch: t.microBatchSize, length: m.context)
-                model.backward(lossScale: 1 / Float(t.accumulationSteps))
-            }
-            AdamW.clipGradients(model.gradients, count: model.layout.totalCount, maxNorm: t.gradClip)
-            optimizer.update(parameters: model.parameters, gradients: model.gradients, layout: model.layout,
-                             learningRate: 1e-4, weightDecay: 0.1, config: t)
-            model.parametersDidChange()
-        }
-        for _ in 0..<warmup { step() }
+        let session = TrainingSession(config: config)
+        var losses: [Double] = []
+        for _ in 0..<warmup { losses.append(try session.step(from: source).loss) }
         // The median step time: a shared virtual machine's hiccups hit single steps.
         var times: [Double] = []
         for _ in 0..<steps {
             let start = Date()
-            step()
+            losses.append(try session.step(from: source).loss)
             times.append(Date().timeIntervalSince(start))
         }
         times.sort()
@@ -79,7 +68,7 @@ public enum Benchmark {
         return Result(mode: m.mode, tokensPerSecond: tokensPerSecond,
                       gflops: tokensPerSecond * m.trainingFlopsPerToken / 1e9, secondsPerStep: median,
                       steps: steps, peakMemoryBytes: peakResidentBytes(),
-                      estimatedMemoryBytes: Transformer.trainingBytes(config: m, batch: t.microBatchSize))
+                      estimatedMemoryBytes: Transformer.trainingBytes(config: m, batch: t.microBatchSize), losses: losses)
     }
 
     /// The process's peak resident set size (Linux VmHWM), 0 where unavailable.

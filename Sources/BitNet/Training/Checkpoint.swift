@@ -3,15 +3,6 @@
 // written atomically, so a kill at any moment leaves the previous checkpoint whole.
 import Foundation
 
-public struct TrainingState: Sendable, Equatable {
-    public var step: Int
-    public var optimizerStep: Int
-    public var rngState: [UInt64]
-    public var tokensSeen: Int
-    /// Training wall time so far, summed over resumed segments.
-    public var elapsedSeconds: Double = 0
-}
-
 public enum Checkpoint {
     public static let fileName = "checkpoint.safetensors"
     static let format = "bitnet-checkpoint"
@@ -54,7 +45,7 @@ public enum Checkpoint {
     /// Reads and validates a checkpoint's config and training state (not the tensors).
     public static func readHeader(_ file: SafeTensorsFile) throws -> (RunConfig, TrainingState) {
         let m = file.metadata
-        func bad(_ what: String) -> FileError { FileError("\(file.path): not a BitNet checkpoint: \(what)") }
+        func bad(_ what: String) -> BitNetError { BitNetError.file("\(file.path): not a BitNet checkpoint: \(what)") }
         guard m["format"] == format else { throw bad("metadata 'format' is \(m["format"] ?? "missing")") }
         guard m["version"] == version else {
             throw bad("version \(m["version"] ?? "missing") is not supported (expected \(version))")
@@ -83,7 +74,7 @@ public enum Checkpoint {
             }
         }
         for i in 0..<model.layout.totalCount where !model.parameters[i].isFinite {
-            throw FileError("\(file.path): holds a non-finite weight; the checkpoint is corrupt")
+            throw BitNetError.file("\(file.path): holds a non-finite weight; the checkpoint is corrupt")
         }
         if let snapshot = file.tensors["quantization.snapshot"], (snapshot.shape.first ?? 0) > 0 {
             let count = snapshot.shape.first ?? 0
@@ -100,7 +91,7 @@ public enum Checkpoint {
     public static func loadModel(runDirectory: URL, batch: Int = 1) throws -> (Transformer, RunConfig, TrainingState) {
         let url = url(in: runDirectory)
         guard FileManager.default.fileExists(atPath: url.path) else {
-            throw FileError("\(url.path): no checkpoint; has this run saved one yet?")
+            throw BitNetError.file("\(url.path): no checkpoint; has this run saved one yet?")
         }
         let file = try SafeTensorsFile(url: url)
         let (config, state) = try readHeader(file)

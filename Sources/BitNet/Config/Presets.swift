@@ -21,7 +21,7 @@ public struct Preset: Sendable {
 
     public static func named(_ name: String) throws -> Preset {
         guard let preset = all.first(where: { $0.name == name }) else {
-            throw ConfigError("unknown preset '\(name)'; known presets: \(all.map(\.name).joined(separator: ", "))")
+            throw BitNetError.invalid("unknown preset '\(name)'; known presets: \(all.map(\.name).joined(separator: ", "))")
         }
         return preset
     }
