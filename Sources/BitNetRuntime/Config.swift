@@ -29,7 +29,7 @@ public struct RuntimeConfig: Sendable {
     public static let maxContext = 1 << 17
 
     init(_ c: [String: Any], path: String) throws {
-        func bad(_ what: String) -> ModelFileError { ModelFileError(description: "\(path): config \(what)") }
+        func bad(_ what: String) -> RuntimeError { RuntimeError(description: "\(path): config \(what)") }
         func int(_ key: String) throws -> Int {
             guard let v = c[key] as? Int, v > 0, v < 1 << 24 else { throw bad("field \(key) is missing or out of range") }
             return v

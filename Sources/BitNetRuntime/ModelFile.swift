@@ -4,7 +4,8 @@
 import BitNetFormat
 import Foundation
 
-public struct ModelFileError: Error, CustomStringConvertible {
+/// Every error the runtime throws: one line, starting with the model file's path.
+public struct RuntimeError: Error, CustomStringConvertible {
     public let description: String
 }
 
@@ -42,7 +43,7 @@ public final class ModelFile: @unchecked Sendable {
 
     public init(path: String) throws {
         self.path = path
-        func bad(_ what: String) -> ModelFileError { ModelFileError(description: "\(path): \(what)") }
+        func bad(_ what: String) -> RuntimeError { RuntimeError(description: "\(path): \(what)") }
         guard FileManager.default.fileExists(atPath: path) else { throw bad("file does not exist") }
         do {
             data = try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped)
@@ -117,7 +118,7 @@ public final class ModelFile: @unchecked Sendable {
     }
 
     public func tensor(_ name: String) throws -> TensorEntry {
-        guard let t = tensors[name] else { throw ModelFileError(description: "\(path): tensor '\(name)' is missing") }
+        guard let t = tensors[name] else { throw RuntimeError(description: "\(path): tensor '\(name)' is missing") }
         return t
     }
 

@@ -23,7 +23,7 @@ public final class Tokenizer: @unchecked Sendable {
 
     /// Piece types as stored: 0 normal, 1 unknown, 2 control, 4 unused, 5 byte.
     public init(metadata: [String: Any], vocabSize: Int, path: String) throws {
-        func bad(_ what: String) -> ModelFileError { ModelFileError(description: "\(path): tokenizer \(what)") }
+        func bad(_ what: String) -> RuntimeError { RuntimeError(description: "\(path): tokenizer \(what)") }
         guard let pieceStrings = metadata["pieces"] as? [String], let scoreValues = metadata["scores"] as? [Double],
               let types = metadata["types"] as? [Int] else { throw bad("pieces, scores or types are missing") }
         guard pieceStrings.count == vocabSize, scoreValues.count == vocabSize, types.count == vocabSize else {

@@ -33,7 +33,7 @@ struct Weights {
         func vector(_ name: String, _ count: Int) throws -> Vector {
             let e = try f.tensor(name)
             guard e.rows * e.cols == count, e.type == .f32 else {
-                throw ModelFileError(description: "\(path): tensor '\(name)' should be \(count) FP32 values")
+                throw RuntimeError(description: "\(path): tensor '\(name)' should be \(count) FP32 values")
             }
             return f.floats(e)
         }
@@ -43,7 +43,7 @@ struct Weights {
         func linear(_ name: String, _ inFeatures: Int, _ outFeatures: Int) throws -> PackedLinear {
             let e = try f.tensor(name + ".weight")
             guard e.type == (c.ternary ? .ternary : .binary), e.rows == outFeatures, e.cols == inFeatures else {
-                throw ModelFileError(description: "\(path): tensor '\(name).weight' is not a packed [\(outFeatures), \(inFeatures)] matrix")
+                throw RuntimeError(description: "\(path): tensor '\(name).weight' is not a packed [\(outFeatures), \(inFeatures)] matrix")
             }
             return PackedLinear(entry: e, gain: try vector(name + ".sub_norm.weight", inFeatures),
                                 bias: try optionalVector(name + ".sub_norm.bias", inFeatures))
@@ -67,7 +67,7 @@ struct Weights {
         embedding = try f.tensor("embedding.weight")
         head = c.tied ? embedding : try f.tensor("head.weight")
         for e in [embedding, head] where !(e.rows == c.vocabSize && e.cols == c.dim && (e.type == .f32 || e.type == .f16)) {
-            throw ModelFileError(description: "\(path): tensor '\(e.name)' should be [\(c.vocabSize), \(c.dim)] FP32 or FP16")
+            throw RuntimeError(description: "\(path): tensor '\(e.name)' should be [\(c.vocabSize), \(c.dim)] FP32 or FP16")
         }
     }
 }

@@ -107,18 +107,3 @@ public enum Corpus {
         try AtomicFile.write(data, to: url)
     }
 }
-
-/// DATA_DIR/meta.json.
-public struct DatasetMeta: Codable, Sendable {
-    public var vocabSize: Int
-    /// "uint16" or "uint32", little-endian.
-    public var dtype: String
-    public var trainTokens: Int
-    public var valTokens: Int
-    /// The tokenizer's file name inside the data directory.
-    public var tokenizer: String
-
-    enum CodingKeys: String, CodingKey {
-        case vocabSize = "vocab_size", dtype, trainTokens = "train_tokens", valTokens = "val_tokens", tokenizer
-    }
-}
