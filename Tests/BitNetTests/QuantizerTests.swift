@@ -35,7 +35,7 @@ import Testing
         for i in 0..<c { x[2 * c + i] = 0 }  // an all-zero row stays zero
         let gamma = Buffer(n), q = Buffer(n * c)
         var saved = [Int8](repeating: 0, count: n * c)
-        Quantizers.absmax(gamma: gamma.pointer, inp: x.pointer, rows: n, width: c, scaling: scaling)
+        Quantizers.absmax(gamma: gamma.pointer, inp: x.pointer, rows: n, width: c, scaling: scaling, sequenceLength: n)
         Quantizers.quantizeActivations(out: q.pointer, saved: &saved, inp: x.pointer, gamma: gamma.pointer, rows: n, width: c)
         let tensorMax = x.array.map(abs).max()!
         for r in 0..<n {
@@ -94,7 +94,7 @@ import Testing
         let out = Buffer(n * o), a = Buffer(n * i), b = Buffer(n * i)
         let weight = EffectiveWeight(values: wq.pointer, scale: beta)
         BitLinear.forward(out: out.pointer, inp: x.pointer, params: params.pointer, slots: slots, weight: weight,
-                          saved: saved, options: options, rows: n, scratchA: a.pointer, scratchB: b.pointer)
+                          saved: saved, options: options, rows: n, sequenceLength: n, scratchA: a.pointer, scratchB: b.pointer)
         let dx = Buffer(n * i), dparams = Buffer(layout.totalCount)
         BitLinear.backward(dinp: dx.pointer, dparams: dparams.pointer, dout: dout.pointer, inp: x.pointer,
                            params: params.pointer, slots: slots, weight: weight, saved: saved, options: options,

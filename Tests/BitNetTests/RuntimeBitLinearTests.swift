@@ -25,7 +25,7 @@ import BitNetRuntime
             BitLinear.forward(out: out.pointer, inp: x.pointer, params: model.parameters, slots: slots,
                               weight: EffectiveWeight(values: UnsafeMutablePointer(mutating: values), scale: scale),
                               saved: BitLinearSaved(mean: mean.pointer, rstd: rstd.pointer, gamma: gamma.pointer, quantized: savedQ),
-                              options: options, rows: n, scratchA: a.pointer, scratchB: b.pointer)
+                              options: options, rows: n, sequenceLength: n, scratchA: a.pointer, scratchB: b.pointer)
             // The runtime's, from the file only.
             let name = model.layout.tensors.first { $0.offset == slots.weight }!.name
             let weight = try file.tensor(name)

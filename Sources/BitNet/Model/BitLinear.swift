@@ -25,11 +25,12 @@ public struct BitLinearOptions {
 }
 
 public enum BitLinear {
-    /// out[N, O] = BitLinear(inp[N, I]). `scratchA` and `scratchB` hold N * I floats each.
+    /// out[N, O] = BitLinear(inp[N, I]) for N = sequences x t rows. `scratchA` and
+    /// `scratchB` hold N * I floats each.
     public static func forward(
         out: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>, params: UnsafePointer<Float>,
         slots: BitLinearSlots, weight: EffectiveWeight, saved: BitLinearSaved?, options: BitLinearOptions,
-        rows n: Int, scratchA: UnsafeMutablePointer<Float>, scratchB: UnsafeMutablePointer<Float>
+        rows n: Int, sequenceLength t: Int, scratchA: UnsafeMutablePointer<Float>, scratchB: UnsafeMutablePointer<Float>
     ) {
         let i = slots.inFeatures, o = slots.outFeatures
         guard options.mode.isQuantized, let sub = slots.subNorm, let saved else {
@@ -38,7 +39,7 @@ public enum BitLinear {
         }
         let quantized = scratchB
         quantizeInput(quantized: quantized, normed: scratchA, saved: saved, inp: inp, gain: params + sub.gain,
-                      bias: sub.bias.map { params + $0 }, rows: n, width: i, options: options)
+                      bias: sub.bias.map { params + $0 }, rows: n, sequenceLength: t, width: i, options: options)
         // Integer-valued operands: the FP32 sums are exact (|sum| <= 127 * I < 2^24), so
         // this equals the runtime's integer accumulator before the one rescale per output.
         Matmul.forward(out, quantized, weight.values, rows: n, inFeatures: i, outFeatures: o)
@@ -46,13 +47,13 @@ public enum BitLinear {
     }
 
     /// SubLN, absmax and int8 quantization of the input, fused row by row so each row
-    /// is read while in cache, with one fork-join (per-tensor scaling needs the global
-    /// maximum first, so it takes two passes). Same rules as Norm.forward,
+    /// is read while in cache, with one fork-join (per-tensor scaling needs each
+    /// sequence's maximum first, so it takes two passes). Same rules as Norm.forward,
     /// Quantizers.absmax and Quantizers.quantizeActivations, whose row helpers it calls.
     static func quantizeInput(
         quantized: UnsafeMutablePointer<Float>, normed: UnsafeMutablePointer<Float>, saved: BitLinearSaved,
-        inp: UnsafePointer<Float>, gain: UnsafePointer<Float>, bias: UnsafePointer<Float>?, rows n: Int, width c: Int,
-        options: BitLinearOptions
+        inp: UnsafePointer<Float>, gain: UnsafePointer<Float>, bias: UnsafePointer<Float>?, rows n: Int,
+        sequenceLength t: Int, width c: Int, options: BitLinearOptions
     ) {
         let perToken = options.scaling == .perToken
         Parallel.forRanges(n, workPerItem: c) { rows in
@@ -68,7 +69,7 @@ public enum BitLinear {
             }
         }
         guard !perToken else { return }
-        Quantizers.shareTensorMaximum(saved.gamma, rows: n)
+        Quantizers.shareSequenceMaximum(saved.gamma, rows: n, sequenceLength: t)
         Quantizers.quantizeActivations(out: quantized, saved: saved.quantized, inp: normed, gamma: saved.gamma,
                                        rows: n, width: c)
     }

@@ -12,16 +12,18 @@ public enum Quantizers {
 
     // MARK: Activations
 
-    /// gamma = max |x| over each row (per token) or the whole tensor; writes one
-    /// gamma per row either way. Shapes: inp [N, C], gamma [N].
+    /// gamma = max |x| over each row (per token) or over each sequence of `t` rows (per
+    /// tensor: the tensor one sequence's inference computes, so sequences in a batch do
+    /// not change each other's quantization); writes one gamma per row either way.
+    /// Shapes: inp [N, C] with N a multiple of t, gamma [N].
     public static func absmax(
         gamma: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>, rows n: Int, width c: Int,
-        scaling: ActivationScaling
+        scaling: ActivationScaling, sequenceLength t: Int
     ) {
         Parallel.forRanges(n, workPerItem: c) { rows in
             for r in rows { gamma[r] = absmaxRow(inp + r * c, width: c) }
         }
-        if scaling == .perTensor { shareTensorMaximum(gamma, rows: n) }
+        if scaling == .perTensor { shareSequenceMaximum(gamma, rows: n, sequenceLength: t) }
     }
 
     @inline(__always)
@@ -31,11 +33,14 @@ public enum Quantizers {
         return max(m, minimumAbsmax)
     }
 
-    /// Per-tensor scaling: every row's gamma becomes the largest.
-    static func shareTensorMaximum(_ gamma: UnsafeMutablePointer<Float>, rows n: Int) {
-        var m: Float = 0
-        for r in 0..<n { m = max(m, gamma[r]) }
-        for r in 0..<n { gamma[r] = m }
+    /// Per-tensor scaling: every row's gamma becomes the largest of its sequence's rows.
+    static func shareSequenceMaximum(_ gamma: UnsafeMutablePointer<Float>, rows n: Int, sequenceLength t: Int) {
+        for start in stride(from: 0, to: n, by: t) {
+            let end = min(start + t, n)
+            var m: Float = 0
+            for r in start..<end { m = max(m, gamma[r]) }
+            for r in start..<end { gamma[r] = m }
+        }
     }
 
     /// x~ = round(clip(x * Qb / gamma, -Qb, Qb)), rounding half to even, as integer-valued

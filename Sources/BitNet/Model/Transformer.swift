@@ -155,7 +155,7 @@ public final class Transformer {
             let next = l + 1 < config.layers ? a.layers[l + 1].input : a.output
             func linear(_ s: BitLinearSlots, _ out: UnsafeMutablePointer<Float>, _ inp: UnsafePointer<Float>) {
                 BitLinear.forward(out: out, inp: inp, params: params, slots: s, weight: effectiveWeight(s),
-                                  saved: saved(x, s, slots), options: options, rows: n,
+                                  saved: saved(x, s, slots), options: options, rows: n, sequenceLength: t,
                                   scratchA: a.scratchA, scratchB: a.scratchB)
             }
             normForward(slots.attentionNorm, out: x.attentionNorm, mean: x.attentionNormMean, rstd: x.attentionNormRstd,
