@@ -173,3 +173,21 @@ func isValidSVG(_ text: String) -> Bool {
         #expect(decoded.count == 4)
     }
 }
+
+/// The energy estimate against the arithmetic done by hand for the tiny preset.
+@Suite struct EnergyTests {
+    @Test func tinyPresetEnergyByHand() throws {
+        let config = try Preset.named("tiny").model  // dim 64, 2 layers, SwiGLU ffn 176
+        // Weights: 2 x (4 x 64 x 64 + 3 x 64 x 176) = 100352; outputs: 2 x (4 x 64 + 2 x 176 + 64) = 1344.
+        let node45 = OperationEnergy.nodes[0], node7 = OperationEnergy.nodes[1]
+        func pj(_ a: EnergyEstimate.Arithmetic, _ n: OperationEnergy) -> Double {
+            EnergyEstimate.picojoulesPerToken(config: config, arithmetic: a, energy: n)
+        }
+        #expect(abs(pj(.fp32, node45) - 100352 * 4.6) < 1e-6)
+        #expect(abs(pj(.fp16, node45) - 100352 * 1.5) < 1e-6)
+        #expect(abs(pj(.int8, node45) - (100352 * 0.23 + 1344 * 3.7)) < 1e-6)
+        #expect(abs(pj(.bitnet, node45) - (100352 * 0.03 + 1344 * 3.7)) < 1e-6)
+        #expect(abs(pj(.fp16, node7) - 100352 * 0.5) < 1e-6)
+        #expect(abs(pj(.bitnet, node7) - (100352 * 0.007 + 1344 * 1.31)) < 1e-6)
+    }
+}

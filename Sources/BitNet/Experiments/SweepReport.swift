@@ -82,30 +82,49 @@ public struct SweepReport {
         }
         md += "\n## Plots\n\n![validation loss against parameters](loss_vs_params.svg)\n\n"
             + "![validation loss against training compute](loss_vs_compute.svg)\n\n![training curves](training_curves.svg)\n"
-        md += "\n## Arithmetic energy per token (projections' products, inference)\n\n"
-        md += "FP32 multiply-adds for `fp`; INT8 additions plus one FP32 multiply per output for `binary`/`ternary`; "
-            + "per-operation energies from the BitNet paper's Table 2 (45 nm from Horowitz 2014). Embedding, attention "
-            + "scores and head are left out, as in the paper.\n\n| size | mode |"
-            + OperationEnergy.nodes.map { " \($0.node) (pJ) |" }.joined() + " vs fp |\n|---|---|"
-            + OperationEnergy.nodes.map { _ in "---|" }.joined() + "---|\n"
-        for r in results.sorted(by: { ($0.nonEmbeddingParameters, $0.mode.rawValue) < ($1.nonEmbeddingParameters, $1.mode.rawValue) }) {
+        md += energySection()
+        return md
+    }
+
+    /// Arithmetic energy per token of each size, in each kind of arithmetic, at each node.
+    func energySection() -> String {
+        var md = "\n## Arithmetic energy per token (projections' products, inference)\n\n"
+            + "One multiply-add per weight in FP32, in FP16 (the paper's baseline) or in INT8 (an 8-bit quantized "
+            + "model); INT8 additions only for BitNet (`binary` and `ternary`); one FP32 multiply per output to rescale "
+            + "the quantized kinds. Per-operation energies from the BitNet paper's Table 2 (45 nm from Horowitz 2014); "
+            + "embedding, attention scores and head are left out, as in the paper.\n\n"
+            + "| size | node |" + EnergyEstimate.Arithmetic.allCases.map { " \($0.rawValue) (pJ) |" }.joined()
+            + " BitNet uses less than FP32 / FP16 / W8A8 |\n|---|---|"
+            + EnergyEstimate.Arithmetic.allCases.map { _ in "---|" }.joined() + "---|\n"
+        var seen = Set<String>()
+        let sized = results.sorted { ($0.nonEmbeddingParameters, $0.run) < ($1.nonEmbeddingParameters, $1.run) }
+        for r in sized where !seen.contains(r.size) {
             guard let config = runConfig(r) else { continue }
-            let values = OperationEnergy.nodes.map { EnergyEstimate.picojoulesPerToken(config: config, energy: $0) }
-            var fpConfig = config
-            fpConfig.mode = .fp
-            let ratios = OperationEnergy.nodes.map { EnergyEstimate.picojoulesPerToken(config: fpConfig, energy: $0) }
-            let ratioText = zip(ratios, values).map { String(format: "%.1fx", $0 / $1) }.joined(separator: " / ")
-            md += "| \(r.size) | \(r.mode.rawValue) |" + values.map { String(format: " %.3g |", $0) }.joined()
-                + " \(r.mode == .fp ? "1x" : ratioText + " less") |\n"
+            seen.insert(r.size)
+            for node in OperationEnergy.nodes {
+                let pj = EnergyEstimate.Arithmetic.allCases.map {
+                    EnergyEstimate.picojoulesPerToken(config: config, arithmetic: $0, energy: node)
+                }
+                let bitnet = pj[pj.count - 1]
+                md += "| \(r.size) | \(node.node) |" + pj.map { String(format: " %.3g |", $0) }.joined()
+                    + pj.dropLast().map { String(format: " %.1fx", $0 / bitnet) }.joined(separator: " /") + " |\n"
+            }
         }
         return md
     }
 
-    /// The model config of a run, read from its run directory.
+    /// The model config of a run: its run directory's, or (when the runs were not kept,
+    /// as in docs/sweeps) the sweep definition's for its size and mode, with the
+    /// vocabulary its parameter counts imply.
     func runConfig(_ r: SweepResult) -> ModelConfig? {
         let url = directory.appendingPathComponent("runs").appendingPathComponent(r.run).appendingPathComponent("config.json")
-        return FileManager.default.contents(atPath: url.path)
-            .flatMap { try? JSONDecoder().decode(RunConfig.self, from: $0) }?.model
+        if let saved = FileManager.default.contents(atPath: url.path)
+            .flatMap({ try? JSONDecoder().decode(RunConfig.self, from: $0) }) { return saved.model }
+        guard let definition, let shape = try? definition.runConfig(size: SweepSize(r.size), mode: r.mode, vocabSize: 1).model
+        else { return nil }
+        var config = shape
+        config.vocabSize = (r.parameters - r.nonEmbeddingParameters) / (config.dim * (config.tiedEmbeddings ? 1 : 2))
+        return config
     }
 
     func fittedCurve(_ fit: PowerLawFit, over xs: [Double]) -> [(x: Double, y: Double)] {
