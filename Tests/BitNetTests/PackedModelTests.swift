@@ -49,6 +49,60 @@ import BitNetRuntime
         }
     }
 
+    /// The packed bytes against docs/FORMAT.md's layout, written out here on its own:
+    /// weight (r, c) is bit c mod 8 of byte 64 (floor(r/32) ceil(cols/16) + floor(c/16))
+    /// + 32 floor((c mod 16)/8) + (r mod 32); a binary plane sets +1; a ternary weight
+    /// has a nonzero plane, then a plus plane.
+    static func documentedPlanes(_ w: [Float], rows: Int, cols: Int, ternary: Bool) -> [UInt8] {
+        let tilesPerBlock = (cols + 15) / 16, planeBytes = (rows + 31) / 32 * tilesPerBlock * 64
+        var bytes = [UInt8](repeating: 0, count: planeBytes * (ternary ? 2 : 1))
+        for r in 0..<rows {
+            for c in 0..<cols {
+                let byte = 64 * ((r / 32) * tilesPerBlock + c / 16) + 32 * ((c % 16) / 8) + r % 32
+                let v = w[r * cols + c]
+                if ternary {
+                    if v != 0 { bytes[byte] |= 1 << (c % 8) }
+                    if v == 1 { bytes[planeBytes + byte] |= 1 << (c % 8) }
+                } else if v == 1 {
+                    bytes[byte] |= 1 << (c % 8)
+                }
+            }
+        }
+        return bytes
+    }
+
+    @Test func packedBitsFollowTheDocumentedLayout() throws {
+        // By hand: [[+1, -1, +1], [-1, -1, +1]] is one tile; row 0 is byte 0 (bits 0 and 2), row 1 byte 1 (bit 2).
+        let small: [Float] = [1, -1, 1, -1, -1, 1]
+        var expected = [UInt8](repeating: 0, count: 64)
+        (expected[0], expected[1]) = (0b101, 0b100)
+        #expect(PackedModel.pack(small, rows: 2, cols: 3, ternary: false) == expected)
+        // Weight (32, 16) of a 33 x 17 matrix: block 1, tile 1 of 2, so tile 3: byte 192, bit 0.
+        var corner = [Float](repeating: -1, count: 33 * 17)
+        corner[32 * 17 + 16] = 1
+        let packed = PackedModel.pack(corner, rows: 33, cols: 17, ternary: false)
+        #expect(packed.count == 4 * 64 && packed.enumerated().allSatisfy { $0.offset == 192 ? $0.element == 1 : $0.element == 0 })
+        // Ternary: [0, +1, -1] sets nonzero bits 1, 2 and the plus bit 1.
+        var ternary = [UInt8](repeating: 0, count: 128)
+        (ternary[0], ternary[64]) = (0b110, 0b010)
+        #expect(PackedModel.pack([0, 1, -1], rows: 1, cols: 3, ternary: true) == ternary)
+
+        // A whole exported model: every packed tensor's bytes in the file, as documented.
+        for mode in [WeightMode.binary, .ternary] {
+            let (model, url) = try Self.exportedModel(mode: mode, f16: false)
+            let file = try ModelFile(path: url.path)
+            for slots in model.layout.bitLinears {
+                let tensor = try #require(model.layout.tensors.first { $0.offset == slots.weight })
+                let (values, _) = model.quantizedWeight(slots)
+                let w = Array(UnsafeBufferPointer(start: values, count: tensor.count))
+                let entry = try file.tensor(tensor.name)
+                let stored = Array(file.data[entry.offset..<entry.offset + entry.length])
+                #expect(stored == Self.documentedPlanes(w, rows: tensor.shape[0], cols: tensor.shape[1], ternary: mode == .ternary),
+                        "\(tensor.name)")
+            }
+        }
+    }
+
     @Test func damagedFilesAreRefused() throws {
         let (_, url) = try Self.exportedModel(mode: .binary, f16: false)
         let bytes = try Data(contentsOf: url)

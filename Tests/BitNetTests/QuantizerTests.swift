@@ -4,54 +4,142 @@ import Testing
 @testable import BitNet
 
 @Suite struct QuantizerTests {
-    @Test func binaryWeightsAreCentredSignsScaledByMeanAbs() {
-        let w: [Float] = [0.5, -0.25, 0.1, 0.3, -1.0, 0.35]
-        let mean = w.reduce(0, +) / Float(w.count)  // 0.0
-        var out = [Float](repeating: 9, count: w.count)
-        let beta = Quantizers.binarizeWeights(out: &out, weight: w, count: w.count)
-        #expect(out == w.map { $0 - mean > 0 ? 1 : -1 })
-        #expect(abs(beta - w.map(abs).reduce(0, +) / Float(w.count)) < 1e-7)
-        // Sign(0) = -1: a weight equal to the mean goes negative.
-        var same = [Float](repeating: 0, count: 3)
-        Quantizers.binarizeWeights(out: &same, weight: [2, 2, 2], count: 3)
-        #expect(same == [-1, -1, -1])
+    // References written from the papers' equations as plain scalar loops in Double,
+    // sharing no code with the quantizers under test.
+
+    /// BitNet eq. 1-3: alpha = mean(W); W~ = Sign(W - alpha), Sign(0) = -1; beta = mean |W|.
+    static func binaryReference(_ w: [Float]) -> (values: [Float], beta: Double) {
+        var sum = 0.0, sumAbs = 0.0
+        for v in w {
+            sum += Double(v)
+            sumAbs += Double(v).magnitude
+        }
+        let alpha = Float(sum / Double(w.count))
+        var values: [Float] = []
+        for v in w { values.append(v - alpha > 0 ? 1 : -1) }
+        return (values, sumAbs / Double(w.count))
     }
 
-    @Test func ternaryWeightsAreAbsmeanRoundClip() {
-        let w: [Float] = [0.9, -0.05, 0.2, -0.6, 0.0, 3.0]
+    /// BitNet b1.58 eq. 1-3: gamma = mean |W|; W~ = RoundClip(W / (gamma + eps), -1, 1).
+    static func ternaryReference(_ w: [Float]) -> (values: [Float], gamma: Double) {
+        var sumAbs = 0.0
+        for v in w { sumAbs += Double(v).magnitude }
+        let gamma = sumAbs / Double(w.count)
+        let inverse = 1 / (Float(gamma) + 1e-6)
+        var values: [Float] = []
+        for v in w {
+            var r = (v * inverse).rounded(.toNearestOrEven)
+            if r > 1 { r = 1 }
+            if r < -1 { r = -1 }
+            values.append(r)
+        }
+        return (values, gamma)
+    }
+
+    /// BitNet eq. 4-5: gamma = max(||x||_inf, 1e-5); x~ = round(clip(x * Qb / gamma, -Qb, Qb)).
+    static func activationReference(_ x: [Float], gamma: Float) -> [Float] {
+        let scale: Float = 127 / gamma
+        var out: [Float] = []
+        for v in x {
+            var y = v * scale
+            if y > 127 { y = 127 }
+            if y < -127 { y = -127 }
+            out.append(y.rounded(.toNearestOrEven))
+        }
+        return out
+    }
+
+    static func absmaxReference(_ x: ArraySlice<Float>) -> Float {
+        var m: Float = 0
+        for v in x where v.magnitude > m { m = v.magnitude }
+        return m < 1e-5 ? 1e-5 : m
+    }
+
+    static let weightCases: [[Float]] = {
+        var rng = Xoshiro256(seed: 41)
+        return [
+            (0..<37).map { _ in rng.normal() * 0.1 },      // random, odd size
+            [0.5, -0.25, 0.1, 0.3, -1.0, 0.35],            // mean 0: Sign(W - 0)
+            [2, 2, 2],                                     // all equal: every W - alpha is 0, Sign(0) = -1
+            [0, 0, 0, 0],                                  // all zero
+            [1, 3, 2, 2],                                  // two weights equal to the mean
+            [0.9, -0.05, 0.2, -0.6, 0.0, 3.0],             // beyond the clip
+        ]
+    }()
+
+    @Test(arguments: weightCases)
+    func binaryWeightsMatchTheEquations(w: [Float]) {
+        var out = [Float](repeating: 9, count: w.count)
+        let beta = Quantizers.binarizeWeights(out: &out, weight: w, count: w.count)
+        let reference = Self.binaryReference(w)
+        #expect(out == reference.values)
+        #expect(Double(beta) == Double(Float(reference.beta)))
+    }
+
+    @Test(arguments: weightCases)
+    func ternaryWeightsMatchTheEquations(w: [Float]) {
         var out = [Float](repeating: 9, count: w.count)
         let gamma = Quantizers.ternarizeWeights(out: &out, weight: w, count: w.count)
-        let expectedGamma = w.map(abs).reduce(0, +) / Float(w.count)  // 0.7917
-        #expect(abs(gamma - expectedGamma) < 1e-6)
-        // 0.9/0.79 = 1.14 -> 1; -0.05/0.79 -> 0; 0.2/0.79 = 0.25 -> 0; -0.6/0.79 = -0.76 -> -1; 3.0 -> clip 1.
-        #expect(out == [1, 0, 0, -1, 0, 1])
+        let reference = Self.ternaryReference(w)
+        #expect(out == reference.values)
+        #expect(Double(gamma) == Double(Float(reference.gamma)))
+    }
+
+    /// Hand-checked values, so the references themselves are checked.
+    @Test func referencesGiveTheHandValues() {
+        #expect(Self.binaryReference([2, 2, 2]).values == [-1, -1, -1])
+        #expect(Self.binaryReference([1, 3, 2, 2]).values == [-1, 1, -1, -1])
+        // gamma = 4.75 / 6 = 0.7917: 0.9 -> 1.14 -> 1; -0.05 -> 0; 0.2 -> 0.25 -> 0; -0.6 -> -0.76 -> -1; 3.0 -> 1.
+        #expect(Self.ternaryReference([0.9, -0.05, 0.2, -0.6, 0.0, 3.0]).values == [1, 0, 0, -1, 0, 1])
+        // Ties round to even: 0.5 -> 0, 1.5 -> 2, 2.5 -> 2, -0.5 -> -0.
+        #expect(Self.activationReference([127, 0.5, 1.5, 2.5, -0.5], gamma: 127) == [127, 0, 2, 2, 0])
     }
 
     @Test(arguments: ActivationScaling.allCases)
-    func absmaxActivationQuantization(scaling: ActivationScaling) {
+    func activationsMatchTheEquations(scaling: ActivationScaling) {
         var rng = Xoshiro256(seed: 11)
-        let n = 5, c = 19
-        let x = Buffer(random: n * c, rng: &rng)
-        for i in 0..<c { x[2 * c + i] = 0 }  // an all-zero row stays zero
+        let t = 3, sequences = 2, n = t * sequences, c = 19
+        var x = (0..<n * c).map { _ in rng.normal() }
+        for i in 0..<c { x[2 * c + i] = 0 }                             // an all-zero row
+        x[4 * c] = 127
+        for (i, v) in [0.5, 1.5, 2.5, -0.5, -126.5].enumerated() { x[4 * c + 1 + i] = Float(v) }  // ties at gamma 127
         let gamma = Buffer(n), q = Buffer(n * c)
         var saved = [Int8](repeating: 0, count: n * c)
-        Quantizers.absmax(gamma: gamma.pointer, inp: x.pointer, rows: n, width: c, scaling: scaling, sequenceLength: n)
-        Quantizers.quantizeActivations(out: q.pointer, saved: &saved, inp: x.pointer, gamma: gamma.pointer, rows: n, width: c)
-        let tensorMax = x.array.map(abs).max()!
-        for r in 0..<n {
-            let rowMax = (0..<c).map { abs(x[r * c + $0]) }.max()!
-            let g = scaling == .perTensor ? tensorMax : max(rowMax, Quantizers.minimumAbsmax)
-            #expect(gamma[r] == g)
-            for i in 0..<c {
-                let expected = (Double(x[r * c + i]) * 127 / Double(g)).rounded(.toNearestOrEven)
-                #expect(abs(Double(q[r * c + i]) - expected) <= 1e-9 || abs(abs(Double(x[r * c + i]) * 127 / Double(g)).truncatingRemainder(dividingBy: 1) - 0.5) < 1e-4)
-                #expect(abs(q[r * c + i]) <= 127)
-                #expect(Float(saved[r * c + i]) == q[r * c + i])
-            }
+        x.withUnsafeBufferPointer { xp in
+            Quantizers.absmax(gamma: gamma.pointer, inp: xp.baseAddress!, rows: n, width: c, scaling: scaling, sequenceLength: t)
+            Quantizers.quantizeActivations(out: q.pointer, saved: &saved, inp: xp.baseAddress!, gamma: gamma.pointer,
+                                           rows: n, width: c)
         }
-        // The row maximum maps to +-127 exactly.
-        let r0max = (0..<c).max { abs(x[$0]) < abs(x[$1]) }!
-        if scaling == .perToken { #expect(abs(q[r0max]) == 127) }
+        for r in 0..<n {
+            let rows = scaling == .perToken ? r...r : (r / t * t)...(r / t * t + t - 1)
+            let expectedGamma = rows.map { Self.absmaxReference(x[$0 * c..<($0 + 1) * c]) }.max()!
+            #expect(gamma[r] == expectedGamma, "row \(r)")
+            let expected = Self.activationReference(Array(x[r * c..<(r + 1) * c]), gamma: expectedGamma)
+            #expect((0..<c).map { q[r * c + $0] } == expected, "row \(r)")
+            #expect((0..<c).map { Float(saved[r * c + $0]) } == expected, "row \(r)")
+        }
+        #expect((0..<c).allSatisfy { q[2 * c + $0] == 0 })
+        if scaling == .perToken {
+            #expect(gamma[2] == 1e-5)
+            #expect((1...6).map { q[4 * c + $0 - 1] } == [127, 0, 2, 2, 0, -126])
+        }
+    }
+
+    /// Non-finite values are never turned into finite codes: a NaN or infinity in a
+    /// weight makes its scale non-finite, and in an activation row makes that row's
+    /// outputs non-finite, so the trainer's check on the loss stops the run.
+    @Test func nonFiniteInputsStayNonFinite() {
+        for bad in [Float.nan, .infinity, -.infinity] {
+            var out = [Float](repeating: 0, count: 3)
+            #expect(!Quantizers.binarizeWeights(out: &out, weight: [0.1, bad, -0.2], count: 3).isFinite)
+            #expect(!Quantizers.ternarizeWeights(out: &out, weight: [0.1, bad, -0.2], count: 3).isFinite)
+            let x: [Float] = [0.5, bad, -0.25]
+            let gamma = Buffer(1), q = Buffer(3)
+            Quantizers.absmax(gamma: gamma.pointer, inp: x, rows: 1, width: 3, scaling: .perToken, sequenceLength: 1)
+            Quantizers.quantizeActivations(out: q.pointer, saved: nil, inp: x, gamma: gamma.pointer, rows: 1, width: 3)
+            let dequantized = (0..<3).map { q[$0] * gamma[0] / 127 }
+            #expect(dequantized.contains { !$0.isFinite }, "\(bad): \(dequantized)")
+        }
     }
 
     @Test func activationSTEPassesInsideClipRangeOnly() {
