@@ -1,55 +1,76 @@
-// The whole model's backward pass against finite differences of its loss (fp mode,
-// where the loss is smooth in every parameter), for each architecture option.
+// The whole model against a Float64 implementation written from the equations
+// (ReferenceModel): its loss, and its backward pass against central differences of the
+// reference in every parameter tensor. `fp` is checked against the true gradient;
+// `binary` and `ternary` against the gradient of the straight-through surrogate (the
+// same network with each quantizer's Jacobian replaced by the identity). Per entry,
+// relative error with a floor at 1% of the tensor's largest checked gradient, below 1e-3.
 import Testing
 @testable import BitNet
 
 @Suite struct ModelGradientTests {
-    static func tinyConfig(norm: NormKind, ffn: FFNActivation, tied: Bool) -> ModelConfig {
-        var c = ModelConfig()
-        c.vocabSize = 29
-        c.dim = 16
-        c.heads = 2
-        c.layers = 2
-        c.ffnDim = 24
-        c.context = 6
-        c.mode = .fp
-        c.norm = norm
-        c.ffnActivation = ffn
-        c.tiedEmbeddings = tied
-        return c
+    struct Variant: CustomStringConvertible, Sendable {
+        var mode: WeightMode, norm: NormKind, ffn: FFNActivation, tied: Bool, scaling: ActivationScaling = .perToken
+        var description: String {
+            "\(mode.rawValue) \(norm.rawValue) \(ffn.rawValue) \(tied ? "tied" : "untied") \(scaling.rawValue)"
+        }
     }
 
-    @Test(arguments: [
-        (NormKind.rms, FFNActivation.swiglu, true),
-        (NormKind.layer, FFNActivation.gelu, false),
-        (NormKind.rms, FFNActivation.relu2, false),
-    ])
-    func fullModel(norm: NormKind, ffn: FFNActivation, tied: Bool) {
-        let config = Self.tinyConfig(norm: norm, ffn: ffn, tied: tied)
-        let b = 2, t = config.context
-        let model = Transformer(config: config, batch: b)
+    static let fpVariants = [
+        Variant(mode: .fp, norm: .rms, ffn: .swiglu, tied: true),
+        Variant(mode: .fp, norm: .layer, ffn: .gelu, tied: false),
+        Variant(mode: .fp, norm: .rms, ffn: .relu2, tied: false),
+    ]
+    static let quantizedVariants = [
+        Variant(mode: .binary, norm: .rms, ffn: .swiglu, tied: true),
+        Variant(mode: .ternary, norm: .layer, ffn: .gelu, tied: false),
+        Variant(mode: .binary, norm: .layer, ffn: .relu2, tied: false, scaling: .perTensor),
+        Variant(mode: .ternary, norm: .rms, ffn: .swiglu, tied: true, scaling: .perTensor),
+    ]
+
+    /// A tiny model with weights well away from the 0.02 init, so every path matters,
+    /// and a batch of 2 sequences of 6 tokens.
+    static func setUp(_ v: Variant) -> (Transformer, tokens: [Int32], targets: [Int32], b: Int, t: Int) {
+        var c = ModelConfig()
+        (c.vocabSize, c.dim, c.heads, c.layers, c.ffnDim, c.context) = (29, 16, 2, 2, 24, 6)
+        (c.mode, c.norm, c.ffnActivation, c.tiedEmbeddings, c.activationScaling) = (v.mode, v.norm, v.ffn, v.tied, v.scaling)
+        let b = 2, t = c.context
+        let model = Transformer(config: c, batch: b)
         model.initializeParameters(seed: 7)
-        // Larger weights and non-trivial gains than the 0.02 init, so every path matters.
         var rng = Xoshiro256(seed: 8)
-        for tensor in model.layout.tensors {
-            for i in 0..<tensor.count { model.parameters[tensor.offset + i] += rng.normal() * 0.2 }
-        }
+        for i in 0..<model.layout.totalCount { model.parameters[i] += rng.normal() * 0.2 }
         model.parametersDidChange()
-        let tokens: [Int32] = (0..<b * t).map { _ in Int32(rng.below(config.vocabSize)) }
-        let targets: [Int32] = (0..<b * t).map { _ in Int32(rng.below(config.vocabSize)) }
-        func loss() -> Double {
-            model.parametersDidChange()
-            return Double(model.forward(tokens: tokens, targets: targets, batch: b, length: t))
-        }
+        let tokens = (0..<b * t).map { _ in Int32(rng.below(c.vocabSize)) }
+        let targets = (0..<b * t).map { _ in Int32(rng.below(c.vocabSize)) }
+        return (model, tokens, targets, b, t)
+    }
+
+    @Test(arguments: fpVariants + quantizedVariants)
+    func lossEqualsTheFloat64Reference(variant: Variant) {
+        let (model, tokens, targets, b, t) = Self.setUp(variant)
+        let loss = Double(model.forward(tokens: tokens, targets: targets, batch: b, length: t))
+        let reference = ReferenceModel(model: model).loss(tokens: tokens, targets: targets, t: t).loss
+        #expect(abs(loss - reference) / reference < 1e-5, "\(variant): \(loss) vs \(reference)")
+    }
+
+    /// The FP32 backward against central differences of the Float64 reference (of the
+    /// surrogate in the quantized modes), every tensor, 8 entries each.
+    @Test(arguments: fpVariants + quantizedVariants)
+    func backwardMatchesTheReferenceGradient(variant: Variant) {
+        let (model, tokens, targets, b, t) = Self.setUp(variant)
         model.zeroGradients()
-        _ = loss()
+        model.forward(tokens: tokens, targets: targets, batch: b, length: t)
         model.backward()
-        let analytic = Array(UnsafeBufferPointer(start: model.gradients, count: model.layout.totalCount))
+        var reference = ReferenceModel(model: model)
+        // The quantizers' offsets at this point: the surrogate's value equals the model's here.
+        let offsets = variant.mode.isQuantized ? reference.loss(tokens: tokens, targets: targets, t: t).offsets : nil
+        var rng = Xoshiro256(seed: 9)
         for tensor in model.layout.tensors {
-            let picks = (0..<min(6, tensor.count)).map { _ in tensor.offset + rng.below(tensor.count) }
-            let numeric = picks.map { finiteDifference(model.parameters, $0, h: 1e-2, loss) }
-            let error = maxRelativeError(picks.map { Double(analytic[$0]) }, numeric, floor: 1e-4)
-            #expect(error < 3e-2, "\(tensor.name): relative error \(error)")
+            let picks = (0..<min(8, tensor.count)).map { _ in tensor.offset + rng.below(tensor.count) }
+            let numeric = picks.map { i in
+                reference.derivative(i) { $0.loss(tokens: tokens, targets: targets, t: t, offsets: offsets).loss }
+            }
+            let error = gradientError(picks.map { Double(model.gradients[$0]) }, numeric)
+            #expect(error < 1e-3, "\(variant), \(tensor.name): per-entry relative error \(error)")
         }
     }
 }

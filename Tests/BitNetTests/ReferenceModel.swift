@@ -1,0 +1,166 @@
+// The whole model in Float64, written from the equations with plain loops and sharing
+// no code with the trainer but the parameter layout (which says where each tensor
+// lives): the reference for the FP32 model's loss, and through finite differences for
+// its gradients. In the quantized modes it also computes the straight-through
+// estimator's surrogate: the same network with each quantizer Q replaced by
+// v + (Q(v0) - v0), the offset frozen at a base point, so that its derivative is the
+// identity that the STE assumes while its value equals the quantized network's there.
+import Foundation
+@testable import BitNet
+
+struct ReferenceModel {
+    let config: ModelConfig
+    let layout: ParameterLayout
+    var params: [Double]
+
+    /// Per BitLinear call (layer, projection) and per BitLinear: the frozen offsets of the
+    /// STE surrogate; nil computes the quantized network itself.
+    struct Offsets {
+        var activations: [String: [Double]] = [:]
+        var weights: [Int: [Double]] = [:]
+    }
+
+    init(model: Transformer) {
+        config = model.config
+        layout = model.layout
+        params = (0..<model.layout.totalCount).map { Double(model.parameters[$0]) }
+    }
+
+    func vector(_ offset: Int, _ count: Int) -> [Double] { Array(params[offset..<offset + count]) }
+
+    /// y[r] = Norm(x[r]) (RMSNorm: x rstd g; LayerNorm: (x - mean) rstd g + b).
+    func norm(_ x: [[Double]], _ slots: NormSlots) -> [[Double]] {
+        let c = x[0].count, g = vector(slots.gain, c), b = slots.bias.map { vector($0, c) }
+        let eps = Double(config.normEpsilon)
+        return x.map { row in
+            let mean = config.norm == .layer ? row.reduce(0, +) / Double(c) : 0
+            let rstd = 1 / (row.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Double(c) + eps).squareRoot()
+            return (0..<c).map { (row[$0] - mean) * rstd * g[$0] + (b?[$0] ?? 0) }
+        }
+    }
+
+    /// The weight a BitLinear multiplies by: W (fp), W~ beta (quantized), or W + offset.
+    func effectiveWeight(_ s: BitLinearSlots, offsets: Offsets?, record: inout Offsets) -> [Double] {
+        let w = vector(s.weight, s.weightCount)
+        guard config.mode.isQuantized else { return w }
+        if let offset = offsets?.weights[s.index] { return zip(w, offset).map { $0 + $1 } }
+        let n = Double(w.count), meanAbs = w.reduce(0) { $0 + abs($1) } / n
+        let quantized: [Double]
+        if config.mode == .binary {
+            let alpha = w.reduce(0, +) / n
+            quantized = w.map { ($0 - alpha > 0 ? 1 : -1) * meanAbs }
+        } else {
+            quantized = w.map { min(max(($0 / (meanAbs + 1e-6)).rounded(.toNearestOrEven), -1), 1) * meanAbs }
+        }
+        record.weights[s.index] = zip(quantized, w).map { $0 - $1 }
+        return quantized
+    }
+
+    /// BitLinear on rows of `t` tokens per sequence; `key` names the call for the offsets.
+    func linear(_ x: [[Double]], _ s: BitLinearSlots, key: String, t: Int, offsets: Offsets?, record: inout Offsets) -> [[Double]] {
+        let w = effectiveWeight(s, offsets: offsets, record: &record)
+        var input = x
+        if config.mode.isQuantized, let sub = s.subNorm {
+            let h = norm(x, sub)
+            if let offset = offsets?.activations[key] {
+                input = h.enumerated().map { r, row in row.indices.map { row[$0] + offset[r * row.count + $0] } }
+            } else {
+                // gamma = absmax per token, or over the sequence (per tensor); x~ = round(clip(h 127 / gamma)).
+                let rowMax = h.map { row in max(row.map(abs).max() ?? 0, 1e-5) }
+                input = h.enumerated().map { r, row in
+                    let start = r / t * t
+                    let gamma = config.activationScaling == .perToken ? rowMax[r] : rowMax[start..<start + t].max()!
+                    return row.map { min(max(($0 * 127 / gamma), -127), 127).rounded(.toNearestOrEven) * gamma / 127 }
+                }
+                record.activations[key] = zip(input.flatMap { $0 }, h.flatMap { $0 }).map { $0 - $1 }
+            }
+        }
+        return input.map { row in
+            (0..<s.outFeatures).map { o in (0..<s.inFeatures).reduce(0.0) { $0 + row[$1] * w[o * s.inFeatures + $1] } }
+        }
+    }
+
+    /// RoPE on interleaved pairs of each head at positions r mod t.
+    func rope(_ x: [[Double]], t: Int) -> [[Double]] {
+        let hd = config.headDim, theta = Double(config.ropeTheta)
+        return x.enumerated().map { r, row in
+            var out = row
+            for head in 0..<config.heads {
+                for j in 0..<hd / 2 {
+                    let angle = Double(r % t) * pow(theta, -2 * Double(j) / Double(hd))
+                    let i = head * hd + 2 * j, a = row[i], b = row[i + 1]
+                    out[i] = a * cos(angle) - b * sin(angle)
+                    out[i + 1] = a * sin(angle) + b * cos(angle)
+                }
+            }
+            return out
+        }
+    }
+
+    /// Causal softmax attention per sequence and head.
+    func attention(q: [[Double]], k: [[Double]], v: [[Double]], t: Int) -> [[Double]] {
+        let hd = config.headDim
+        var out = q.map { _ in [Double](repeating: 0, count: config.dim) }
+        for r in q.indices {
+            let start = r / t * t
+            for head in 0..<config.heads {
+                let span = head * hd..<(head + 1) * hd
+                let scores = (start...r).map { j in span.reduce(0.0) { $0 + q[r][$1] * k[j][$1] } / Double(hd).squareRoot() }
+                let m = scores.max()!, e = scores.map { exp($0 - m) }, z = e.reduce(0, +)
+                for (n, j) in (start...r).enumerated() {
+                    for i in span { out[r][i] += e[n] / z * v[j][i] }
+                }
+            }
+        }
+        return out
+    }
+
+    func activation(_ up: Double, _ gate: Double) -> Double {
+        switch config.ffnActivation {
+        case .swiglu: return gate / (1 + exp(-gate)) * up
+        case .gelu: return 0.5 * up * (1 + tanh((2 / Double.pi).squareRoot() * (up + 0.044715 * up * up * up)))
+        case .relu2: return max(up, 0) * max(up, 0)
+        }
+    }
+
+    /// Mean cross-entropy of `targets` given `tokens`, B sequences of T, and the offsets
+    /// the quantizers took (for a later surrogate evaluation).
+    func loss(tokens: [Int32], targets: [Int32], t: Int, offsets: Offsets? = nil) -> (loss: Double, offsets: Offsets) {
+        var record = Offsets()
+        let c = config.dim
+        var x = tokens.map { vector(layout.embedding + Int($0) * c, c) }
+        for (l, s) in layout.layers.enumerated() {
+            func lin(_ input: [[Double]], _ slots: BitLinearSlots, _ name: String) -> [[Double]] {
+                linear(input, slots, key: "\(l).\(name)", t: t, offsets: offsets, record: &record)
+            }
+            let h = norm(x, s.attentionNorm)
+            let q = rope(lin(h, s.query, "q"), t: t), k = rope(lin(h, s.key, "k"), t: t), v = lin(h, s.value, "v")
+            let o = lin(attention(q: q, k: k, v: v, t: t), s.attentionOutput, "o")
+            let mid = zip(x, o).map { zip($0, $1).map(+) }
+            let h2 = norm(mid, s.ffnNorm)
+            let up = lin(h2, s.up, "up"), gate = s.gate.map { lin(h2, $0, "gate") }
+            let hidden = up.indices.map { r in up[r].indices.map { activation(up[r][$0], gate?[r][$0] ?? 0) } }
+            let down = lin(hidden, s.down, "down")
+            x = zip(mid, down).map { zip($0, $1).map(+) }
+        }
+        let final = norm(x, layout.finalNorm)
+        var total = 0.0
+        for r in final.indices {
+            let logits = (0..<config.vocabSize).map { o in (0..<c).reduce(0.0) { $0 + final[r][$1] * params[layout.head + o * c + $1] } }
+            let m = logits.max()!, z = logits.reduce(0) { $0 + exp($1 - m) }
+            total += -(logits[Int(targets[r])] - m - log(z))
+        }
+        return (total / Double(tokens.count), record)
+    }
+
+    /// Central difference of the loss with respect to parameter `i`, in Float64.
+    mutating func derivative(_ i: Int, h: Double = 1e-5, _ f: (ReferenceModel) -> Double) -> Double {
+        let saved = params[i]
+        params[i] = saved + h
+        let plus = f(self)
+        params[i] = saved - h
+        let minus = f(self)
+        params[i] = saved
+        return (plus - minus) / (2 * h)
+    }
+}
