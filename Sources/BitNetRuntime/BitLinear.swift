@@ -1,6 +1,7 @@
 // The runtime's BitLinear (docs/FORMAT.md, "Quantization rules"): SubLN, absmax int8
 // activations per token, an integer product over the packed weights that only adds
 // activations (through tables of their partial sums), and one rescale per output.
+import BitNetFormat
 import CBitKernels
 import Foundation
 
@@ -50,6 +51,25 @@ public enum PackedBitLinear {
         let magic: Float = 12_582_912
         for i in 0..<c { q[i] = Int8(truncatingIfNeeded: (min(max(h[i] * scale, -127), 127) + magic).bitPattern) }
         return gamma
+    }
+
+    /// Rules 2-3, unsigned codes (the paper's [0, Qb] variant): eta = min h,
+    /// gamma = max(max h - eta, 1e-5), x~ = round_half_even(clamp((h - eta) * 254/gamma, 0, 254)),
+    /// stored as q = x~ - 127 so the product kernels see [-127, 127]; returns (gamma, eta).
+    public static func quantizeUnsigned(_ h: UnsafePointer<Float>, count c: Int, into q: UnsafeMutablePointer<Int8>)
+        -> (gamma: Float, eta: Float) {
+        var lo = h[0], hi = h[0]
+        for i in 1..<c {
+            lo = min(lo, h[i])
+            hi = max(hi, h[i])
+        }
+        let gamma = max(hi - lo, 1e-5), levels = ActivationRange.unsignedLevels, scale = levels / gamma
+        let magic: Float = 12_582_912, offset = ActivationRange.unsignedOffset
+        for i in 0..<c {
+            let shifted = min(max((h[i] - lo) * scale, 0), levels) + magic
+            q[i] = Int8(truncatingIfNeeded: Int32(bitPattern: shifted.bitPattern) &- offset)
+        }
+        return (gamma, lo)
     }
 
     /// Rule 5, the reference: acc[o] = sum_i q_i W~_oi, reading one bit at a time and
@@ -120,5 +140,13 @@ public enum PackedBitLinear {
                                count: Int) {
         let s = gamma / 127 * beta
         for o in 0..<count { y[o] = Float(acc[o]) * s }
+    }
+
+    /// Rule 6, unsigned codes: with A_o = acc_o + 127 rowSum_o (the product with x~ itself),
+    /// y_o = A_o * ((gamma / 254) * beta) + (eta * beta) * rowSum_o.
+    public static func rescaleUnsigned(_ acc: UnsafePointer<Int32>, gamma: Float, eta: Float, beta: Float,
+                                       rowSums: UnsafePointer<Int32>, into y: UnsafeMutablePointer<Float>, count: Int) {
+        let s = gamma / ActivationRange.unsignedLevels * beta, shift = eta * beta, offset = ActivationRange.unsignedOffset
+        for o in 0..<count { y[o] = Float(acc[o] &+ offset &* rowSums[o]) * s + shift * Float(rowSums[o]) }
     }
 }

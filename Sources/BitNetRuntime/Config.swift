@@ -1,5 +1,6 @@
 // The model's shape and options, read from the file's metadata ("config", the same keys
 // as a run's config.json "model") and checked before anything is allocated.
+import BitNetFormat
 import Foundation
 
 /// The norm of every block norm, the final norm and each BitLinear's SubLN.
@@ -24,7 +25,14 @@ public struct RuntimeConfig: Sendable {
     public let tied: Bool
     public let ropeTheta: Float
     public let normEpsilon: Float
+    /// Signed or unsigned activation codes (absent in older files: signed).
+    public let activationRange: ActivationRange
     public var headDim: Int { dim / heads }
+
+    /// Whether a projection quantizes its input to the unsigned range (the trainer's rule).
+    func unsignedInput(isDownProjection: Bool) -> Bool {
+        activationRange.isUnsigned(isDownProjection: isDownProjection, ffnActivation: activation.rawValue, norm: norm.rawValue)
+    }
     /// The KV cache and RoPE tables grow with the context; beyond this a file is suspect.
     public static let maxContext = 1 << 17
 
@@ -57,6 +65,10 @@ public struct RuntimeConfig: Sendable {
         }
         activation = a
         tied = (c["tied_embeddings"] as? Bool) ?? true
+        guard let range = ActivationRange(rawValue: (c["activation_range"] as? String) ?? "signed") else {
+            throw bad("activation_range must be signed, unsigned or auto")
+        }
+        activationRange = range
         ropeTheta = Float((c["rope_theta"] as? Double) ?? 10000)
         normEpsilon = Float((c["norm_epsilon"] as? Double) ?? 1e-5)
     }

@@ -33,6 +33,8 @@ public final class Model: @unchecked Sendable {
     let scores: Scratch<Float>  // [threads, context]
     let quantized: Scratch<Int8>
     let gammas: Scratch<Float>
+    /// The shift of unsigned codes, per (linear, token).
+    let etas: Scratch<Float>
     let qSums: Scratch<Int32>
     let tables: Scratch<UInt8>
     let accumulators, partialSums: Scratch<Int32>
@@ -76,6 +78,7 @@ public final class Model: @unchecked Sendable {
         scores = Scratch(threads * c.context)
         quantized = Scratch(Self.maxGroup * batch * wide)
         gammas = Scratch(Self.maxGroup * batch)
+        etas = Scratch(Self.maxGroup * batch)
         qSums = Scratch(Self.maxGroup * batch)
         tables = Scratch(Self.maxGroup * batch * tableStride)
         accumulators = Scratch(Self.maxGroup * batch * wideRows)
@@ -115,7 +118,11 @@ public final class Model: @unchecked Sendable {
                     }
                 }
                 let slot = j * batch + t, q = quantized.pointer + slot * wide
-                gammas.pointer[slot] = PackedBitLinear.quantize(h, count: cols, into: q)
+                if linear.rowSums != nil {
+                    (gammas.pointer[slot], etas.pointer[slot]) = PackedBitLinear.quantizeUnsigned(h, count: cols, into: q)
+                } else {
+                    gammas.pointer[slot] = PackedBitLinear.quantize(h, count: cols, into: q)
+                }
                 qSums.pointer[slot] = PackedBitLinear.prepare(q, cols: cols, tables: tables.pointer + slot * tableStride)
             }
         }
@@ -140,8 +147,16 @@ public final class Model: @unchecked Sendable {
                                     tableStride: tableStride, qSums: qSums.pointer + slot, tokens: tokens, blocks: blocks)
             let rows = 32 * blocks.lowerBound..<min(32 * blocks.upperBound, e.rows)
             for t in 0..<tokens {
-                PackedBitLinear.rescale(acc + t * wideRows + rows.lowerBound, gamma: gammas.pointer[slot + t], beta: e.scale,
-                                        into: outputs[j] + t * e.rows + rows.lowerBound, count: rows.count)
+                let y = outputs[j] + t * e.rows + rows.lowerBound, a = acc + t * wideRows + rows.lowerBound
+                if let sums = linears[j].rowSums {
+                    sums.withUnsafeBufferPointer {
+                        PackedBitLinear.rescaleUnsigned(a, gamma: gammas.pointer[slot + t], eta: etas.pointer[slot + t],
+                                                        beta: e.scale, rowSums: $0.baseAddress! + rows.lowerBound, into: y,
+                                                        count: rows.count)
+                    }
+                } else {
+                    PackedBitLinear.rescale(a, gamma: gammas.pointer[slot + t], beta: e.scale, into: y, count: rows.count)
+                }
             }
         }
     }

@@ -11,6 +11,8 @@ struct PackedLinear {
     let entry: TensorEntry
     let gain: Vector
     let bias: Vector?
+    /// Unsigned activation codes: each row's sum of W~ (what the codes' shift adds).
+    let rowSums: [Int32]?
 }
 
 struct LayerWeights {
@@ -18,6 +20,24 @@ struct LayerWeights {
     let query, key, value, output: PackedLinear
     let ffnNorm: Vector, ffnNormBias: Vector?
     let up: PackedLinear, gate: PackedLinear?, down: PackedLinear
+}
+
+extension Weights {
+    /// Each row's sum of W~ from the tiled planes: binary 2 popcount(row) - cols; ternary
+    /// 2 popcount(plus) - popcount(nonzero). Padding bits are zero, so whole bytes count.
+    static func rowSums(_ e: TensorEntry, _ planes: UnsafeRawPointer) -> [Int32] {
+        let bytes = planes.assumingMemoryBound(to: UInt8.self), tiles = e.tiles
+        func popcount(_ plane: UnsafePointer<UInt8>, row r: Int) -> Int32 {
+            var n = 0
+            let block = plane + r / 32 * tiles * 64 + r % 32
+            for t in 0..<tiles { n += block[t * 64].nonzeroBitCount + block[t * 64 + 32].nonzeroBitCount }
+            return Int32(n)
+        }
+        return (0..<e.rows).map { r in
+            e.type == .binary ? 2 * popcount(bytes, row: r) - Int32(e.cols)
+                : 2 * popcount(bytes + e.planeBytes, row: r) - popcount(bytes, row: r)
+        }
+    }
 }
 
 /// Every tensor the forward pass reads, found by name and checked against the config.
@@ -40,13 +60,14 @@ struct Weights {
         func optionalVector(_ name: String, _ count: Int) throws -> Vector? {
             c.norm == .layer ? try vector(name, count) : nil
         }
-        func linear(_ name: String, _ inFeatures: Int, _ outFeatures: Int) throws -> PackedLinear {
+        func linear(_ name: String, _ inFeatures: Int, _ outFeatures: Int, isDown: Bool = false) throws -> PackedLinear {
             let e = try f.tensor(name + ".weight")
             guard e.type == (c.ternary ? .ternary : .binary), e.rows == outFeatures, e.cols == inFeatures else {
                 throw RuntimeError(description: "\(path): tensor '\(name).weight' is not a packed [\(outFeatures), \(inFeatures)] matrix")
             }
+            let sums = c.unsignedInput(isDownProjection: isDown) ? f.data.withUnsafeBytes { Self.rowSums(e, $0.baseAddress! + e.offset) } : nil
             return PackedLinear(entry: e, gain: try vector(name + ".sub_norm.weight", inFeatures),
-                                bias: try optionalVector(name + ".sub_norm.bias", inFeatures))
+                                bias: try optionalVector(name + ".sub_norm.bias", inFeatures), rowSums: sums)
         }
         var layers: [LayerWeights] = []
         for l in 0..<c.layers {
@@ -59,7 +80,7 @@ struct Weights {
                 output: try linear(p + "attention.output", c.dim, c.dim),
                 ffnNorm: try vector(p + "ffn_norm.weight", c.dim), ffnNormBias: try optionalVector(p + "ffn_norm.bias", c.dim),
                 up: try linear(p + "ffn.up", c.dim, c.ffnDim), gate: c.gated ? try linear(p + "ffn.gate", c.dim, c.ffnDim) : nil,
-                down: try linear(p + "ffn.down", c.ffnDim, c.dim)))
+                down: try linear(p + "ffn.down", c.ffnDim, c.dim, isDown: true)))
         }
         self.layers = layers
         finalNorm = try vector("final_norm.weight", c.dim)

@@ -4,14 +4,16 @@
 // `binary` and `ternary` against the gradient of the straight-through surrogate (the
 // same network with each quantizer's Jacobian replaced by the identity). Per entry,
 // relative error with a floor at 1% of the tensor's largest checked gradient, below 1e-3.
+import BitNetFormat
 import Testing
 @testable import BitNet
 
 @Suite struct ModelGradientTests {
     struct Variant: CustomStringConvertible, Sendable {
         var mode: WeightMode, norm: NormKind, ffn: FFNActivation, tied: Bool, scaling: ActivationScaling = .perToken
+        var range: ActivationRange = .signed
         var description: String {
-            "\(mode.rawValue) \(norm.rawValue) \(ffn.rawValue) \(tied ? "tied" : "untied") \(scaling.rawValue)"
+            "\(mode.rawValue) \(norm.rawValue) \(ffn.rawValue) \(tied ? "tied" : "untied") \(scaling.rawValue) \(range.rawValue)"
         }
     }
 
@@ -25,6 +27,8 @@ import Testing
         Variant(mode: .ternary, norm: .layer, ffn: .gelu, tied: false),
         Variant(mode: .binary, norm: .layer, ffn: .relu2, tied: false, scaling: .perTensor),
         Variant(mode: .ternary, norm: .rms, ffn: .swiglu, tied: true, scaling: .perTensor),
+        Variant(mode: .binary, norm: .rms, ffn: .relu2, tied: false, range: .auto),
+        Variant(mode: .ternary, norm: .layer, ffn: .swiglu, tied: true, scaling: .perTensor, range: .unsigned),
     ]
 
     /// A tiny model with weights well away from the 0.02 init, so every path matters,
@@ -33,6 +37,7 @@ import Testing
         var c = ModelConfig()
         (c.vocabSize, c.dim, c.heads, c.layers, c.ffnDim, c.context) = (29, 16, 2, 2, 24, 6)
         (c.mode, c.norm, c.ffnActivation, c.tiedEmbeddings, c.activationScaling) = (v.mode, v.norm, v.ffn, v.tied, v.scaling)
+        c.activationRange = v.range
         let b = 2, t = c.context
         let model = Transformer(config: c, batch: b)
         model.initializeParameters(seed: 7)

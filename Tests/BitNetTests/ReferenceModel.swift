@@ -5,6 +5,7 @@
 // estimator's surrogate: the same network with each quantizer Q replaced by
 // v + (Q(v0) - v0), the offset frozen at a base point, so that its derivative is the
 // identity that the STE assumes while its value equals the quantized network's there.
+import BitNetFormat
 import Foundation
 @testable import BitNet
 
@@ -64,6 +65,16 @@ struct ReferenceModel {
             let h = norm(x, sub)
             if let offset = offsets?.activations[key] {
                 input = h.enumerated().map { r, row in row.indices.map { row[$0] + offset[r * row.count + $0] } }
+            } else if config.usesUnsignedActivations(s, isDownProjection: key.hasSuffix(".down")) {
+                // The paper's [0, Qb] variant: eta = min, gamma = max - min (per token, or over
+                // the sequence); x~ = round(clip((h - eta) 254 / gamma, 0, 254)); h ~ x~ gamma / 254 + eta.
+                input = h.enumerated().map { r, row in
+                    let rows = config.activationScaling == .perToken ? r...r : (r / t * t)...(r / t * t + t - 1)
+                    let eta = rows.map { h[$0].min()! }.min()!, top = rows.map { h[$0].max()! }.max()!
+                    let gamma = max(top - eta, 1e-5)
+                    return row.map { min(max(($0 - eta) * 254 / gamma, 0), 254).rounded(.toNearestOrEven) * gamma / 254 + eta }
+                }
+                record.activations[key] = zip(input.flatMap { $0 }, h.flatMap { $0 }).map { $0 - $1 }
             } else {
                 // gamma = absmax per token, or over the sequence (per tensor); x~ = round(clip(h 127 / gamma)).
                 let rowMax = h.map { row in max(row.map(abs).max() ?? 0, 1e-5) }

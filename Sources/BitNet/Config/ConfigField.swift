@@ -2,6 +2,7 @@
 // the property it reads and writes. The table of every field (ConfigFields.swift) is
 // the one place from which the JSON coding, validation, command-line overrides and the
 // README's table of fields all come.
+import BitNetFormat
 import Foundation
 
 /// A value a field can hold: read from a flag's text, written to config.json.

@@ -4,6 +4,8 @@
 // come from these two lists. The defaults themselves live beside each property
 // (ModelConfig, TrainingConfig) and in the presets.
 
+import BitNetFormat
+
 extension ModelConfig {
     static let fields: [ConfigField<ModelConfig>] = [
         .init("mode", \.mode, rule: .anyChoice, default: "`binary`",
@@ -21,6 +23,10 @@ extension ModelConfig {
               help: "Block norms, final norm and the SubLN inside each BitLinear: rms or layer."),
         .init("activation_scaling", \.activationScaling, rule: .anyChoice, default: "`per-token`",
               help: "Absmax scale of the int8 activations: per-token or per-tensor (the paper's; training only)."),
+        .init("activation_range", \.activationRange, rule: .anyChoice, default: "`signed`",
+              help: "8-bit activation codes: signed [-127, 127], or the paper's variant for non-negative inputs, "
+                  + "shifted by the minimum into [0, 254] (unsigned); auto: unsigned where the input is non-negative "
+                  + "by construction (the down projection after relu2 and an rms SubLN)."),
         .init("ffn_activation", \.ffnActivation, rule: .anyChoice, default: "`swiglu`",
               help: "Feed-forward non-linearity: swiglu (gate, up, down), gelu or relu2 (up, down)."),
         .init("tied_embeddings", \.tiedEmbeddings, rule: ConfigRule("true or false") { _ in true }, default: "`true`",

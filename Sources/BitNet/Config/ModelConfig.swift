@@ -1,4 +1,5 @@
 // The model's shape and the BitLinear options: every default in one place.
+import BitNetFormat
 import Foundation
 
 /// How the projections inside the blocks hold their weights.
@@ -51,6 +52,8 @@ public struct ModelConfig: ConfigTable, Sendable, Equatable {
     /// Kind of every norm: block norms, final norm and the SubLN inside BitLinear.
     public var norm: NormKind = .rms
     public var activationScaling: ActivationScaling = .perToken
+    /// Signed or (the paper's variant for non-negative inputs) unsigned 8-bit codes.
+    public var activationRange: ActivationRange = .signed
     public var ffnActivation: FFNActivation = .swiglu
     /// Share the embedding matrix with the output head.
     public var tiedEmbeddings: Bool = true
@@ -65,6 +68,12 @@ public struct ModelConfig: ConfigTable, Sendable, Equatable {
     public func encode(to encoder: Encoder) throws { try encodeFields(to: encoder) }
 
     public var headDim: Int { dim / heads }
+
+    /// Whether the BitLinear at `slots` quantizes its input to the unsigned range.
+    public func usesUnsignedActivations(_ slots: BitLinearSlots, isDownProjection: Bool) -> Bool {
+        mode.isQuantized && activationRange.isUnsigned(isDownProjection: isDownProjection,
+                                                       ffnActivation: ffnActivation.rawValue, norm: norm.rawValue)
+    }
 
     /// Throws a one-line message naming the bad field: each field's range (the table),
     /// then what holds between fields.
@@ -99,3 +108,5 @@ public struct ModelConfig: ConfigTable, Sendable, Equatable {
         return 6 * matmulWeights + 12 * Double(layers * context * dim)
     }
 }
+
+extension ActivationRange: ConfigChoice {}

@@ -65,8 +65,9 @@ public struct ActivationViews {
             var saved: [BitLinearSaved] = []
             if config.mode.isQuantized {
                 for p in layout.layers[l].projections {
+                    let unsigned = config.usesUnsignedActivations(p, isDownProjection: p.index == layout.layers[l].down.index)
                     saved.append(BitLinearSaved(mean: f.take(n), rstd: f.take(n), gamma: f.take(n),
-                                                quantized: by.take(n * p.inFeatures)))
+                                                quantized: by.take(n * p.inFeatures), eta: unsigned ? f.take(n) : nil))
                 }
             }
             layers.append(LayerActivations(

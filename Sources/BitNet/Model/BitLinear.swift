@@ -1,20 +1,35 @@
 // BitLinear (BitNet eq. 11): y = (Quant(SubLN(x)) @ W~^T) * beta * gamma / Qb, the
 // projection every block uses; in `fp` mode an ordinary linear layer y = x @ W^T.
 
+import BitNetFormat
+
 /// What a quantized BitLinear saves for its backward pass. Shapes: mean, rstd,
-/// gamma [N]; quantized [N, inFeatures] as Int8 (4x smaller than FP32).
+/// gamma [N]; quantized [N, inFeatures] as Int8 (4x smaller than FP32); eta [N], the
+/// shift of unsigned codes (nil for signed ones).
 public struct BitLinearSaved {
     public var mean: UnsafeMutablePointer<Float>
     public var rstd: UnsafeMutablePointer<Float>
     public var gamma: UnsafeMutablePointer<Float>
     public var quantized: UnsafeMutablePointer<Int8>
+    public var eta: UnsafeMutablePointer<Float>?
+
+    public init(mean: UnsafeMutablePointer<Float>, rstd: UnsafeMutablePointer<Float>, gamma: UnsafeMutablePointer<Float>,
+                quantized: UnsafeMutablePointer<Int8>, eta: UnsafeMutablePointer<Float>? = nil) {
+        (self.mean, self.rstd, self.gamma, self.quantized, self.eta) = (mean, rstd, gamma, quantized, eta)
+    }
 }
 
 /// The weights one BitLinear multiplies by: W~ (integer-valued floats, or W itself
-/// in fp mode) and its scale beta (1 in fp mode).
+/// in fp mode), its scale beta (1 in fp mode), and each row's sum of W~ (what the shift
+/// of unsigned activation codes adds to an output).
 public struct EffectiveWeight {
     public var values: UnsafeMutablePointer<Float>
     public var scale: Float
+    public var rowSums: UnsafePointer<Float>?
+
+    public init(values: UnsafeMutablePointer<Float>, scale: Float, rowSums: UnsafePointer<Float>? = nil) {
+        (self.values, self.scale, self.rowSums) = (values, scale, rowSums)
+    }
 }
 
 public struct BitLinearOptions {
@@ -22,6 +37,8 @@ public struct BitLinearOptions {
     public var norm: NormKind
     public var scaling: ActivationScaling
     public var normEpsilon: Float
+    /// Unsigned activation codes (ActivationRange): saved.eta and weight.rowSums are set.
+    public var unsigned = false
 }
 
 public enum BitLinear {
@@ -43,7 +60,11 @@ public enum BitLinear {
         // Integer-valued operands: the FP32 sums are exact (|sum| <= 127 * I < 2^24), so
         // this equals the runtime's integer accumulator before the one rescale per output.
         Matmul.forward(out, quantized, weight.values, rows: n, inFeatures: i, outFeatures: o)
-        rescaleRows(out, gamma: saved.gamma, weightScale: weight.scale, rows: n, width: o)
+        if options.unsigned, let eta = saved.eta, let rowSums = weight.rowSums {
+            rescaleRowsUnsigned(out, gamma: saved.gamma, eta: eta, weightScale: weight.scale, rowSums: rowSums, rows: n, width: o)
+        } else {
+            rescaleRows(out, gamma: saved.gamma, weightScale: weight.scale, rows: n, width: o)
+        }
     }
 
     /// SubLN, absmax and int8 quantization of the input, fused row by row so each row
@@ -56,22 +77,40 @@ public enum BitLinear {
         sequenceLength t: Int, width c: Int, options: BitLinearOptions
     ) {
         let perToken = options.scaling == .perToken
+        let eta = options.unsigned ? saved.eta : nil
         Parallel.forRanges(n, workPerItem: c) { rows in
             for r in rows {
                 let y = normed + r * c
                 (saved.mean[r], saved.rstd[r]) = Norm.forwardRow(options.norm, out: y, inp: inp + r * c, gain: gain,
                                                                  bias: bias, width: c, epsilon: options.normEpsilon)
-                saved.gamma[r] = Quantizers.absmaxRow(y, width: c)
-                if perToken {
-                    Quantizers.quantizeRow(out: quantized + r * c, saved: saved.quantized + r * c, inp: y,
-                                           gamma: saved.gamma[r], width: c)
+                if let eta {
+                    // Unsigned: (min, max) now, turned into (eta, gamma = max - eta) below.
+                    (eta[r], saved.gamma[r]) = Quantizers.minMaxRow(y, width: c)
+                    if perToken {
+                        saved.gamma[r] = max(saved.gamma[r] - eta[r], Quantizers.minimumAbsmax)
+                        Quantizers.quantizeRowUnsigned(out: quantized + r * c, saved: saved.quantized + r * c, inp: y,
+                                                       eta: eta[r], gamma: saved.gamma[r], width: c)
+                    }
+                } else {
+                    saved.gamma[r] = Quantizers.absmaxRow(y, width: c)
+                    if perToken {
+                        Quantizers.quantizeRow(out: quantized + r * c, saved: saved.quantized + r * c, inp: y,
+                                               gamma: saved.gamma[r], width: c)
+                    }
                 }
             }
         }
         guard !perToken else { return }
-        Quantizers.shareSequenceMaximum(saved.gamma, rows: n, sequenceLength: t)
-        Quantizers.quantizeActivations(out: quantized, saved: saved.quantized, inp: normed, gamma: saved.gamma,
-                                       rows: n, width: c)
+        if let eta {
+            Quantizers.shareSequenceRange(eta: eta, gamma: saved.gamma, rows: n, sequenceLength: t)
+            for r in 0..<n { saved.gamma[r] = max(saved.gamma[r] - eta[r], Quantizers.minimumAbsmax) }
+            Quantizers.quantizeActivationsUnsigned(out: quantized, saved: saved.quantized, inp: normed, eta: eta,
+                                                   gamma: saved.gamma, rows: n, width: c)
+        } else {
+            Quantizers.shareSequenceMaximum(saved.gamma, rows: n, sequenceLength: t)
+            Quantizers.quantizeActivations(out: quantized, saved: saved.quantized, inp: normed, gamma: saved.gamma,
+                                           rows: n, width: c)
+        }
     }
 
     /// y[n, o] = acc[n, o] * (gamma[n] / Qb * beta): the dequantization rule.
@@ -82,6 +121,20 @@ public enum BitLinear {
                 let s = gamma[r] / Quantizers.activationLevels * weightScale
                 let y = out + r * o
                 for j in 0..<o { y[j] *= s }
+            }
+        }
+    }
+
+    /// Unsigned codes: y[n, o] = acc[n, o] * (gamma[n] / 254 * beta) + (eta[n] * beta) * rowSum[o],
+    /// since x = x~ gamma / 254 + eta and the shift adds eta times the row's sum of W~.
+    static func rescaleRowsUnsigned(_ out: UnsafeMutablePointer<Float>, gamma: UnsafePointer<Float>,
+                                    eta: UnsafePointer<Float>, weightScale: Float, rowSums: UnsafePointer<Float>,
+                                    rows n: Int, width o: Int) {
+        Parallel.forRanges(n, workPerItem: o) { rows in
+            for r in rows {
+                let s = gamma[r] / ActivationRange.unsignedLevels * weightScale, shift = eta[r] * weightScale
+                let y = out + r * o
+                for j in 0..<o { y[j] = y[j] * s + shift * rowSums[j] }
             }
         }
     }
@@ -104,11 +157,17 @@ public enum BitLinear {
         }
         // dW += dout^T @ x_deq with x_deq = x~ * gamma / Qb.
         let dequantized = scratchA
+        let eta = options.unsigned ? saved.eta : nil
         Parallel.forRanges(n, workPerItem: i) { rows in
             for r in rows {
-                let s = saved.gamma[r] / Quantizers.activationLevels
                 let q = saved.quantized + r * i, x = dequantized + r * i
-                for j in 0..<i { x[j] = Float(q[j]) * s }
+                if let eta {
+                    let s = saved.gamma[r] / ActivationRange.unsignedLevels, shift = eta[r], offset = Float(ActivationRange.unsignedOffset)
+                    for j in 0..<i { x[j] = (Float(q[j]) + offset) * s + shift }
+                } else {
+                    let s = saved.gamma[r] / Quantizers.activationLevels
+                    for j in 0..<i { x[j] = Float(q[j]) * s }
+                }
             }
         }
         Matmul.backwardWeight(dparams + slots.weight, dout, dequantized, rows: n, inFeatures: i, outFeatures: o)

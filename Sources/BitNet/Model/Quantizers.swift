@@ -2,6 +2,8 @@
 // Sign-binarized weights (eq. 1-3) and absmean ternary weights (BitNet b1.58 eq. 1-3).
 // docs/FORMAT.md restates these rules for the runtime, which must match them exactly.
 
+import BitNetFormat
+
 public enum Quantizers {
     /// Qb = 2^(b-1) - 1 for b = 8 bits.
     public static let activationLevels: Float = 127
@@ -73,6 +75,78 @@ public enum Quantizers {
             }
         } else {
             for i in 0..<c { q[i] = (min(max(x[i] * scale, -qb), qb) + magic) - magic }
+        }
+    }
+
+    // MARK: Activations, unsigned (the paper's [0, Qb] variant for non-negative inputs)
+
+    /// eta = min x and gamma = max(max x - eta, 1e-5) over each row, or over each
+    /// sequence of `t` rows (per tensor). Shapes: inp [N, C]; eta, gamma [N].
+    public static func minRange(
+        eta: UnsafeMutablePointer<Float>, gamma: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>, rows n: Int,
+        width c: Int, scaling: ActivationScaling, sequenceLength t: Int
+    ) {
+        Parallel.forRanges(n, workPerItem: c) { rows in
+            for r in rows { (eta[r], gamma[r]) = minMaxRow(inp + r * c, width: c) }
+        }
+        if scaling == .perTensor { shareSequenceRange(eta: eta, gamma: gamma, rows: n, sequenceLength: t) }
+        for r in 0..<n { gamma[r] = max(gamma[r] - eta[r], minimumAbsmax) }
+    }
+
+    /// (min x, max x) of a row.
+    @inline(__always)
+    static func minMaxRow(_ x: UnsafePointer<Float>, width c: Int) -> (Float, Float) {
+        var lo = x[0], hi = x[0]
+        for i in 1..<c {
+            lo = min(lo, x[i])
+            hi = max(hi, x[i])
+        }
+        return (lo, hi)
+    }
+
+    /// Per-tensor: each row's (min, max) in (eta, gamma) becomes its sequence's.
+    static func shareSequenceRange(eta: UnsafeMutablePointer<Float>, gamma: UnsafeMutablePointer<Float>, rows n: Int,
+                                   sequenceLength t: Int) {
+        for start in stride(from: 0, to: n, by: t) {
+            let end = min(start + t, n)
+            var lo = eta[start], hi = gamma[start]
+            for r in start..<end {
+                lo = min(lo, eta[r])
+                hi = max(hi, gamma[r])
+            }
+            for r in start..<end { (eta[r], gamma[r]) = (lo, hi) }
+        }
+    }
+
+    /// x~ = round(clip((x - eta) * 254 / gamma, 0, 254)), rounding half to even, as
+    /// integer-valued floats; kept as x~ - 127 in an Int8 (the runtime's codes).
+    @inline(__always)
+    static func quantizeRowUnsigned(out q: UnsafeMutablePointer<Float>, saved s: UnsafeMutablePointer<Int8>?,
+                                    inp x: UnsafePointer<Float>, eta: Float, gamma: Float, width c: Int) {
+        let levels = ActivationRange.unsignedLevels
+        let scale = levels / gamma
+        let magic: Float = 12_582_912, offset = ActivationRange.unsignedOffset
+        if let s {
+            for i in 0..<c {
+                // As in quantizeRow: the integer k sits in the low bits of k + 1.5 * 2^23.
+                let shifted = min(max((x[i] - eta) * scale, 0), levels) + magic
+                q[i] = shifted - magic
+                s[i] = Int8(truncatingIfNeeded: Int32(bitPattern: shifted.bitPattern) &- offset)
+            }
+        } else {
+            for i in 0..<c { q[i] = (min(max((x[i] - eta) * scale, 0), levels) + magic) - magic }
+        }
+    }
+
+    public static func quantizeActivationsUnsigned(
+        out: UnsafeMutablePointer<Float>, saved: UnsafeMutablePointer<Int8>?, inp: UnsafePointer<Float>,
+        eta: UnsafePointer<Float>, gamma: UnsafePointer<Float>, rows n: Int, width c: Int
+    ) {
+        Parallel.forRanges(n, workPerItem: c) { rows in
+            for r in rows {
+                quantizeRowUnsigned(out: out + r * c, saved: saved.map { $0 + r * c }, inp: inp + r * c, eta: eta[r],
+                                    gamma: gamma[r], width: c)
+            }
         }
     }
 

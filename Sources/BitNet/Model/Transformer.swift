@@ -16,6 +16,11 @@ public final class Transformer {
     /// W~ of every BitLinear (integer-valued floats) in the quantized modes, and beta.
     private let quantized: UnsafeMutablePointer<Float>
     private let quantizedOffsets: [Int]
+    /// Per BitLinear: whether its input takes unsigned codes, and then where its rows'
+    /// sums of W~ start in `rowSums`.
+    let unsignedInputs: [Bool]
+    private let rowSums: UnsafeMutablePointer<Float>
+    private let rowSumOffsets: [Int]
     public private(set) var weightScales: [Float]
     private var quantizedWeightsAreStale = true
     /// W~ at the last `quantizationStatistics()` call, to count sign flips (checkpointed,
@@ -45,12 +50,24 @@ public final class Transformer {
         quantized = .allocate(capacity: max(total, 1))
         quantized.initialize(repeating: 0, count: max(total, 1))
         weightScales = Array(repeating: 1, count: layout.bitLinears.count)
+        let downs = Set(layout.layers.map(\.down.index))
+        let unsigned = layout.bitLinears.map { config.usesUnsignedActivations($0, isDownProjection: downs.contains($0.index)) }
+        unsignedInputs = unsigned
+        var sumOffsets: [Int] = [], sumTotal = 0
+        for p in layout.bitLinears {
+            sumOffsets.append(sumTotal)
+            sumTotal += unsigned[p.index] ? p.outFeatures : 0
+        }
+        rowSumOffsets = sumOffsets
+        rowSums = .allocate(capacity: max(sumTotal, 1))
+        rowSums.initialize(repeating: 0, count: max(sumTotal, 1))
     }
 
     deinit {
         parameters.deallocate()
         gradients.deallocate()
         quantized.deallocate()
+        rowSums.deallocate()
     }
 
     /// Bytes of memory a model of this shape needs to train with batch `batch`:
@@ -98,11 +115,21 @@ public final class Transformer {
             weightScales[j] = Quantizers.quantizeWeights(config.mode, out: quantized + quantizedOffsets[j],
                                                          weight: parameters + p.weight, count: p.weightCount)
         }
+        for p in layout.bitLinears where unsignedInputs[p.index] {
+            let w = quantized + quantizedOffsets[p.index], sums = rowSums + rowSumOffsets[p.index]
+            // Integers (sums of +-1 and 0): exact in FP32, as the runtime's.
+            for o in 0..<p.outFeatures {
+                var sum: Float = 0
+                for i in 0..<p.inFeatures { sum += w[o * p.inFeatures + i] }
+                sums[o] = sum
+            }
+        }
     }
 
     func effectiveWeight(_ slots: BitLinearSlots) -> EffectiveWeight {
         if config.mode.isQuantized {
-            return EffectiveWeight(values: quantized + quantizedOffsets[slots.index], scale: weightScales[slots.index])
+            return EffectiveWeight(values: quantized + quantizedOffsets[slots.index], scale: weightScales[slots.index],
+                                   rowSums: unsignedInputs[slots.index] ? UnsafePointer(rowSums + rowSumOffsets[slots.index]) : nil)
         }
         return EffectiveWeight(values: parameters + slots.weight, scale: 1)
     }
@@ -155,7 +182,7 @@ public final class Transformer {
             let next = l + 1 < config.layers ? a.layers[l + 1].input : a.output
             func linear(_ s: BitLinearSlots, _ out: UnsafeMutablePointer<Float>, _ inp: UnsafePointer<Float>) {
                 BitLinear.forward(out: out, inp: inp, params: params, slots: s, weight: effectiveWeight(s),
-                                  saved: saved(x, s, slots), options: options, rows: n, sequenceLength: t,
+                                  saved: saved(x, s, slots), options: options(s), rows: n, sequenceLength: t,
                                   scratchA: a.scratchA, scratchB: a.scratchB)
             }
             normForward(slots.attentionNorm, out: x.attentionNorm, mean: x.attentionNormMean, rstd: x.attentionNormRstd,
@@ -218,7 +245,7 @@ public final class Transformer {
             func linearBackward(_ s: BitLinearSlots, dinp: UnsafeMutablePointer<Float>, dout: UnsafePointer<Float>,
                                 inp: UnsafePointer<Float>) {
                 BitLinear.backward(dinp: dinp, dparams: grads, dout: dout, inp: inp, params: params, slots: s,
-                                   weight: effectiveWeight(s), saved: saved(x, s, slots), options: options, rows: n,
+                                   weight: effectiveWeight(s), saved: saved(x, s, slots), options: options(s), rows: n,
                                    scratchA: a.scratchA, scratchB: a.scratchB)
             }
             // dResidual holds dL/d(layer output) = dL/d(residualMid) through the skip.
@@ -252,6 +279,12 @@ public final class Transformer {
     }
 
     // MARK: Helpers
+
+    private func options(_ s: BitLinearSlots) -> BitLinearOptions {
+        var o = options
+        o.unsigned = unsignedInputs[s.index]
+        return o
+    }
 
     private func saved(_ x: LayerActivations, _ s: BitLinearSlots, _ slots: LayerSlots) -> BitLinearSaved? {
         config.mode.isQuantized ? x.saved[s.index - slots.query.index] : nil
