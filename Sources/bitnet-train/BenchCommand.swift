@@ -41,6 +41,7 @@ struct BenchCommand: ParsableCommand {
                     "\"ffn_dim\":\(m.ffnDim)", "\"ffn_activation\":\"\(m.ffnActivation.rawValue)\"", "\"context\":\(m.context)",
                     "\"batch\":\(config.training.batchSize)", "\"vocab_size\":\(m.vocabSize)",
                     "\"parameters\":\(m.totalParameters)", "\"threads\":\(threads)",
+                    "\"activation_storage\":\"\(config.training.activationStorage.rawValue)\"",
                     "\"tokens_per_second\":\(String(format: "%.1f", r.tokensPerSecond))",
                     "\"gflops\":\(String(format: "%.2f", r.gflops))",
                     "\"sgemm_peak_gflops\":\(String(format: "%.2f", peak))",

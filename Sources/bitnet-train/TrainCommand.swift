@@ -33,13 +33,14 @@ struct TrainCommand: ParsableCommand {
 
     private func printBanner(_ trainer: Trainer) {
         let c = trainer.config, m = c.model, t = c.training
-        let memory = Double(Transformer.trainingBytes(config: m, batch: t.microBatchSize)) / 1e9
+        let memory = Double(Transformer.trainingBytes(config: m, batch: t.microBatchSize, storage: t.activationStorage)) / 1e9
         log("run: \(out)  data: \(data) (\(trainer.dataset.train.count) train / \(trainer.dataset.val.count) val tokens)")
         log("model: preset \(c.preset ?? "custom"), mode \(m.mode.rawValue), dim \(m.dim), layers \(m.layers), heads \(m.heads), "
             + "ffn \(m.ffnDim) (\(m.ffnActivation.rawValue)), context \(m.context), vocab \(m.vocabSize), norm \(m.norm.rawValue), "
             + "activations \(m.activationScaling.rawValue), tied \(m.tiedEmbeddings)")
-        log(String(format: "parameters: %@ total, %@ non-embedding; %.1f MFLOP per token (training); peak memory ~%.2f GB",
-                   formatCount(m.totalParameters), formatCount(m.nonEmbeddingParameters), m.trainingFlopsPerToken / 1e6, memory))
+        log(String(format: "parameters: %@ total, %@ non-embedding; %.1f MFLOP per token (training); peak memory ~%.2f GB "
+                   + "(activations in %@)", formatCount(m.totalParameters), formatCount(m.nonEmbeddingParameters),
+                   m.trainingFlopsPerToken / 1e6, memory, t.activationStorage.rawValue))
         log(String(format: "training: %d steps x %d sequences (micro-batch %d) x %d tokens; lr %.2g, warm-up %d, %@ decay%@; "
                    + "weight decay %.2g; grad clip %.2g; seed %llu",
                    t.steps, t.batchSize, t.microBatchSize, m.context, t.peakLearningRate(for: m.mode), t.warmupSteps,

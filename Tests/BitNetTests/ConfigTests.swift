@@ -28,14 +28,17 @@ import Testing
         model.mode = .ternary
         #expect(config == RunConfig(preset: "mini", model: model, training: expected.training))
         // Written again: the same keys and values as the previous version wrote, and the
-        // one field added since (activation_range) at its default.
+        // fields added since (activation_range, activation_storage) at their defaults.
         let written = try JSONSerialization.jsonObject(with: JSONEncoder().encode(config)) as? [String: Any]
         var previous = try JSONSerialization.jsonObject(with: data) as? [String: Any] ?? [:]
         var previousModel = previous["model"] as? [String: Any] ?? [:]
         previousModel["activation_range"] = "signed"
         previous["model"] = previousModel
+        var previousTraining = previous["training"] as? [String: Any] ?? [:]
+        previousTraining["activation_storage"] = "f32"
+        previous["training"] = previousTraining
         #expect(written.map { NSDictionary(dictionary: $0) } == NSDictionary(dictionary: previous))
-        #expect(ConfigFields.all.count == 14 + 19)
+        #expect(ConfigFields.all.count == 14 + 20)
     }
 
     @Test func everyFieldHasAFlagAndIsChecked() throws {

@@ -75,6 +75,9 @@ extension TrainingConfig {
               help: "Validation windows (of context tokens) per evaluation."),
         .init("checkpoint_every", \.checkpointEvery, rule: .positive, default: "200",
               help: "Write a checkpoint every this many steps."),
+        .init("activation_storage", \.activationStorage, rule: .anyChoice, default: "`f32`",
+              help: "Activations saved for the backward pass in f32, or bf16 (half their memory; weights, gradients "
+                  + "and AdamW state stay FP32, arithmetic is FP32)."),
     ]
 }
 

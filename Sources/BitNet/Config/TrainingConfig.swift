@@ -36,6 +36,9 @@ public struct TrainingConfig: ConfigTable, Sendable, Equatable {
     /// Validation windows (of `context` tokens) per evaluation.
     public var evalWindows: Int = 64
     public var checkpointEvery: Int = 200
+    /// How activations saved for the backward pass are kept: FP32, or BF16 (half their
+    /// memory; master weights, gradients and AdamW state stay FP32 either way).
+    public var activationStorage: ActivationStorage = .f32
 
     public init() {}
 

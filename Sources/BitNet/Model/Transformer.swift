@@ -29,15 +29,17 @@ public final class Transformer {
 
     private var lastBatch = 0, lastLength = 0, hasTargets = false
 
-    /// - Parameter batch: the largest batch `forward` will be given.
-    public init(config: ModelConfig, batch: Int) {
+    /// - Parameters:
+    ///   - batch: the largest batch `forward` will be given.
+    ///   - storage: how the activations saved for the backward pass are kept.
+    public init(config: ModelConfig, batch: Int, storage: ActivationStorage = .f32) {
         self.config = config
         layout = ParameterLayout(config: config)
         parameters = .allocate(capacity: layout.totalCount)
         parameters.initialize(repeating: 0, count: layout.totalCount)
         gradients = .allocate(capacity: layout.totalCount)
         gradients.initialize(repeating: 0, count: layout.totalCount)
-        activations = Activations(config: config, batch: batch)
+        activations = Activations(config: config, batch: batch, storage: storage)
         rope = Rope(context: config.context, headDim: config.headDim, theta: config.ropeTheta)
         options = BitLinearOptions(mode: config.mode, norm: config.norm, scaling: config.activationScaling,
                                    normEpsilon: config.normEpsilon)
@@ -72,10 +74,10 @@ public final class Transformer {
 
     /// Bytes of memory a model of this shape needs to train with batch `batch`:
     /// parameters, gradients, both AdamW moments, quantized weights and activations.
-    public static func trainingBytes(config: ModelConfig, batch: Int) -> Int {
+    public static func trainingBytes(config: ModelConfig, batch: Int, storage: ActivationStorage = .f32) -> Int {
         let layout = ParameterLayout(config: config)
         let quantizedCount = config.mode.isQuantized ? layout.bitLinears.reduce(0) { $0 + $1.weightCount } : 0
-        return 4 * (4 * layout.totalCount + quantizedCount) + Activations.bytesNeeded(config: config, batch: batch)
+        return 4 * (4 * layout.totalCount + quantizedCount) + Activations.bytesNeeded(config: config, batch: batch, storage: storage)
     }
 
     // MARK: Initialization
@@ -185,6 +187,7 @@ public final class Transformer {
                                   saved: saved(x, s, slots), options: options(s), rows: n, sequenceLength: t,
                                   scratchA: a.scratchA, scratchB: a.scratchB)
             }
+            x.storeInput()  // BF16 storage: before the layer's output overwrites the working input
             normForward(slots.attentionNorm, out: x.attentionNorm, mean: x.attentionNormMean, rstd: x.attentionNormRstd,
                         inp: x.input, rows: n)
             linear(slots.query, x.q, x.attentionNorm)
@@ -203,6 +206,7 @@ public final class Transformer {
                                 gate: slots.gate == nil ? nil : x.gate, count: n * f)
             linear(slots.down, a.projectionOut, x.hidden)
             add(next, x.residualMid, a.projectionOut, count: n * c)
+            x.storeRest()
         }
         normForward(layout.finalNorm, out: a.finalNorm, mean: a.finalNormMean, rstd: a.finalNormRstd, inp: a.output, rows: n)
         Matmul.forward(a.logits, a.finalNorm, params + layout.head, rows: n, inFeatures: c, outFeatures: v)
@@ -242,6 +246,7 @@ public final class Transformer {
 
         for (l, slots) in layout.layers.enumerated().reversed() {
             let x = a.layers[l]
+            x.restore()  // BF16 storage: the layer's saved tensors back into the working layer
             func linearBackward(_ s: BitLinearSlots, dinp: UnsafeMutablePointer<Float>, dout: UnsafePointer<Float>,
                                 inp: UnsafePointer<Float>) {
                 BitLinear.backward(dinp: dinp, dparams: grads, dout: dout, inp: inp, params: params, slots: s,

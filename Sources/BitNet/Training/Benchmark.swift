@@ -68,7 +68,8 @@ public enum Benchmark {
         return Result(mode: m.mode, tokensPerSecond: tokensPerSecond,
                       gflops: tokensPerSecond * m.trainingFlopsPerToken / 1e9, secondsPerStep: median,
                       steps: steps, peakMemoryBytes: peakResidentBytes(),
-                      estimatedMemoryBytes: Transformer.trainingBytes(config: m, batch: t.microBatchSize), losses: losses)
+                      estimatedMemoryBytes: Transformer.trainingBytes(config: m, batch: t.microBatchSize, storage: t.activationStorage),
+                      losses: losses)
     }
 
     /// The process's peak resident set size (Linux VmHWM), 0 where unavailable.

@@ -37,7 +37,8 @@ public final class Trainer {
                                       + "\(dataset.directory) was prepared with \(dataset.meta.vocabSize)")
         }
         try dataset.check(context: config.model.context)
-        let needed = Transformer.trainingBytes(config: config.model, batch: config.training.microBatchSize)
+        let needed = Transformer.trainingBytes(config: config.model, batch: config.training.microBatchSize,
+                                               storage: config.training.activationStorage)
         let limit = memoryLimit ?? Int(Double(ProcessInfo.processInfo.physicalMemory) * 0.85)
         guard needed <= limit else {
             throw BitNetError.field("micro_batch_size", problem: String(

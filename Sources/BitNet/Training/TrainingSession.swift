@@ -34,7 +34,7 @@ public final class TrainingSession {
     public init(config: RunConfig) {
         self.config = config
         let t = config.training, seed = t.seed
-        model = Transformer(config: config.model, batch: t.microBatchSize)
+        model = Transformer(config: config.model, batch: t.microBatchSize, storage: t.activationStorage)
         model.initializeParameters(seed: seed)
         optimizer = AdamW(count: model.layout.totalCount)
         schedule = LearningRateSchedule(config: t, mode: config.model.mode)

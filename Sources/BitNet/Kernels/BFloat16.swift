@@ -1,0 +1,20 @@
+// BF16 storage for activations kept for the backward pass: the top 16 bits of an FP32,
+// rounded to nearest even (as the AVX-512 BF16 conversions round). Plain loops over the
+// bit patterns, which the compiler vectorizes (AVX2 here; the machine has no BF16 unit).
+
+public enum BFloat16 {
+    /// out[i] = x[i] rounded to BF16; a NaN stays a (quiet) NaN, infinities stay infinite.
+    public static func encode(_ x: UnsafePointer<Float>, into out: UnsafeMutablePointer<UInt16>, count: Int) {
+        for i in 0..<count {
+            let bits = x[i].bitPattern
+            let rounded = bits &+ 0x7FFF &+ ((bits >> 16) & 1)
+            let isNaN = bits & 0x7FFF_FFFF > 0x7F80_0000
+            out[i] = UInt16(truncatingIfNeeded: (isNaN ? bits | 0x0040_0000 : rounded) >> 16)
+        }
+    }
+
+    /// out[i] = x[i] widened to FP32 (exact).
+    public static func decode(_ x: UnsafePointer<UInt16>, into out: UnsafeMutablePointer<Float>, count: Int) {
+        for i in 0..<count { out[i] = Float(bitPattern: UInt32(x[i]) << 16) }
+    }
+}
