@@ -21,7 +21,7 @@ public enum BitNetError: Error, CustomStringConvertible, Equatable {
         case .field(let key, let problem): "config field \(key) \(problem)"
         case .file(let message), .invalid(let message): message
         case .diverged(let message):
-            message + "; stopping. The last good checkpoint is kept; try a lower learning_rate or grad_clip"
+            message + "; stopped. Try a lower learning_rate or grad_clip"
         case .occupied(let what): what + "; continue it, or replace it"
         }
     }

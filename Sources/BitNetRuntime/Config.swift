@@ -71,5 +71,8 @@ public struct RuntimeConfig: Sendable {
         activationRange = range
         ropeTheta = Float((c["rope_theta"] as? Double) ?? 10000)
         normEpsilon = Float((c["norm_epsilon"] as? Double) ?? 1e-5)
+        // The trainer's own ranges (ConfigFields): anything else is damage, not a model.
+        guard ropeTheta.isFinite && ropeTheta > 1 else { throw bad("rope_theta must be a finite number > 1, got \(ropeTheta)") }
+        guard normEpsilon > 0 && normEpsilon < 1 else { throw bad("norm_epsilon must be in (0, 1), got \(normEpsilon)") }
     }
 }

@@ -44,7 +44,11 @@ public final class ModelFile: @unchecked Sendable {
     public init(path: String) throws {
         self.path = path
         func bad(_ what: String) -> RuntimeError { RuntimeError(description: "\(path): \(what)") }
-        guard FileManager.default.fileExists(atPath: path) else { throw bad("file does not exist") }
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else { throw bad("file does not exist") }
+        guard !isDirectory.boolValue else { throw bad("is a directory, not a model file") }
+        let kind = (try? FileManager.default.attributesOfItem(atPath: path)[.type] as? FileAttributeType) ?? nil
+        guard kind == .typeRegular || kind == .typeSymbolicLink else { throw bad("is not a regular file") }
         do {
             data = try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped)
         } catch {
@@ -109,7 +113,10 @@ public final class ModelFile: @unchecked Sendable {
                 guard entry.length == expected else {
                     throw bad("tensor '\(name)' has \(record.length) bytes, expected \(expected) for its type and shape")
                 }
-                guard entry.scale.isFinite else { throw bad("tensor '\(name)' has a non-finite scale") }
+                // beta = mean |W|: finite, not negative (zero for an all-zero matrix).
+                guard entry.scale.isFinite && entry.scale >= 0 && entry.scale < 1e30 else {
+                    throw bad("tensor '\(name)' has scale \(entry.scale); a scale is a mean |W|, finite and >= 0")
+                }
                 guard tensors[name] == nil else { throw bad("tensor '\(name)' appears twice") }
                 tensors[name] = entry
             }

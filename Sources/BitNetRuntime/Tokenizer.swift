@@ -34,11 +34,18 @@ public final class Tokenizer: @unchecked Sendable {
         }
         pieces = pieceStrings.map { Array($0.utf8) }
         scores = scoreValues.map(Float.init)
-        func id(_ key: String) -> Int32 { Int32((metadata[key] as? Int) ?? -1) }
-        eosID = id("eos_id")
-        bosID = id("bos_id")
-        unknownID = id("unk_id")
-        guard unknownID >= 0 && Int(unknownID) < vocabSize else { throw bad("has no valid unknown id") }
+        // Special ids: absent (-1), or inside the vocabulary.
+        func id(_ key: String) throws -> Int32 {
+            let value = (metadata[key] as? Int) ?? -1
+            guard value == -1 || (value >= 0 && value < vocabSize) else {
+                throw bad("\(key) \(value) is outside the vocabulary (0..<\(vocabSize))")
+            }
+            return Int32(value)
+        }
+        eosID = try id("eos_id")
+        bosID = try id("bos_id")
+        unknownID = try id("unk_id")
+        guard unknownID >= 0 else { throw bad("has no unknown id") }
         addDummyPrefix = (metadata["add_dummy_prefix"] as? Bool) ?? true
         var mergeable: [[UInt8]: Int32] = [:]
         var byteIDs = [Int32](repeating: -1, count: 256)

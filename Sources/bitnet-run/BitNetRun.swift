@@ -155,10 +155,16 @@ struct BitNetRun: ParsableCommand {
     }
 
     func runBenchmark(_ m: Model) throws {
+        guard m.config.context >= 2 else {
+            throw RunError("--bench needs a context of at least 2 tokens; this model's is \(m.config.context)")
+        }
         let promptTokens = promptTokens ?? min(128, m.config.context / 2)
         let genTokens = genTokens ?? min(128, m.config.context / 2)
-        guard promptTokens + genTokens <= m.config.context else {
-            throw RunError("--prompt-tokens + --gen-tokens (\(promptTokens + genTokens)) exceed the model's context of \(m.config.context)")
+        // Compared without adding, which could overflow for huge counts.
+        guard promptTokens <= m.config.context, genTokens <= m.config.context - promptTokens else {
+            let total = promptTokens.addingReportingOverflow(genTokens)
+            throw RunError("--prompt-tokens + --gen-tokens (\(total.overflow ? "more than \(Int.max)" : "\(total.partialValue)")) "
+                           + "exceed the model's context of \(m.config.context)")
         }
         let c = m.config
         log("bench: \(model): \(c.ternary ? "ternary" : "binary"), d\(c.dim), \(c.layers) layers, ffn \(c.ffnDim), vocab \(c.vocabSize); "

@@ -35,7 +35,7 @@ func commandLineMessage(_ error: Error) -> String {
     switch error {
     case .field(let key, let problem): return "\(ConfigFields.entry(key: key)?.flag ?? key) \(problem)"
     case .diverged(let message):
-        return message + "; stopping. The last good checkpoint is kept; try a lower --lr or a smaller --grad-clip"
+        return message + "; stopped. Try a lower --lr or a smaller --grad-clip"
     case .occupied(let what) where what.hasSuffix("already holds a run"):
         return what + "; pass --resume to continue it or --force to replace it"
     case .occupied(let what):

@@ -327,6 +327,12 @@ import BitNetRuntime
             try expectCleanFailure(arguments, executable: "bitnet-run", leading: [model], mentions: fragment)
         }
         try expectCleanFailure([], executable: "bitnet-run", mentions: "give a model file")
+        // --bench on a context of 1, and token counts whose sum overflows.
+        let one = directory.appendingPathComponent("one.bitnet").path
+        #expect(try Fixtures.run(["export", "--random"] + shape + ["--context", "1", "--out", one]).status == 0)
+        try expectCleanFailure(["--bench"], executable: "bitnet-run", leading: [one], mentions: "needs a context of at least 2")
+        try expectCleanFailure(["--bench", "--prompt-tokens", "\(Int.max)", "--gen-tokens", "10"], executable: "bitnet-run",
+                               leading: [model], mentions: "exceed the model's context of 64")
         let notText = try Fixtures.run(["--max-tokens", "3"], executable: "bitnet-run", leading: [model], input: Data([0x61, 0xFF, 0x0A]))
         #expect(notText.status == 1 && notText.stderr == "bitnet-run: error: standard input is not valid UTF-8\n", "\(notText.stderr)")
         // A context beyond the runtime's limit is refused when the model is loaded.

@@ -78,6 +78,10 @@ public final class TokenDataset: @unchecked Sendable {
             throw BitNetError.file("\(metaURL.path): malformed: \(error)")
         }
         guard meta.vocabSize > 0 else { throw BitNetError.file("\(metaURL.path): vocab_size must be positive") }
+        // A file name inside the data directory, never a path out of it.
+        guard !meta.tokenizer.isEmpty, !meta.tokenizer.contains("/"), meta.tokenizer != "..", meta.tokenizer != "." else {
+            throw BitNetError.file("\(metaURL.path): tokenizer must be a file name inside \(directory), got '\(meta.tokenizer)'")
+        }
         train = try TokenFile(path: directory + "/train.bin", dtype: meta.dtype, expectedCount: meta.trainTokens,
                               vocabSize: meta.vocabSize)
         val = try TokenFile(path: directory + "/val.bin", dtype: meta.dtype, expectedCount: meta.valTokens,

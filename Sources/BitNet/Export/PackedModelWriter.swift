@@ -90,10 +90,15 @@ public enum PackedModel {
 
     /// Writes a model file: the config and tokenizer as metadata, then `entries`.
     public static func write(config: ModelConfig, tensors entries: [PackedTensor], tokenizer: [String: Any], to url: URL) throws {
+        try write(configObject: JSONSerialization.jsonObject(with: JSONEncoder().encode(config)), tensors: entries,
+                  tokenizer: tokenizer, to: url)
+    }
+
+    /// Writes a model file with the config as a JSON object (tests write hostile values this way).
+    static func write(configObject: Any, tensors entries: [PackedTensor], tokenizer: [String: Any], to url: URL) throws {
         for e in entries where e.name.utf8.count >= PackedFormat.nameCapacity {
             throw BitNetError.invalid("tensor name '\(e.name)' is too long for the packed format")
         }
-        let configObject = try JSONSerialization.jsonObject(with: JSONEncoder().encode(config))
         let metadata = try JSONSerialization.data(
             withJSONObject: ["format": PackedFormat.metadataFormat, "config": configObject, "tokenizer": tokenizer],
             options: [.sortedKeys])

@@ -49,6 +49,10 @@ public final class RunDirectory {
     /// the first one's files.
     public func lock() throws {
         guard lockDescriptor < 0 else { return }
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory), !isDirectory.boolValue {
+            throw BitNetError.file("\(url.path): is a file, not a run directory")
+        }
         do {
             try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
         } catch {
@@ -61,6 +65,10 @@ public final class RunDirectory {
             throw BitNetError.file("\(url.path): another trainer is using this run directory")
         }
         lockDescriptor = fd
+        // Temporary files of a writer that was killed (AtomicFile names them ".NAME.tmp-PID").
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: url.path)) ?? [] where name.hasPrefix(".") && name.contains(".tmp-") {
+            try? FileManager.default.removeItem(at: url.appendingPathComponent(name))
+        }
     }
 
     /// Lets another trainer use the directory.

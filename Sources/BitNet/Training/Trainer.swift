@@ -19,6 +19,8 @@ public final class Trainer {
     public var state: TrainingState { session.state }
     /// Checked between steps; when true the trainer checkpoints and returns (Ctrl-C).
     public var shouldStop: () -> Bool = { false }
+    /// The step of the newest checkpoint on disk, if any.
+    public private(set) var lastCheckpointStep: Int?
     /// Tests only: simulate a kill part way through the checkpoint written at this step.
     public var failCheckpointWrite: (step: Int, afterBytes: Int)?
 
@@ -37,6 +39,13 @@ public final class Trainer {
                                       + "\(dataset.directory) was prepared with \(dataset.meta.vocabSize)")
         }
         try dataset.check(context: config.model.context)
+        if FileManager.default.fileExists(atPath: dataset.tokenizerPath) {
+            let tokenizer = try Tokenizer(path: dataset.tokenizerPath)
+            guard tokenizer.vocabSize == dataset.meta.vocabSize else {
+                throw BitNetError.file("\(dataset.tokenizerPath): its vocabulary of \(tokenizer.vocabSize) differs from the "
+                                       + "data's \(dataset.meta.vocabSize); prepare the data again with this tokenizer")
+            }
+        }
         let needed = Transformer.trainingBytes(config: config.model, batch: config.training.microBatchSize,
                                                storage: config.training.activationStorage)
         let limit = memoryLimit ?? Int(Double(ProcessInfo.processInfo.physicalMemory) * 0.85)
@@ -54,6 +63,7 @@ public final class Trainer {
         session = TrainingSession(config: config)
         if let checkpoint {
             try session.restore(from: checkpoint.file, state: checkpoint.state)
+            lastCheckpointStep = checkpoint.state.step
             try directory.truncateMetrics(after: checkpoint.state.step)
         } else {
             try directory.start(config: config, tokenizerPath: dataset.tokenizerPath)
@@ -85,7 +95,13 @@ public final class Trainer {
                 report(.stopped(step: state.step))
                 return
             }
-            let result = try session.step(from: .dataset(dataset))
+            let result: StepResult
+            do {
+                result = try session.step(from: .dataset(dataset))
+            } catch BitNetError.diverged(let reason) {
+                let kept = lastCheckpointStep.map { "the checkpoint of step \($0) is kept" } ?? "no checkpoint was written yet"
+                throw BitNetError.diverged(reason + "; " + kept)
+            }
             session.setElapsedSeconds(Date().timeIntervalSince(start))
             windowTokens += t.batchSize * m.context
 
@@ -115,5 +131,6 @@ public final class Trainer {
         let fail = failCheckpointWrite.flatMap { $0.step == state.step ? $0.afterBytes : nil }
         try Checkpoint.save(to: directory.checkpointURL, config: config, model: model, optimizer: session.optimizer,
                             state: state, failAfterBytes: fail)
+        lastCheckpointStep = state.step
     }
 }
