@@ -2,10 +2,26 @@
 // (a full disk, a closed pipe) thrown instead of trapping inside Foundation.
 import Foundation
 
+/// A failed write to standard output, in one line.
+public struct OutputError: Error, CustomStringConvertible {
+    public let description: String
+}
+
 public enum Output {
-    /// Writes to stdout; throws on a write error.
+    /// Writes to stdout; throws one line on a write error (a full disk). A closed pipe
+    /// (`| head`) ends the program quietly, as SIGPIPE ends other command-line tools.
     public static func write(_ bytes: some DataProtocol) throws {
-        try FileHandle.standardOutput.write(contentsOf: bytes)
+        do {
+            try FileHandle.standardOutput.write(contentsOf: bytes)
+        } catch {
+            let code = ((error as NSError).userInfo[NSUnderlyingErrorKey] as? NSError)?.code ?? 0
+            if code == Int(EPIPE) {
+                signal(SIGPIPE, SIG_DFL)
+                raise(SIGPIPE)
+            }
+            throw OutputError(description: "cannot write to standard output: "
+                              + (code != 0 ? String(cString: strerror(Int32(code))) : "\(error)"))
+        }
     }
 
     public static func write(_ text: String) throws { try write(Data(text.utf8)) }
@@ -16,3 +32,7 @@ public enum Output {
 public func log(_ message: String, terminator: String = "\n") {
     try? FileHandle.standardError.write(contentsOf: Data((message + terminator).utf8))
 }
+
+/// Output to standard output, with write errors thrown: `print` buffers, and a full disk
+/// would be noticed by nobody.
+public func printLine(_ text: String) throws { try Output.write(text + "\n") }

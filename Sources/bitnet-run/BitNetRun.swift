@@ -51,7 +51,7 @@ struct BitNetRun: ParsableCommand {
                 Foundation.exit(1)
             }
         }
-        main(nil)
+        mainWithOneLineErrors(programName: "bitnet-run")
     }
 
     func validate() throws {
@@ -66,7 +66,7 @@ struct BitNetRun: ParsableCommand {
 
     func run() throws {
         do {
-            if benchKernel { return benchmarkKernel() }
+            if benchKernel { return try benchmarkKernel() }
             let m = try Model(path: model, threads: threads, kvCache: kvCache)
             if bench {
                 try runBenchmark(m)
@@ -191,17 +191,17 @@ struct BitNetRun: ParsableCommand {
                 object["fraction_of_bound"] = r.genTokensPerSecond / bound
             }
             let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
-            print(String(decoding: data, as: UTF8.self))
+            try printLine(String(decoding: data, as: UTF8.self))
         } else {
-            print(String(format: "prompt processing  %8.1f tokens/s  (range %.1f-%.1f, %d tokens)", r.promptTokensPerSecond,
+            try printLine(String(format: "prompt processing  %8.1f tokens/s  (range %.1f-%.1f, %d tokens)", r.promptTokensPerSecond,
                          r.promptRange.lowerBound, r.promptRange.upperBound, promptTokens))
-            print(String(format: "generation         %8.2f tokens/s  (range %.2f-%.2f, %d tokens), %.2f ms/token", r.genTokensPerSecond,
+            try printLine(String(format: "generation         %8.2f tokens/s  (range %.2f-%.2f, %d tokens), %.2f ms/token", r.genTokensPerSecond,
                          r.genRange.lowerBound, r.genRange.upperBound, genTokens, r.msPerGenToken))
-            print(String(format: "model              %8.1f MB, %.3f bits per BitLinear weight; %.1f MB read per generated token",
+            try printLine(String(format: "model              %8.1f MB, %.3f bits per BitLinear weight; %.1f MB read per generated token",
                          Double(modelBytes) / 1e6, RuntimeBenchmark.bitsPerWeight(m), Double(bytesPerToken) / 1e6))
-            print(String(format: "peak resident      %8.1f MB", Double(peak) / 1e6))
+            try printLine(String(format: "peak resident      %8.1f MB", Double(peak) / 1e6))
             if let bandwidth, let bound {
-                print(String(format: "bandwidth bound    %8.1f tokens/s  (%.1f GB/s read with %d threads); generation at %.0f%% of it",
+                try printLine(String(format: "bandwidth bound    %8.1f tokens/s  (%.1f GB/s read with %d threads); generation at %.0f%% of it",
                              bound, bandwidth / 1e9, threads, 100 * r.genTokensPerSecond / bound))
             }
         }
@@ -211,11 +211,11 @@ struct BitNetRun: ParsableCommand {
 extension BitNetRun {
     /// The product kernel on one plane of 1536 x 1536 (in cache) and 4096 x 4096 x 8
     /// (far larger than the caches).
-    func benchmarkKernel() {
+    func benchmarkKernel() throws {
         log("product kernel (\(RuntimeBenchmark.kernel)), one thread, one token; one plane = 1 bit per weight")
         for (rows, cols, place) in [(1536, 1536, "in cache"), (32768, 4096, "from memory")] {
             let r = RuntimeBenchmark.productKernel(rows: rows, cols: cols)
-            print(String(format: "%5d x %4d (%@): %.2f ns per 64-byte tile, %.1f GB/s of plane", rows, cols, place, r.nsPerTile,
+            try printLine(String(format: "%5d x %4d (%@): %.2f ns per 64-byte tile, %.1f GB/s of plane", rows, cols, place, r.nsPerTile,
                          r.bytesPerSecond / 1e9))
         }
     }

@@ -49,9 +49,9 @@ struct BenchCommand: ParsableCommand {
                     "\"seconds_per_step\":\(String(format: "%.4f", r.secondsPerStep))",
                     "\"peak_rss_bytes\":\(r.peakMemoryBytes)", "\"estimated_memory_bytes\":\(r.estimatedMemoryBytes)",
                 ]
-                print("{" + fields.joined(separator: ",") + "}")
+                try printLine("{" + fields.joined(separator: ",") + "}")
             } else {
-                print(String(format: "%@: %.0f tokens/s, %.1f GFLOP/s (%.0f%% of the %.1f GFLOP/s sgemm peak), %.3f s/step, "
+                try printLine(String(format: "%@: %.0f tokens/s, %.1f GFLOP/s (%.0f%% of the %.1f GFLOP/s sgemm peak), %.3f s/step, "
                              + "peak RSS %.2f GB, %@ parameters", m.mode.rawValue, r.tokensPerSecond, r.gflops,
                              100 * r.gflops / peak, peak, r.secondsPerStep, Double(r.peakMemoryBytes) / 1e9,
                              formatCount(m.totalParameters)))

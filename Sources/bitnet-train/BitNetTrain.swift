@@ -14,6 +14,8 @@ struct BitNetTrain: ParsableCommand {
                       SampleCommand.self, BenchCommand.self, SweepCommand.self, LearningRateSweepCommand.self,
                       ReportCommand.self, ExportCommand.self, PresetsCommand.self, FieldsCommand.self]
     )
+
+    static func main() { mainWithOneLineErrors(programName: "bitnet-train") }
 }
 
 /// Runs `body`, turning any error into one line on stderr and exit status 1.
@@ -57,7 +59,7 @@ struct PresetsCommand: ParsableCommand {
     func run() throws {
         for p in Preset.all {
             let m = p.model
-            print("\(p.name.padding(toLength: 8, withPad: " ", startingAt: 0)) dim \(m.dim), layers \(m.layers), heads \(m.heads), "
+            try printLine("\(p.name.padding(toLength: 8, withPad: " ", startingAt: 0)) dim \(m.dim), layers \(m.layers), heads \(m.heads), "
                   + "ffn \(m.ffnDim), context \(m.context), batch \(p.training.batchSize) (micro \(p.training.microBatchSize)), "
                   + "\(p.training.steps) steps; \(formatCount(m.nonEmbeddingParameters)) non-embedding parameters "
                   + "(binary, vocabulary \(m.vocabSize)): \(p.summary)")

@@ -45,9 +45,9 @@ struct EvalCommand: ParsableCommand {
                 tokens = (ids.count - 1) / config.model.context * config.model.context
             }
             if json {
-                print("{\"step\":\(state.step),\"val_loss\":\(loss),\"val_perplexity\":\(exp(Double(loss))),\"tokens\":\(tokens)}")
+                try printLine("{\"step\":\(state.step),\"val_loss\":\(loss),\"val_perplexity\":\(exp(Double(loss))),\"tokens\":\(tokens)}")
             } else {
-                print(String(format: "step %d: loss %.4f, perplexity %.3f over %d tokens", state.step, loss, exp(Double(loss)), tokens))
+                try printLine(String(format: "step %d: loss %.4f, perplexity %.3f over %d tokens", state.step, loss, exp(Double(loss)), tokens))
             }
         }
     }

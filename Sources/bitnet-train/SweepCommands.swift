@@ -64,7 +64,7 @@ struct SweepCommand: ParsableCommand {
                 }
             }
             let markdown = try SweepReport(directory: directory).write()
-            print(markdown)
+            try printLine(markdown)
             log("wrote \(out)/report.md, results.csv, results.json and the plots")
         }
     }
@@ -78,7 +78,7 @@ struct ReportCommand: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            print(try SweepReport(directory: URL(fileURLWithPath: sweep)).write())
+            try printLine(try SweepReport(directory: URL(fileURLWithPath: sweep)).write())
         }
     }
 }
@@ -107,7 +107,7 @@ struct LearningRateSweepCommand: ParsableCommand {
                 learningRates: try parseList(lrs, flag: "--lrs") { Float($0) }, dataset: dataset,
                 directory: URL(fileURLWithPath: out), force: force) { log($0) }
             for r in results {
-                print(String(format: "%@ lr %g: %.4f -> %.4f%@", r.mode.rawValue, r.learningRate, r.initialValLoss,
+                try printLine(String(format: "%@ lr %g: %.4f -> %.4f%@", r.mode.rawValue, r.learningRate, r.initialValLoss,
                              r.finalValLoss, r.diverged ? " DIVERGED" : ""))
             }
         }

@@ -50,6 +50,12 @@ import BitNetRuntime
         let eval = try Fixtures.run(["eval", run.path, "--data", Fixtures.shared.data, "--json"])
         let object = try JSONSerialization.jsonObject(with: Data(eval.stdout.utf8)) as? [String: Any]
         #expect((object?["val_loss"] as? Double).map { $0 > 0 && $0 < 5 } == true, "\(eval.stdout)")
+        // Output to a full disk: one line and status 1 (eval printed nothing and exited 0 before).
+        for arguments in [["eval", run.path, "--data", Fixtures.shared.data], ["sample", run.path, "--prompt", "the"]] {
+            let full = try Fixtures.run(arguments, stdout: "/dev/full")
+            #expect(full.status == 1 && full.stderr.contains("cannot write to standard output: No space left on device"),
+                    "\(arguments): \(full.status) \(full.stderr)")
+        }
     }
 
     @Test func runtimeGreedyTextEqualsTrainerSample() throws {
@@ -133,8 +139,11 @@ import BitNetRuntime
                             mentions fragment: String, sourceLocation: SourceLocation = #_sourceLocation) throws {
         let result = try Fixtures.run(arguments, executable: executable, leading: leading)
         #expect(result.status != 0, "succeeded: \(arguments)", sourceLocation: sourceLocation)
+        // One line; a usage error may add a hint to --help on a second.
         let lines = result.stderr.split(separator: "\n").filter { !$0.isEmpty }
-        #expect(lines.count == 1 || result.stderr.contains("Usage:"), "stderr: \(result.stderr)", sourceLocation: sourceLocation)
+        #expect(lines.count == 1 || (lines.count == 2 && lines[1].contains("--help")), "stderr: \(result.stderr)",
+                sourceLocation: sourceLocation)
+        #expect(result.status == 1 || result.status == 64, "status \(result.status)", sourceLocation: sourceLocation)
         #expect(result.stderr.contains(fragment), "stderr: \(result.stderr)", sourceLocation: sourceLocation)
         #expect(!result.stderr.contains("Fatal error") && !result.stderr.contains("Stack dump"), sourceLocation: sourceLocation)
     }
@@ -327,6 +336,14 @@ import BitNetRuntime
             try expectCleanFailure(arguments, executable: "bitnet-run", leading: [model], mentions: fragment)
         }
         try expectCleanFailure([], executable: "bitnet-run", mentions: "give a model file")
+        // A full disk is an error, said in one line; nothing traps.
+        for (arguments, executable, leading) in [(["--prompt", "x", "--max-tokens", "5"], "bitnet-run", [model]),
+                                                 (["--bench", "--no-bandwidth", "--repetitions", "1"], "bitnet-run", [model]),
+                                                 (["fields"], "bitnet-train", [String]())] {
+            let full = try Fixtures.run(arguments, executable: executable, leading: leading, stdout: "/dev/full")
+            #expect(full.status == 1 && full.stderr.contains("cannot write to standard output: No space left on device"),
+                    "\(arguments): \(full.status) \(full.stderr)")
+        }
         // --bench on a context of 1, and token counts whose sum overflows.
         let one = directory.appendingPathComponent("one.bitnet").path
         #expect(try Fixtures.run(["export", "--random"] + shape + ["--context", "1", "--out", one]).status == 0)

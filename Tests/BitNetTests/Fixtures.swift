@@ -95,7 +95,7 @@ enum Fixtures {
     /// Starts bitnet-train (or another executable built beside it, or an absolute path)
     /// with `input` on stdin.
     static func launch(_ arguments: [String], executable name: String = "bitnet-train", leading: [String] = [],
-                       input: Data = Data()) throws -> Launched {
+                       input: Data = Data(), stdout: String? = nil) throws -> Launched {
         let process = Process()
         process.executableURL = name.hasPrefix("/") ? URL(fileURLWithPath: name)
                                                     : executable.deletingLastPathComponent().appendingPathComponent(name)
@@ -106,7 +106,7 @@ enum Fixtures {
         for url in [outURL, errURL] { try Data().write(to: url) }
         try input.write(to: inURL)
         process.standardInput = try FileHandle(forReadingFrom: inURL)
-        process.standardOutput = try FileHandle(forWritingTo: outURL)
+        process.standardOutput = try FileHandle(forWritingTo: stdout.map { URL(fileURLWithPath: $0) } ?? outURL)
         process.standardError = try FileHandle(forWritingTo: errURL)
         try process.run()
         return Launched(process: process, stdoutURL: outURL, stderrURL: errURL)
@@ -114,8 +114,8 @@ enum Fixtures {
 
     /// Runs a command as `launch` does and waits for it.
     static func run(_ arguments: [String], executable name: String = "bitnet-train", leading: [String] = [],
-                    input: Data = Data()) throws -> Output {
-        try launch(arguments, executable: name, leading: leading, input: input).finish()
+                    input: Data = Data(), stdout: String? = nil) throws -> Output {
+        try launch(arguments, executable: name, leading: leading, input: input, stdout: stdout).finish()
     }
 
     /// metrics.jsonl lines without the timing fields, which legitimately differ run to run.
