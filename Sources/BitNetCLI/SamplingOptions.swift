@@ -2,13 +2,15 @@
 import ArgumentParser
 import BitNetSampling
 
+/// Numeric options take the next argument as their value even when it starts with a dash,
+/// so "--temperature -1" is refused for its value rather than read as a missing one.
 public struct SamplingOptions: ParsableArguments {
-    @Option(help: "Tokens to generate at most.") public var maxTokens: Int = 200
-    @Option(help: "Sampling temperature; 0 is greedy (the most likely token).") public var temperature: Float = 0.8
-    @Option(help: "Sample from the k most likely tokens (0: all).") public var topK: Int = 40
-    @Option(help: "Sample from the smallest set of likely tokens whose probability reaches p (1: all).")
+    @Option(parsing: .unconditional, help: "Tokens to generate at most.") public var maxTokens: Int = 200
+    @Option(parsing: .unconditional, help: "Sampling temperature; 0 is greedy (the most likely token).") public var temperature: Float = 0.8
+    @Option(parsing: .unconditional, help: "Sample from the k most likely tokens (0: all).") public var topK: Int = 40
+    @Option(parsing: .unconditional, help: "Sample from the smallest set of likely tokens whose probability reaches p (1: all).")
     public var topP: Float = 1
-    @Option(help: "Random seed of the sampler.") public var seed: UInt64 = 0
+    @Option(parsing: .unconditional, help: "Random seed of the sampler.") public var seed: UInt64 = 0
 
     public init() {}
 

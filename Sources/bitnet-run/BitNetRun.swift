@@ -30,13 +30,13 @@ struct BitNetRun: ParsableCommand {
     @OptionGroup var sampling: SamplingOptions
     @Option(help: "KV cache precision: f32 (exact: matches the trainer) or f16 (half the memory and attention reads).")
     var kvCache: KVCacheType = .f32
-    @Option(help: "Worker threads (default: all cores).") var threads: Int = ProcessInfo.processInfo.activeProcessorCount
+    @Option(parsing: .unconditional, help: "Worker threads (default: all cores).") var threads: Int = ProcessInfo.processInfo.activeProcessorCount
 
     @Flag(help: "Measure prompt-processing and generation speed on random tokens.") var bench = false
     @Flag(help: "With --bench: print one JSON object.") var json = false
-    @Option(help: "With --bench: prompt tokens (default 128, or half the context if that is shorter).") var promptTokens: Int?
-    @Option(help: "With --bench: generated tokens (default as --prompt-tokens).") var genTokens: Int?
-    @Option(help: "With --bench: timed repetitions (after one warm-up); the median is reported.") var repetitions: Int = 3
+    @Option(parsing: .unconditional, help: "With --bench: prompt tokens (default 128, or half the context if that is shorter).") var promptTokens: Int?
+    @Option(parsing: .unconditional, help: "With --bench: generated tokens (default as --prompt-tokens).") var genTokens: Int?
+    @Option(parsing: .unconditional, help: "With --bench: timed repetitions (after one warm-up); the median is reported.") var repetitions: Int = 3
     @Flag(help: "Measure the add-only product kernel alone (one thread; no model needed).")
     var benchKernel = false
     @Flag(help: "With --bench: skip measuring the machine's read bandwidth (which needs 1 GiB for a moment).")

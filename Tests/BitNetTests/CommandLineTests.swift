@@ -244,6 +244,7 @@ import BitNetRuntime
         try FileManager.default.copyItem(atPath: otherTokenizer, toPath: run + "/tokenizer.model")
         try expectCleanFailure(["sample", run, "--prompt", "the"], mentions: "does not match the checkpoint")
         try expectCleanFailure(["sample", run, "--max-tokens", "0"], mentions: "--max-tokens must be positive")
+        try expectCleanFailure(["sample", run, "--top-k", "-3"], mentions: "--top-k must be >= 0, got -3")
     }
 
     /// export --random writes a model of the asked shape that bitnet-run loads and runs.
@@ -322,6 +323,11 @@ import BitNetRuntime
         let refusals: [([String], String)] = [
             (["--prompt", "x", "--max-tokens", "0"], "--max-tokens must be positive"),
             (["--prompt", "x", "--temperature=-1"], "--temperature must be >= 0"),
+            (["--prompt", "x", "--temperature", "-1"], "--temperature must be >= 0, got -1.0"),
+            (["--prompt", "x", "--temperature", "nan"], "--temperature must be >= 0, got nan"),
+            (["--prompt", "x", "--top-p", "-0.5"], "--top-p must be in (0, 1], got -0.5"),
+            (["--prompt", "x", "--threads", "-2"], "--threads must be in 1...256, got -2"),
+            (["--prompt", "x", "--max-tokens", "-5"], "--max-tokens must be positive, got -5"),
             (["--prompt", "x", "--top-k=-2"], "--top-k must be >= 0"),
             (["--prompt", "x", "--threads", "0"], "--threads must be in 1...256"),
             (["--prompt", "x", "--prompt-ids", "1"], "give --prompt or --prompt-ids, not both"),
