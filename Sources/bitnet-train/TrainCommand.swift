@@ -41,10 +41,10 @@ struct TrainCommand: ParsableCommand {
         log(String(format: "parameters: %@ total, %@ non-embedding; %.1f MFLOP per token (training); peak memory ~%.2f GB "
                    + "(activations in %@)", formatCount(m.totalParameters), formatCount(m.nonEmbeddingParameters),
                    m.trainingFlopsPerToken / 1e6, memory, t.activationStorage.rawValue))
-        log(String(format: "training: %d steps x %d sequences (micro-batch %d) x %d tokens; lr %.2g, warm-up %d, %@ decay%@; "
-                   + "weight decay %.2g; grad clip %.2g; seed %llu",
-                   t.steps, t.batchSize, t.microBatchSize, m.context, t.peakLearningRate(for: m.mode), t.warmupSteps,
-                   t.decay.rawValue, t.twoStage ? ", two-stage" : "", t.weightDecay, t.gradClip, t.seed))
+        log("training: \(t.steps) steps x \(t.batchSize) sequences (micro-batch \(t.microBatchSize)) x \(m.context) tokens; "
+            + String(format: "lr %.2g, ", t.peakLearningRate(for: m.mode)) + "warm-up \(t.warmupSteps), \(t.decay.rawValue) decay"
+            + (t.twoStage ? ", two-stage" : "") + String(format: "; weight decay %.2g; grad clip %.2g", t.weightDecay, t.gradClip)
+            + "; seed \(t.seed)")
     }
 }
 

@@ -45,6 +45,8 @@ import Testing
             ("rope_theta", 1e39, "rope_theta"), ("norm_epsilon", 0.0, "norm_epsilon must be in (0, 1)"),
             ("norm_epsilon", -1e-5, "norm_epsilon"), ("norm_epsilon", 3.0, "norm_epsilon"),
             ("activation_range", "sideways", "activation_range must be"),
+            ("context", 200_000, "context 200000 is larger than this runtime's limit of 131072"),
+            ("heads", 3, "heads must divide dim"), ("dim", 1 << 30, "field dim is missing or out of range"),
         ]
         for (key, value, fragment) in configCases {
             var c = config

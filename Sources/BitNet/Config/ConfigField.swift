@@ -73,6 +73,8 @@ public struct ConfigRule<Value>: Sendable {
 extension ConfigRule where Value == Int {
     public static let positive = ConfigRule("positive") { $0 > 0 }
     public static let nonNegative = ConfigRule(">= 0") { $0 >= 0 }
+    /// Bounded sizes keep every product of sizes (the memory estimate) far from overflow.
+    public static func range(_ r: ClosedRange<Int>) -> ConfigRule { ConfigRule("in \(r.lowerBound)...\(r.upperBound)") { r.contains($0) } }
 }
 
 extension ConfigRule where Value: ConfigChoice {

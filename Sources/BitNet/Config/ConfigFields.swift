@@ -11,14 +11,15 @@ extension ModelConfig {
         .init("mode", \.mode, rule: .anyChoice, default: "`binary`",
               help: "Weights of every projection (Q, K, V, attention output, feed-forward): fp (FP32 baseline), "
                   + "binary (BitNet: Sign of the centred weights) or ternary (BitNet b1.58: absmean {-1, 0, +1})."),
-        .init("vocab_size", \.vocabSize, rule: .positive, default: "from the data",
+        .init("vocab_size", \.vocabSize, rule: .range(1...(1 << 24)), default: "from the data",
               help: "Vocabulary size; set by the tokenizer the data was prepared with."),
-        .init("dim", \.dim, rule: .positive, default: "preset", help: "Model width."),
-        .init("layers", \.layers, rule: .positive, default: "preset", help: "Transformer blocks."),
-        .init("heads", \.heads, rule: .positive, default: "preset",
+        .init("dim", \.dim, rule: .range(1...65536), default: "preset", help: "Model width."),
+        .init("layers", \.layers, rule: .range(1...4096), default: "preset", help: "Transformer blocks."),
+        .init("heads", \.heads, rule: .range(1...4096), default: "preset",
               help: "Attention heads; must divide dim into an even head size (RoPE)."),
-        .init("ffn_dim", \.ffnDim, rule: .positive, default: "preset", help: "Feed-forward hidden width."),
-        .init("context", \.context, rule: .positive, default: "preset", help: "Tokens per training window (context length)."),
+        .init("ffn_dim", \.ffnDim, rule: .range(1...262_144), default: "preset", help: "Feed-forward hidden width."),
+        .init("context", \.context, rule: .range(1...131_072), default: "preset",
+              help: "Tokens per training window (context length); the runtime reads up to 131072."),
         .init("norm", \.norm, rule: .anyChoice, default: "`rms`",
               help: "Block norms, final norm and the SubLN inside each BitLinear: rms or layer."),
         .init("activation_scaling", \.activationScaling, rule: .anyChoice, default: "`per-token`",
@@ -40,8 +41,8 @@ extension ModelConfig {
 
 extension TrainingConfig {
     static let fields: [ConfigField<TrainingConfig>] = [
-        .init("batch_size", \.batchSize, rule: .positive, default: "preset", help: "Sequences per optimizer step."),
-        .init("micro_batch_size", \.microBatchSize, rule: .positive, default: "preset",
+        .init("batch_size", \.batchSize, rule: .range(1...(1 << 24)), default: "preset", help: "Sequences per optimizer step."),
+        .init("micro_batch_size", \.microBatchSize, rule: .range(1...(1 << 20)), default: "preset",
               help: "Sequences per forward/backward pass; batch_size / micro_batch_size passes are accumulated into one step."),
         .init("steps", \.steps, rule: .positive, default: "preset", help: "Optimizer steps."),
         .init("learning_rate", \.learningRate, flag: "--lr",

@@ -75,6 +75,12 @@ public final class Transformer {
     /// Bytes of memory a model of this shape needs to train with batch `batch`:
     /// parameters, gradients, both AdamW moments, quantized weights and activations.
     public static func trainingBytes(config: ModelConfig, batch: Int, storage: ActivationStorage = .f32) -> Int {
+        // A rough bound in Double first: shapes past any machine's memory would overflow
+        // the exact count below; they are reported as "at least a petabyte".
+        let (b, t, c) = (Double(batch), Double(config.context), Double(max(config.dim, config.ffnDim)))
+        let bound = 4 * (Double(config.layers) * (16 * b * t * c + b * Double(config.heads) * t * t + 8 * c * c)
+                         + 2 * b * t * Double(config.vocabSize) + 2 * Double(config.vocabSize) * c)
+        if bound > 1e15 { return Int(1e15) }
         let layout = ParameterLayout(config: config)
         let quantizedCount = config.mode.isQuantized ? layout.bitLinears.reduce(0) { $0 + $1.weightCount } : 0
         return 4 * (4 * layout.totalCount + quantizedCount) + Activations.bytesNeeded(config: config, batch: batch, storage: storage)

@@ -51,8 +51,9 @@ public final class Trainer {
         let limit = memoryLimit ?? Int(Double(ProcessInfo.processInfo.physicalMemory) * 0.85)
         guard needed <= limit else {
             throw BitNetError.field("micro_batch_size", problem: String(
-                format: "(%d): the estimated peak memory of %.1f GB exceeds the %.1f GB available; lower it or the model size",
-                config.training.microBatchSize, Double(needed) / 1e9, Double(limit) / 1e9))
+                format: "(%@): the estimated peak memory of %@%.1f GB exceeds the %.1f GB available; lower it or the model size",
+                "\(config.training.microBatchSize)", needed >= Int(1e15) ? "at least " : "", Double(needed) / 1e9,
+                Double(limit) / 1e9))
         }
         try directory.lock()
         let checkpoint = saved == nil ? nil : try directory.readCheckpoint(of: config)
