@@ -49,7 +49,8 @@ struct SweepCommand: ParsableCommand {
             let directory = URL(fileURLWithPath: out)
             let interrupted = InterruptFlag()
             var progress: ProgressPrinter?
-            _ = try Sweep.run(definition: definition, directory: directory, force: force, shouldStop: { interrupted.isSet }) { event in
+            let results = try Sweep.run(definition: definition, directory: directory, force: force,
+                                        shouldStop: { interrupted.isSet }) { event in
                 switch event {
                 case .skipped(let run): log("\(run): finished earlier, kept")
                 case .starting(let run, let index, let total, let config, let resuming):
@@ -62,6 +63,12 @@ struct SweepCommand: ParsableCommand {
                     progress?.finish()
                     log(String(format: "%@: final val loss %.4f after %.0f s", r.run, r.finalValLoss, r.wallSeconds))
                 }
+            }
+            let total = definition.sizes.count * definition.modes.count
+            if interrupted.isSet || results.count < total {
+                // Not a finished sweep: no report that would read as one.
+                log("interrupted: \(results.count) of \(total) runs finished; the same command continues the sweep")
+                throw ExitCode(130)
             }
             let markdown = try SweepReport(directory: directory).write()
             try printLine(markdown)

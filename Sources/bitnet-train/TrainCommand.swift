@@ -20,6 +20,9 @@ struct TrainCommand: ParsableCommand {
         try reportingErrors {
             let dataset = try TokenDataset(directory: data)
             let requested = try options.runConfig(vocabSize: dataset.meta.vocabSize)
+            if resume, let saved = try RunDirectory(URL(fileURLWithPath: out)).readConfig() {
+                try refuseChanges(to: saved)
+            }
             let trainer = try Trainer(runDirectory: URL(fileURLWithPath: out), config: requested, dataset: dataset,
                                       resume: resume, force: force)
             printBanner(trainer)
@@ -28,6 +31,21 @@ struct TrainCommand: ParsableCommand {
             trainer.shouldStop = { interrupted.isSet }
             try trainer.run { event in progress.handle(event) }
             progress.finish()
+            // Stopped by Ctrl-C after checkpointing: the status says so.
+            if interrupted.isSet { throw ExitCode(130) }
+        }
+    }
+
+    /// A resumed run keeps its config: a field flag that would change it is refused
+    /// rather than ignored.
+    private func refuseChanges(to saved: RunConfig) throws {
+        for (key, text) in try options.fieldValues() {
+            guard let entry = ConfigFields.entry(key: key) else { continue }
+            let asked = try saved.overriding([(key, text)])
+            if entry.text(asked) != entry.text(saved) {
+                throw ValidationError("\(entry.flag) \(text) differs from this run's \(key) \(entry.text(saved)); a resumed run "
+                                      + "keeps its config (use another --out, or --force to start over)")
+            }
         }
     }
 

@@ -148,6 +148,36 @@ import BitNetRuntime
         #expect(!result.stderr.contains("Fatal error") && !result.stderr.contains("Stack dump"), sourceLocation: sourceLocation)
     }
 
+    /// Ctrl-C finishes the step, checkpoints and exits 130; a resumed run refuses flags
+    /// that would change its config; an interrupted sweep writes no report.
+    @Test func interruptsAndResumes() throws {
+        let data = Fixtures.shared.data
+        let run = Fixtures.temporaryDirectory("cli-sigint")
+        let arguments = ["train", "--data", data, "--out", run.path, "--preset", "tiny", "--steps", "100000", "--context", "32",
+                         "--log-every", "1", "--checkpoint-every", "100000"]
+        let training = try Fixtures.launch(arguments)
+        let metrics = run.appendingPathComponent("metrics.jsonl").path
+        let deadline = Date().addingTimeInterval(60)
+        while (FileManager.default.contents(atPath: metrics)?.count ?? 0) == 0 && Date() < deadline { usleep(5_000) }
+        kill(training.process.processIdentifier, SIGINT)
+        let stopped = try training.finish()
+        #expect(stopped.status == 130 && stopped.stderr.contains("interrupted: checkpoint saved at step"), "\(stopped.stderr)")
+        let (_, _, state) = try Checkpoint.loadModel(runDirectory: run)
+        #expect(state.step > 0)
+        try expectCleanFailure(Array(arguments.dropLast(4)) + ["--resume", "--lr", "0.01"],
+                               mentions: "--lr 0.01 differs from this run's learning_rate")
+
+        let sweep = Fixtures.temporaryDirectory("cli-sigint-sweep")
+        let sweeping = try Fixtures.launch(["sweep", "--data", data, "--presets", "tiny,32x1", "--modes", "binary",
+                                            "--tokens", "40000000", "--context", "32", "--out", sweep.path])
+        let firstMetrics = sweep.appendingPathComponent("runs/tiny-binary/metrics.jsonl").path
+        while (FileManager.default.contents(atPath: firstMetrics)?.count ?? 0) == 0 && Date() < deadline { usleep(5_000) }
+        kill(sweeping.process.processIdentifier, SIGINT)
+        let interrupted = try sweeping.finish()
+        #expect(interrupted.status == 130 && interrupted.stderr.contains("interrupted: 0 of 2 runs finished"), "\(interrupted.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: sweep.appendingPathComponent("report.md").path))
+    }
+
     @Test func sweepCommandsRefuseBadInput() throws {
         let dir = Fixtures.temporaryDirectory("cli-sweep")
         let data = Fixtures.shared.data
