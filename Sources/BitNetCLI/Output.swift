@@ -2,9 +2,26 @@
 // (a full disk, a closed pipe) thrown instead of trapping inside Foundation.
 import Foundation
 
-/// A failed write to standard output, in one line.
+/// A failed read of standard input or write to standard output, in one line.
 public struct OutputError: Error, CustomStringConvertible {
     public let description: String
+}
+
+/// The POSIX reason inside a Foundation file error, when there is one.
+func posixReason(_ error: Error) -> String {
+    let code = ((error as NSError).userInfo[NSUnderlyingErrorKey] as? NSError)?.code ?? 0
+    return code != 0 ? String(cString: strerror(Int32(code))) : "\(error)"
+}
+
+public enum Input {
+    /// All of standard input; one clear line when it cannot be read (a directory, closed).
+    public static func readAll() throws -> Data {
+        do {
+            return try FileHandle.standardInput.readToEnd() ?? Data()
+        } catch {
+            throw OutputError(description: "cannot read standard input: \(posixReason(error))")
+        }
+    }
 }
 
 public enum Output {
@@ -19,8 +36,7 @@ public enum Output {
                 signal(SIGPIPE, SIG_DFL)
                 raise(SIGPIPE)
             }
-            throw OutputError(description: "cannot write to standard output: "
-                              + (code != 0 ? String(cString: strerror(Int32(code))) : "\(error)"))
+            throw OutputError(description: "cannot write to standard output: \(posixReason(error))")
         }
     }
 

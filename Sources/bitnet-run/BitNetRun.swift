@@ -77,7 +77,7 @@ struct BitNetRun: ParsableCommand {
             } else if isatty(STDIN_FILENO) == 1 {
                 try interactive(m)
             } else {
-                let input = try FileHandle.standardInput.readToEnd() ?? Data()
+                let input = try Input.readAll()
                 guard let text = String(data: input, encoding: .utf8) else { throw RunError("standard input is not valid UTF-8") }
                 try generate(m, text: text.hasSuffix("\n") ? String(text.dropLast()) : text)
             }

@@ -375,6 +375,13 @@ import BitNetRuntime
             try expectCleanFailure(arguments, executable: "bitnet-run", leading: [model], mentions: fragment)
         }
         try expectCleanFailure([], executable: "bitnet-run", mentions: "give a model file")
+        // Standard input that is a directory, or closed: one line, no trap.
+        let runtime = Fixtures.executable.deletingLastPathComponent().appendingPathComponent("bitnet-run").path
+        for (redirect, reason) in [("< /tmp", "Is a directory"), ("<&-", "Bad file descriptor")] {
+            let result = try Fixtures.run(["-c", "exec '\(runtime)' '\(model)' --max-tokens 2 \(redirect)"], executable: "/bin/sh")
+            #expect(result.status == 1 && result.stderr == "bitnet-run: error: cannot read standard input: \(reason)\n",
+                    "\(redirect): \(result.stderr)")
+        }
         // A full disk is an error, said in one line; nothing traps.
         for (arguments, executable, leading) in [(["--prompt", "x", "--max-tokens", "5"], "bitnet-run", [model]),
                                                  (["--bench", "--no-bandwidth", "--repetitions", "1"], "bitnet-run", [model]),
