@@ -23,7 +23,10 @@ public final class Model: @unchecked Sendable {
     /// Tokens per batched forward step; longer prompts run in chunks of this many.
     public let batch: Int
     let weights: Weights
-    let ropeCos: [Float], ropeSin: [Float]
+    /// RoPE: theta^(-2j / headDim) per pair j, and the rotations of the step's positions
+    /// [batch, headDim / 2], computed per step rather than tabled for the whole context.
+    let ropeFrequencies: [Double]
+    let ropeCos, ropeSin: Scratch<Float>
     let base: UnsafeRawPointer  // the mapped file
     let pool: WorkerPool
 
@@ -56,17 +59,10 @@ public final class Model: @unchecked Sendable {
         tokenizer = try Tokenizer(metadata: file.tokenizer, vocabSize: c.vocabSize, path: path)
         weights = try Weights(file: file, config: c)
         base = file.data.withUnsafeBytes { $0.baseAddress! }  // Data mapped with .alwaysMapped does not move
-        // RoPE tables, computed as the trainer computes them.
-        var cosTable = [Float](repeating: 0, count: c.context * c.headDim / 2), sinTable = cosTable
-        for t in 0..<c.context {
-            for j in 0..<c.headDim / 2 {
-                let angle = Double(t) * pow(Double(c.ropeTheta), -2 * Double(j) / Double(c.headDim))
-                cosTable[t * c.headDim / 2 + j] = Float(Foundation.cos(angle))
-                sinTable[t * c.headDim / 2 + j] = Float(Foundation.sin(angle))
-            }
-        }
-        ropeCos = cosTable
-        ropeSin = sinTable
+        // RoPE frequencies, as the trainer computes them (its tables hold cos and sin of
+        // Double(position) * these, rounded to Float).
+        ropeFrequencies = (0..<c.headDim / 2).map { pow(Double(c.ropeTheta), -2 * Double($0) / Double(c.headDim)) }
+        (ropeCos, ropeSin) = (Scratch(batch * c.headDim / 2), Scratch(batch * c.headDim / 2))
         wide = max(c.dim, c.ffnDim)
         wideRows = (wide + 31) / 32 * 32
         tableStride = PackedBitLinear.tableBytes(cols: wide)
@@ -221,6 +217,12 @@ public final class Model: @unchecked Sendable {
         let c = config, hd = c.headDim, half = hd / 2, n = tokens.count
         let (x, xb, q, k, v) = (x.pointer, xb.pointer, q.pointer, k.pointer, v.pointer)
         for (t, token) in tokens.enumerated() { embed(token, into: x + t * c.dim) }
+        for t in 0..<n {
+            for j in 0..<half {
+                let angle = Double(start + t) * ropeFrequencies[j]
+                (ropeCos.pointer[t * half + j], ropeSin.pointer[t * half + j]) = (Float(Foundation.cos(angle)), Float(Foundation.sin(angle)))
+            }
+        }
         for (l, w) in weights.layers.enumerated() {
             blockNorm(w.attentionNorm, w.attentionNormBias, x, xb, tokens: n)
             apply([w.query, w.key, w.value], xb, [q, k, v], tokens: n)
@@ -228,9 +230,10 @@ public final class Model: @unchecked Sendable {
             for t in 0..<n {
                 // RoPE on interleaved pairs, as the trainer; then into the cache.
                 let pos = start + t, qt = q + t * c.dim, kt = k + t * c.dim
+                let cosRow = ropeCos.pointer + t * half, sinRow = ropeSin.pointer + t * half
                 for head in 0..<c.heads {
                     for j in 0..<half {
-                        let cs = ropeCos[pos * half + j], sn = ropeSin[pos * half + j]
+                        let cs = cosRow[j], sn = sinRow[j]
                         let i = head * hd + 2 * j
                         (qt[i], qt[i + 1]) = (qt[i] * cs - qt[i + 1] * sn, qt[i] * sn + qt[i + 1] * cs)
                         (kt[i], kt[i + 1]) = (kt[i] * cs - kt[i + 1] * sn, kt[i] * sn + kt[i + 1] * cs)

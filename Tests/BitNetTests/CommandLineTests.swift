@@ -375,6 +375,17 @@ import BitNetRuntime
             try expectCleanFailure(arguments, executable: "bitnet-run", leading: [model], mentions: fragment)
         }
         try expectCleanFailure([], executable: "bitnet-run", mentions: "give a model file")
+        // A small file that declares the largest context costs memory for the positions used,
+        // not for the whole context (rotary tables were built for all of it: 1.1 GB here).
+        let wide = directory.appendingPathComponent("wide.bitnet").path
+        #expect(try Fixtures.run(["export", "--random", "--dim", "2048", "--heads", "1", "--layers", "1", "--ffn-dim", "64",
+                                  "--vocab-size", "600", "--context", "131072", "--out", wide]).status == 0)
+        let wideBench = try Fixtures.run(["--bench", "--json", "--no-bandwidth", "--repetitions", "1", "--threads", "1"],
+                                         executable: "bitnet-run", leading: [wide])
+        let wideReport = try JSONSerialization.jsonObject(with: Data(wideBench.stdout.utf8)) as? [String: Any] ?? [:]
+        let peak = (wideReport["peak_rss_bytes"] as? Int) ?? Int.max
+        let fileBytes = try Data(contentsOf: URL(fileURLWithPath: wide)).count
+        #expect(peak < 300_000_000, "peak RSS \(peak) bytes for a \(fileBytes)-byte model")
         // Standard input that is a directory, or closed: one line, no trap.
         let runtime = Fixtures.executable.deletingLastPathComponent().appendingPathComponent("bitnet-run").path
         for (redirect, reason) in [("< /tmp", "Is a directory"), ("<&-", "Bad file descriptor")] {
