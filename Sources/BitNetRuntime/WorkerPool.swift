@@ -1,7 +1,10 @@
 // Workers that stay awake between the ~100 parallel regions of a generated token:
 // waking a sleeping thread costs tens of microseconds, as much as a whole small
-// product, so workers spin on a generation counter for a few milliseconds before
-// they sleep on a condition (an idle prompt in interactive mode costs no CPU).
+// product, so workers spin on a generation counter before they sleep on a condition
+// (an idle prompt in interactive mode costs no CPU). A spin yields the core after a
+// few tens of microseconds: with a busy neighbour, or more threads than cores, the
+// thread that holds the work may be waiting for that core (pure spinning made
+// generation 50-500x slower then).
 import CBitKernels
 import Foundation
 import Synchronization
@@ -22,8 +25,16 @@ final class WorkerPool: @unchecked Sendable {
         let next = Atomic<Int>(0)
     }
 
-    /// Spins (each a `pause`) before a worker sleeps: a few milliseconds.
-    private static let spinsBeforeSleep = 100_000
+    /// Spins (each a `pause`, tens of nanoseconds) before a waiting thread starts to
+    /// yield its core at each spin, and before an idle worker sleeps.
+    private static let spinsBeforeYield = 2_000
+    private static let spinsBeforeSleep = 20_000
+
+    /// One turn of a wait: `pause` at first, then give the core to whoever is runnable.
+    @inline(__always)
+    private static func relax(_ spins: Int) {
+        if spins < spinsBeforeYield { bitnet_cpu_relax() } else { sched_yield() }
+    }
 
     init(threads: Int) {
         count = threads
@@ -56,7 +67,11 @@ final class WorkerPool: @unchecked Sendable {
             if s.sleepers > 0 { s.condition.broadcast() }
             s.condition.unlock()
             body(0)
-            while s.remaining.load(ordering: .acquiring) > 0 { bitnet_cpu_relax() }
+            var spins = 0
+            while s.remaining.load(ordering: .acquiring) > 0 {
+                Self.relax(spins)
+                spins += 1
+            }
             s.job = nil
         }
     }
@@ -84,7 +99,7 @@ final class WorkerPool: @unchecked Sendable {
             while s.generation.load(ordering: .acquiring) == seen {
                 spins += 1
                 if spins < Self.spinsBeforeSleep {
-                    bitnet_cpu_relax()
+                    Self.relax(spins)
                     continue
                 }
                 condition.lock()

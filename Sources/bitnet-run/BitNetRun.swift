@@ -67,7 +67,10 @@ struct BitNetRun: ParsableCommand {
     func run() throws {
         do {
             if benchKernel { return try benchmarkKernel() }
-            let m = try Model(path: model, threads: threads, kvCache: kvCache)
+            // More workers than cores only wait for each other: use the cores there are.
+            let cores = ProcessInfo.processInfo.activeProcessorCount
+            if threads > cores { log("bitnet-run: --threads \(threads) is more than the \(cores) cores; using \(cores)") }
+            let m = try Model(path: model, threads: min(threads, cores), kvCache: kvCache)
             if bench {
                 try runBenchmark(m)
             } else if let promptIds {
@@ -168,16 +171,16 @@ struct BitNetRun: ParsableCommand {
         }
         let c = m.config
         log("bench: \(model): \(c.ternary ? "ternary" : "binary"), d\(c.dim), \(c.layers) layers, ffn \(c.ffnDim), vocab \(c.vocabSize); "
-            + "\(threads) thread(s), \(RuntimeBenchmark.kernel) kernels, \(kvCache.rawValue) KV cache; -p \(promptTokens) -n \(genTokens), \(repetitions) repetitions")
+            + "\(m.threads) thread(s), \(RuntimeBenchmark.kernel) kernels, \(kvCache.rawValue) KV cache; -p \(promptTokens) -n \(genTokens), \(repetitions) repetitions")
         let r = RuntimeBenchmark.run(model: m, promptTokens: promptTokens, genTokens: genTokens, repetitions: repetitions,
                                      progress: { log($0) })
         let peak = RuntimeBenchmark.peakResidentBytes()
         let modelBytes = m.file.data.count, bytesPerToken = RuntimeBenchmark.bytesPerToken(m)
-        let bandwidth = noBandwidth ? nil : RuntimeBenchmark.readBandwidth(threads: threads)
+        let bandwidth = noBandwidth ? nil : RuntimeBenchmark.readBandwidth(threads: m.threads)
         let bound = bandwidth.map { $0 / Double(bytesPerToken) }
         if json {
             var object: [String: Any] = [
-                "model": model, "threads": threads, "kernel": RuntimeBenchmark.kernel, "kv_cache": kvCache.rawValue,
+                "model": model, "threads": m.threads, "kernel": RuntimeBenchmark.kernel, "kv_cache": kvCache.rawValue,
                 "prompt_tokens": promptTokens, "gen_tokens": genTokens, "repetitions": repetitions,
                 "prompt_tokens_per_second": r.promptTokensPerSecond, "gen_tokens_per_second": r.genTokensPerSecond,
                 "prompt_tokens_per_second_range": [r.promptRange.lowerBound, r.promptRange.upperBound],
@@ -202,7 +205,7 @@ struct BitNetRun: ParsableCommand {
             try printLine(String(format: "peak resident      %8.1f MB", Double(peak) / 1e6))
             if let bandwidth, let bound {
                 try printLine(String(format: "bandwidth bound    %8.1f tokens/s  (%.1f GB/s read with %d threads); generation at %.0f%% of it",
-                             bound, bandwidth / 1e9, threads, 100 * r.genTokensPerSecond / bound))
+                             bound, bandwidth / 1e9, m.threads, 100 * r.genTokensPerSecond / bound))
             }
         }
     }

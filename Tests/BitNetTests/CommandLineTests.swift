@@ -148,6 +148,33 @@ import BitNetRuntime
         #expect(!result.stderr.contains("Fatal error") && !result.stderr.contains("Stack dump"), sourceLocation: sourceLocation)
     }
 
+    /// Generation with a busy neighbour on every core, and with more threads than cores,
+    /// finishes in a bounded time (a spinning pool made it 50-700x slower).
+    @Test func generationUnderLoad() throws {
+        let directory = Fixtures.temporaryDirectory("cli-load")
+        let model = directory.appendingPathComponent("m.bitnet").path
+        #expect(try Fixtures.run(["export", "--random", "--mode", "ternary", "--dim", "256", "--layers", "4", "--heads", "4",
+                                  "--ffn-dim", "688", "--vocab-size", "4096", "--context", "512", "--out", model]).status == 0)
+        let generate = ["--prompt", "Hello there", "--max-tokens", "64", "--temperature", "0"]
+        func seconds(_ threads: Int) throws -> Double {
+            let start = Date()
+            let result = try Fixtures.run(generate + ["--threads", "\(threads)"], executable: "bitnet-run", leading: [model])
+            #expect(result.status == 0, "\(result.stderr)")
+            return Date().timeIntervalSince(start)
+        }
+        let quiet = try seconds(2)
+        // A busy loop per core, bounded in time.
+        let cores = ProcessInfo.processInfo.activeProcessorCount
+        let neighbours = try (0..<cores).map { _ in
+            try Fixtures.launch(["10", "/bin/sh", "-c", "while :; do :; done"], executable: "/usr/bin/timeout")
+        }
+        defer { for n in neighbours { n.process.terminate() } }
+        let loaded = try seconds(2), oversubscribed = try seconds(8)
+        print(String(format: "under load: quiet %.2f s; busy neighbours on %d cores: %.2f s (%.1fx); --threads 8: %.2f s (%.1fx)",
+                     quiet, cores, loaded, loaded / quiet, oversubscribed, oversubscribed / quiet))
+        #expect(loaded < 5 && oversubscribed < 5, "\(loaded) s, \(oversubscribed) s with busy neighbours")
+    }
+
     /// Ctrl-C finishes the step, checkpoints and exits 130; a resumed run refuses flags
     /// that would change its config; an interrupted sweep writes no report.
     @Test func interruptsAndResumes() throws {
