@@ -172,7 +172,10 @@ import BitNetRuntime
         let loaded = try seconds(2), oversubscribed = try seconds(8)
         print(String(format: "under load: quiet %.2f s; busy neighbours on %d cores: %.2f s (%.1fx); --threads 8: %.2f s (%.1fx)",
                      quiet, cores, loaded, loaded / quiet, oversubscribed, oversubscribed / quiet))
-        #expect(loaded < 5 && oversubscribed < 5, "\(loaded) s, \(oversubscribed) s with busy neighbours")
+        // Other suites run beside this one, so "quiet" is only quieter: the bound is a ratio
+        // (a spinning pool was 60-700x slower), with a floor for very short runs.
+        let bound = max(5, 10 * quiet)
+        #expect(loaded < bound && oversubscribed < bound, "\(loaded) s, \(oversubscribed) s with busy neighbours; quiet \(quiet) s")
     }
 
     /// Ctrl-C finishes the step, checkpoints and exits 130; a resumed run refuses flags
@@ -420,6 +423,11 @@ import BitNetRuntime
             #expect(result.status == 1 && result.stderr == "bitnet-run: error: cannot read standard input: \(reason)\n",
                     "\(redirect): \(result.stderr)")
         }
+        // A closed pipe (| head) ends generation quietly, as SIGPIPE ends other tools (a long
+        // generation, so that writes go on after head has gone).
+        let piped = try Fixtures.run(["-c", "'\(runtime)' '\(wide)' --prompt Hello --max-tokens 3000 --threads 1 2>&1 | head -c 4; "
+                                      + "echo \" status ${PIPESTATUS[0]}\""], executable: "/bin/bash")
+        #expect(piped.stdout.hasSuffix(" status 141\n") && piped.stdout.count < 40, "\(piped.stdout)")
         // A full disk is an error, said in one line; nothing traps.
         for (arguments, executable, leading) in [(["--prompt", "x", "--max-tokens", "5"], "bitnet-run", [model]),
                                                  (["--bench", "--no-bandwidth", "--repetitions", "1"], "bitnet-run", [model]),
