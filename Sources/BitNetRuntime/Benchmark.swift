@@ -26,7 +26,7 @@ public enum RuntimeBenchmark {
     /// `genTokens` single-token steps (the model's forward, no sampling), after one warm-up run.
     public static func run(model: Model, promptTokens: Int, genTokens: Int, repetitions: Int, seed: UInt64 = 1,
                            progress: (String) -> Void = { _ in }) -> RuntimeBenchmarkResult {
-        precondition(promptTokens >= 1 && genTokens >= 1 && promptTokens + genTokens <= model.config.context)
+        precondition(promptTokens >= 1 && genTokens >= 1 && promptTokens + genTokens <= model.context)
         var rng = SplitMix64(seed: seed)
         let vocab = UInt64(model.config.vocabSize)
         func randomTokens(_ n: Int) -> [Int32] { (0..<n).map { _ in Int32(rng.next() % vocab) } }

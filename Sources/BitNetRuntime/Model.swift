@@ -27,7 +27,10 @@ public final class Model: @unchecked Sendable {
     /// [batch, headDim / 2], computed per step rather than tabled for the whole context.
     let ropeFrequencies: [Double]
     let ropeCos, ropeSin: Scratch<Float>
-    let base: UnsafeRawPointer  // the mapped file
+    /// The mapped file's first byte; valid while `file` (held by this model) lives.
+    let base: UnsafeRawPointer
+    /// Positions this model holds (the KV cache's length): the file's context, or fewer.
+    public let context: Int
     let pool: WorkerPool
 
     // Run state, [batch, width] each, and the KV cache [layers, context, dim].
@@ -48,17 +51,32 @@ public final class Model: @unchecked Sendable {
     /// BitLinears applied together to one input (query, key and value; up and gate).
     static let maxGroup = 3
 
+    /// Loads and validates `path`. `context` limits the positions held (default: the
+    /// file's context); the memory all of it needs is computed first and a model that
+    /// needs more than `memoryLimit` bytes (default: the machine's memory) is refused.
     public init(path: String, threads: Int = ProcessInfo.processInfo.activeProcessorCount, batch: Int = 64,
-                kvCache: KVCacheType = .f32) throws {
-        precondition(threads >= 1 && batch >= 1)
+                kvCache: KVCacheType = .f32, context requested: Int? = nil,
+                memoryLimit: Int = Int(clamping: ProcessInfo.processInfo.physicalMemory)) throws {
+        precondition(threads >= 1 && batch >= 1 && (requested ?? 1) >= 1)
         self.threads = threads
         self.batch = batch
         file = try ModelFile(path: path)
         let c = try RuntimeConfig(file.config, path: path)
         config = c
+        let context = min(requested ?? c.context, c.context)
+        self.context = context
+        let need = Self.memoryNeeded(config: c, fileBytes: file.bytes.count, context: context, threads: threads,
+                                     batch: batch, kvCache: kvCache)
+        guard let need, need.total <= memoryLimit else {
+            func gb(_ bytes: Int) -> String { String(format: "%.2f GB", Double(bytes) / 1e9) }
+            let amount = need.map { "\(gb($0.total)) of memory (\(gb($0.kvCache)) of it the KV cache for \(context) positions)" }
+                ?? "more than \(Int.max) bytes of memory"
+            throw RuntimeError(description: "\(path): needs \(amount), more than the \(gb(memoryLimit)) available"
+                               + (context > 1 ? "; a shorter --context needs less" : ""))
+        }
         tokenizer = try Tokenizer(metadata: file.tokenizer, vocabSize: c.vocabSize, path: path)
         weights = try Weights(file: file, config: c)
-        base = file.data.withUnsafeBytes { $0.baseAddress! }  // Data mapped with .alwaysMapped does not move
+        base = file.bytes.baseAddress!  // the mapping is not empty: its header was read
         // RoPE frequencies, as the trainer computes them (its tables hold cos and sin of
         // Double(position) * these, rounded to Float).
         ropeFrequencies = (0..<c.headDim / 2).map { pow(Double(c.ropeTheta), -2 * Double($0) / Double(c.headDim)) }
@@ -71,7 +89,7 @@ public final class Model: @unchecked Sendable {
         (ffnUp, ffnGate, hidden) = (Scratch(batch * c.ffnDim), Scratch(batch * c.ffnDim), Scratch(batch * c.ffnDim))
         normalized = Scratch(batch * wide)
         logits = Scratch(c.vocabSize)
-        scores = Scratch(threads * c.context)
+        scores = Scratch(threads * context)
         quantized = Scratch(Self.maxGroup * batch * wide)
         gammas = Scratch(Self.maxGroup * batch)
         etas = Scratch(Self.maxGroup * batch)
@@ -79,11 +97,37 @@ public final class Model: @unchecked Sendable {
         tables = Scratch(Self.maxGroup * batch * tableStride)
         accumulators = Scratch(Self.maxGroup * batch * wideRows)
         partialSums = Scratch(Self.maxGroup * batch * wideRows)
-        keyCache = KVCache(count: c.layers * c.context * c.dim, type: kvCache)
-        valueCache = KVCache(count: c.layers * c.context * c.dim, type: kvCache)
+        keyCache = KVCache(count: c.layers * context * c.dim, type: kvCache)
+        valueCache = KVCache(count: c.layers * context * c.dim, type: kvCache)
         pool = WorkerPool(threads: threads)
     }
 
+
+    /// The bytes a model needs: the mapped file (resident once read), the KV cache for
+    /// `context` positions, the scratch buffers; nil if the sum overflows.
+    static func memoryNeeded(config c: RuntimeConfig, fileBytes: Int, context: Int, threads: Int, batch: Int,
+                             kvCache: KVCacheType) -> (total: Int, kvCache: Int)? {
+        // Every value is bounded by RuntimeConfig, but the products of several are not.
+        func fold(_ xs: [Int], _ start: Int, _ op: (Int) -> (Int) -> (partialValue: Int, overflow: Bool)) -> Int? {
+            var r = start
+            for x in xs {
+                let (value, overflow) = op(r)(x)
+                if overflow { return nil }
+                r = value
+            }
+            return r
+        }
+        func product(_ factors: Int...) -> Int? { fold(factors, 1, Int.multipliedReportingOverflow) }
+        let wide = max(c.dim, c.ffnDim), wideRows = (wide + 31) / 32 * 32
+        guard let kv = product(2, c.layers, context, c.dim, kvCache == .f32 ? 4 : 2),
+              let activations = product(4, batch, 6 * c.dim + 3 * c.ffnDim + wide + c.headDim),
+              let scores = product(4, threads, context),
+              let codes = product(maxGroup, batch, wide + 2 * 4 * wideRows + PackedBitLinear.tableBytes(cols: wide)),
+              let rowSums = product(4, c.layers, c.dim),
+              let total = fold([fileBytes, kv, activations, 4 * c.vocabSize, scores, codes, rowSums], 0, Int.addingReportingOverflow)
+        else { return nil }
+        return (total, kv)
+    }
 
     /// A row of the embedding as FP32.
     func embed(_ token: Int32, into out: UnsafeMutablePointer<Float>) {
@@ -172,10 +216,10 @@ public final class Model: @unchecked Sendable {
     /// Causal attention of `tokens` queries at positions start..<start+tokens over the
     /// cache of layer `l`; (token, head) pairs split across the workers.
     func attend(layer l: Int, start: Int, tokens: Int) {
-        let c = config, hd = c.headDim, cache = l * c.context * c.dim
+        let c = config, hd = c.headDim, cache = l * context * c.dim
         let scale = 1 / Float(hd).squareRoot()
         pool.forEach(tokens * c.heads) { pair, worker in
-            let s = scores.pointer + worker * c.context
+            let s = scores.pointer + worker * context
             let t = pair / c.heads, head = pair % c.heads, pos = start + t
             let query = q.pointer + t * c.dim + head * hd, at = cache + head * hd
             keyCache.scores(at: at, stride: c.dim, query: query, count: hd, positions: pos + 1, into: s)
@@ -201,7 +245,7 @@ public final class Model: @unchecked Sendable {
     /// Runs `tokens` at positions start..<start+count through the model (in batched
     /// steps of `batch` tokens), fills the KV cache, and returns the last token's logits.
     public func forward(tokens: [Int32], start: Int) -> [Float] {
-        precondition(!tokens.isEmpty && start >= 0 && start + tokens.count <= config.context)
+        precondition(!tokens.isEmpty && start >= 0 && start + tokens.count <= context)
         precondition(tokens.allSatisfy { $0 >= 0 && Int($0) < config.vocabSize })
         var offset = 0
         while offset < tokens.count {
@@ -226,7 +270,7 @@ public final class Model: @unchecked Sendable {
         for (l, w) in weights.layers.enumerated() {
             blockNorm(w.attentionNorm, w.attentionNormBias, x, xb, tokens: n)
             apply([w.query, w.key, w.value], xb, [q, k, v], tokens: n)
-            let cache = l * c.context * c.dim
+            let cache = l * context * c.dim
             for t in 0..<n {
                 // RoPE on interleaved pairs, as the trainer; then into the cache.
                 let pos = start + t, qt = q + t * c.dim, kt = k + t * c.dim
@@ -286,7 +330,6 @@ public final class Model: @unchecked Sendable {
 /// The runtime as the shared generation loop's model: the prompt in batched steps,
 /// then one token per step against the KV cache.
 extension Model: TokenPredictor {
-    public var context: Int { config.context }
     public func logits(afterPrompt prompt: [Int32]) -> [Float] { forward(tokens: prompt, start: 0) }
     public func logits(after token: Int32, at position: Int) -> [Float] { forward(token: token, pos: position) }
 }

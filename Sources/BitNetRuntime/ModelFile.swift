@@ -34,7 +34,10 @@ public struct TensorEntry: Sendable {
 
 public final class ModelFile: @unchecked Sendable {
     public let path: String
-    public let data: Data
+    /// The file, mapped for the lifetime of this object.
+    public let mapping: MappedFile
+    /// The file's bytes; valid while this object lives.
+    public var bytes: UnsafeRawBufferPointer { mapping.bytes }
     public let tensors: [String: TensorEntry]
     /// The "config" object of the metadata.
     public let config: [String: Any]
@@ -44,19 +47,11 @@ public final class ModelFile: @unchecked Sendable {
     public init(path: String) throws {
         self.path = path
         func bad(_ what: String) -> RuntimeError { RuntimeError(description: "\(path): \(what)") }
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else { throw bad("file does not exist") }
-        guard !isDirectory.boolValue else { throw bad("is a directory, not a model file") }
-        let kind = (try? FileManager.default.attributesOfItem(atPath: path)[.type] as? FileAttributeType) ?? nil
-        guard kind == .typeRegular || kind == .typeSymbolicLink else { throw bad("is not a regular file") }
-        do {
-            data = try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped)
-        } catch {
-            throw bad("cannot read: \(error.localizedDescription)")
-        }
+        mapping = try MappedFile(path: path)
+        let data = mapping.bytes
         let size = data.count
         guard size >= PackedFormat.headerSize else { throw bad("too short (\(size) bytes) to be a BitNet model") }
-        let header = data.withUnsafeBytes { PackedHeader(reading: $0) }
+        let header = PackedHeader(reading: data)
         let version = PackedFormat.version
         guard header.magic == PackedFormat.magic else { throw bad("not a BitNet model (bad magic)") }
         guard header.version == version else {
@@ -79,11 +74,11 @@ public final class ModelFile: @unchecked Sendable {
         guard size % PackedFormat.alignment == 0 else {
             throw bad("size \(size) is not a multiple of \(PackedFormat.alignment) bytes: not a BitNet model")
         }
-        let actualChecksum = data.withUnsafeBytes { PackedFormat.checksum(UnsafeRawBufferPointer(rebasing: $0[Int(headerSize)...])) }
+        let actualChecksum = PackedFormat.checksum(UnsafeRawBufferPointer(rebasing: data[Int(headerSize)...]))
         guard actualChecksum == header.checksum else { throw bad("checksum mismatch: the file is corrupt") }
 
         let metaStart = Int(header.metadataOffset)
-        let metadata = data.subdata(in: metaStart..<metaStart + Int(header.metadataLength))
+        let metadata = Data(data[metaStart..<metaStart + Int(header.metadataLength)])
         guard let object = try? JSONSerialization.jsonObject(with: metadata) as? [String: Any],
               object["format"] as? String == PackedFormat.metadataFormat,
               let config = object["config"] as? [String: Any],
@@ -93,7 +88,8 @@ public final class ModelFile: @unchecked Sendable {
         self.tokenizer = tokenizer
 
         var tensors: [String: TensorEntry] = [:]
-        try data.withUnsafeBytes { raw in
+        do {
+            let raw = data
             for i in 0..<Int(header.tensorCount) {
                 let record = TableRecord(reading: raw, at: Int(header.tableOffset) + i * entrySize)
                 guard let name = String(bytes: record.name, encoding: .utf8), !name.isEmpty else {
@@ -132,8 +128,8 @@ public final class ModelFile: @unchecked Sendable {
     /// The tensor as FP32 values (f32 copied, f16 widened, packed weights expanded to
     /// {-1, 0, +1} without the scale): for tests and the reference path.
     public func floats(_ entry: TensorEntry) -> [Float] {
-        data.withUnsafeBytes { raw -> [Float] in
-            let base = raw.baseAddress! + entry.offset
+        do {
+            let base = bytes.baseAddress! + entry.offset
             let n = entry.rows * entry.cols
             switch entry.type {
             case .f32:

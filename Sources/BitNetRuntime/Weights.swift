@@ -65,7 +65,7 @@ struct Weights {
             guard e.type == (c.ternary ? .ternary : .binary), e.rows == outFeatures, e.cols == inFeatures else {
                 throw RuntimeError(description: "\(path): tensor '\(name).weight' is not a packed [\(outFeatures), \(inFeatures)] matrix")
             }
-            let sums = c.unsignedInput(isDownProjection: isDown) ? f.data.withUnsafeBytes { Self.rowSums(e, $0.baseAddress! + e.offset) } : nil
+            let sums = c.unsignedInput(isDownProjection: isDown) ? Self.rowSums(e, f.bytes.baseAddress! + e.offset) : nil
             return PackedLinear(entry: e, gain: try vector(name + ".sub_norm.weight", inFeatures),
                                 bias: try optionalVector(name + ".sub_norm.bias", inFeatures), rowSums: sums)
         }

@@ -31,6 +31,8 @@ struct BitNetRun: ParsableCommand {
     @Option(help: "KV cache precision: f32 (exact: matches the trainer) or f16 (half the memory and attention reads).")
     var kvCache: KVCacheType = .f32
     @Option(parsing: .unconditional, help: "Worker threads (default: all cores).") var threads: Int = ProcessInfo.processInfo.activeProcessorCount
+    @Option(parsing: .unconditional, help: "Positions to hold, prompt and output together (default: the model's context); the KV cache's memory grows with it.")
+    var context: Int?
 
     @Flag(help: "Measure prompt-processing and generation speed on random tokens.") var bench = false
     @Flag(help: "With --bench: print one JSON object.") var json = false
@@ -56,6 +58,7 @@ struct BitNetRun: ParsableCommand {
 
     func validate() throws {
         if threads < 1 || threads > 256 { throw ValidationError("--threads must be in 1...256, got \(threads)") }
+        if let context, context < 1 { throw ValidationError("--context must be positive, got \(context)") }
         if let promptTokens, promptTokens < 1 { throw ValidationError("--prompt-tokens must be positive, got \(promptTokens)") }
         if let genTokens, genTokens < 1 { throw ValidationError("--gen-tokens must be positive, got \(genTokens)") }
         if repetitions < 1 { throw ValidationError("--repetitions must be positive, got \(repetitions)") }
@@ -70,7 +73,8 @@ struct BitNetRun: ParsableCommand {
             // More workers than cores only wait for each other: use the cores there are.
             let cores = ProcessInfo.processInfo.activeProcessorCount
             if threads > cores { log("bitnet-run: --threads \(threads) is more than the \(cores) cores; using \(cores)") }
-            let m = try Model(path: model, threads: min(threads, cores), kvCache: kvCache)
+            let m = try Model(path: model, threads: min(threads, cores), kvCache: kvCache, context: context)
+            if let context, context > m.context { log("bitnet-run: --context \(context) is more than the model's \(m.context); using \(m.context)") }
             if bench {
                 try runBenchmark(m)
             } else if let promptIds {
@@ -103,8 +107,8 @@ struct BitNetRun: ParsableCommand {
     /// (nil for --prompt-ids, whose decoding is printed instead). In interactive mode an
     /// interrupted generation returns to the prompt.
     func generate(_ m: Model, ids: [Int32], text: String?, interactive: Bool = false) throws {
-        guard ids.count <= m.config.context else {
-            throw RunError("the prompt is \(ids.count) tokens, longer than the context of \(m.config.context)")
+        guard ids.count <= m.context else {
+            throw RunError("the prompt is \(ids.count) tokens, longer than the context of \(m.context)")
         }
         let interrupt = Interrupt.shared  // Ctrl-C handling from here on
         let promptIDs = text?.isEmpty == true ? [] : ids
@@ -141,7 +145,7 @@ struct BitNetRun: ParsableCommand {
     /// prompt it quits.
     func interactive(_ m: Model) throws {
         log("bitnet-run: \(model) (\(m.config.ternary ? "ternary" : "binary"), d\(m.config.dim), \(m.config.layers) layers, "
-            + "context \(m.config.context)); type a prompt, Ctrl-D to quit")
+            + "context \(m.context)); type a prompt, Ctrl-D to quit")
         _ = Interrupt.shared
         while true {
             log("> ", terminator: "")
@@ -158,16 +162,16 @@ struct BitNetRun: ParsableCommand {
     }
 
     func runBenchmark(_ m: Model) throws {
-        guard m.config.context >= 2 else {
-            throw RunError("--bench needs a context of at least 2 tokens; this model's is \(m.config.context)")
+        guard m.context >= 2 else {
+            throw RunError("--bench needs a context of at least 2 tokens; this one is \(m.context)")
         }
-        let promptTokens = promptTokens ?? min(128, m.config.context / 2)
-        let genTokens = genTokens ?? min(128, m.config.context / 2)
+        let promptTokens = promptTokens ?? min(128, m.context / 2)
+        let genTokens = genTokens ?? min(128, m.context / 2)
         // Compared without adding, which could overflow for huge counts.
-        guard promptTokens <= m.config.context, genTokens <= m.config.context - promptTokens else {
+        guard promptTokens <= m.context, genTokens <= m.context - promptTokens else {
             let total = promptTokens.addingReportingOverflow(genTokens)
             throw RunError("--prompt-tokens + --gen-tokens (\(total.overflow ? "more than \(Int.max)" : "\(total.partialValue)")) "
-                           + "exceed the model's context of \(m.config.context)")
+                           + "exceed the context of \(m.context)")
         }
         let c = m.config
         log("bench: \(model): \(c.ternary ? "ternary" : "binary"), d\(c.dim), \(c.layers) layers, ffn \(c.ffnDim), vocab \(c.vocabSize); "
@@ -175,7 +179,7 @@ struct BitNetRun: ParsableCommand {
         let r = RuntimeBenchmark.run(model: m, promptTokens: promptTokens, genTokens: genTokens, repetitions: repetitions,
                                      progress: { log($0) })
         let peak = RuntimeBenchmark.peakResidentBytes()
-        let modelBytes = m.file.data.count, bytesPerToken = RuntimeBenchmark.bytesPerToken(m)
+        let modelBytes = m.file.bytes.count, bytesPerToken = RuntimeBenchmark.bytesPerToken(m)
         let bandwidth = noBandwidth ? nil : RuntimeBenchmark.readBandwidth(threads: m.threads)
         let bound = bandwidth.map { $0 / Double(bytesPerToken) }
         if json {

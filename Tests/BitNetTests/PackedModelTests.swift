@@ -96,7 +96,7 @@ import BitNetRuntime
                 let (values, _) = model.quantizedWeight(slots)
                 let w = Array(UnsafeBufferPointer(start: values, count: tensor.count))
                 let entry = try file.tensor(tensor.name)
-                let stored = Array(file.data[entry.offset..<entry.offset + entry.length])
+                let stored = Array(file.bytes[entry.offset..<entry.offset + entry.length])
                 #expect(stored == Self.documentedPlanes(w, rows: tensor.shape[0], cols: tensor.shape[1], ternary: mode == .ternary),
                         "\(tensor.name)")
             }

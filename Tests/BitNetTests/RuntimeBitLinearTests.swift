@@ -42,7 +42,7 @@ import Testing
             let h = Buffer(i), y = Buffer(o)
             var q = [Int8](repeating: 0, count: i)
             var fast: [Int32] = [], naive = [Int32](repeating: 0, count: o)
-            file.data.withUnsafeBytes { raw in
+            do { let raw = file.bytes
                 let planes = raw.baseAddress! + weight.offset
                 let runtimeSums = Weights.rowSums(weight, planes)
                 #expect(runtimeSums.map(Float.init) == rowSums, "\(name): row sums")
