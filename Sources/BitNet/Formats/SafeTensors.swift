@@ -125,8 +125,9 @@ public struct SafeTensorsFile {
                 let (p, o) = acc.0.multipliedReportingOverflow(by: d)
                 return (p, acc.1 || o)
             }
-            guard !overflow, offsets[0] >= 0, offsets[0] <= offsets[1], offsets[1] <= bufferSize,
-                  offsets[1] - offsets[0] == count * dtype.size
+            let bytes = count.multipliedReportingOverflow(by: dtype.size)
+            guard !overflow, !bytes.overflow, offsets[0] >= 0, offsets[0] <= offsets[1], offsets[1] <= bufferSize,
+                  offsets[1] - offsets[0] == bytes.partialValue
             else { throw bad("tensor '\(name)' has data offsets \(offsets) that do not fit its shape or the file") }
             tensors[name] = Tensor(dtype: dtype, shape: shape, range: (dataStart + offsets[0])..<(dataStart + offsets[1]))
         }
@@ -134,12 +135,19 @@ public struct SafeTensorsFile {
         self.metadata = metadata
     }
 
-    /// Copies tensor `name` into `destination`, checking its dtype and shape first.
-    public func copy(_ name: String, dtype: SafeTensorsDType, shape: [Int], into destination: UnsafeMutableRawPointer) throws {
+    /// Tensor `name`, checked to have this dtype and shape.
+    @discardableResult
+    public func tensor(_ name: String, dtype: SafeTensorsDType, shape: [Int]) throws -> Tensor {
         guard let t = tensors[name] else { throw BitNetError.file("\(path): tensor '\(name)' is missing") }
         guard t.dtype == dtype, t.shape == shape else {
             throw BitNetError.file("\(path): tensor '\(name)' is \(t.dtype.rawValue) \(t.shape), expected \(dtype.rawValue) \(shape)")
         }
+        return t
+    }
+
+    /// Copies tensor `name` into `destination`, checking its dtype and shape first.
+    public func copy(_ name: String, dtype: SafeTensorsDType, shape: [Int], into destination: UnsafeMutableRawPointer) throws {
+        let t = try tensor(name, dtype: dtype, shape: shape)
         data.withUnsafeBytes { raw in
             destination.copyMemory(from: raw.baseAddress! + t.range.lowerBound, byteCount: t.range.count)
         }

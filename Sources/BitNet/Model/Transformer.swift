@@ -86,6 +86,17 @@ public final class Transformer {
         return 4 * (4 * layout.totalCount + quantizedCount) + Activations.bytesNeeded(config: config, batch: batch, storage: storage)
     }
 
+    /// Why a model of this shape cannot train (or run) with batch `batch` within `limit`
+    /// bytes (default: 85% of the machine's memory), or nil when it can.
+    public static func memoryShortfall(config: ModelConfig, batch: Int, storage: ActivationStorage = .f32,
+                                       limit: Int? = nil) -> String? {
+        let needed = trainingBytes(config: config, batch: batch, storage: storage)
+        let limit = limit ?? Int(Double(ProcessInfo.processInfo.physicalMemory) * 0.85)
+        guard needed > limit else { return nil }
+        return String(format: "the estimated peak memory of %@%.1f GB exceeds the %.1f GB available",
+                      needed >= Int(1e15) ? "at least " : "", Double(needed) / 1e9, Double(limit) / 1e9)
+    }
+
     // MARK: Initialization
 
     /// GPT-2's scheme: N(0, 0.02) matrices, residual outputs scaled by 1/sqrt(2 * layers),

@@ -42,7 +42,8 @@ public enum Checkpoint {
         }
     }
 
-    /// Reads and validates a checkpoint's config and training state (not the tensors).
+    /// Reads and validates a checkpoint's config and training state, and that it holds
+    /// each weight of that config (the values are read by `load`).
     public static func readHeader(_ file: SafeTensorsFile) throws -> (RunConfig, TrainingState) {
         let m = file.metadata
         func bad(_ what: String) -> BitNetError { BitNetError.file("\(file.path): not a BitNet checkpoint: \(what)") }
@@ -53,13 +54,20 @@ public enum Checkpoint {
         guard let configText = m["config"], let config = try? JSONDecoder().decode(RunConfig.self, from: Data(configText.utf8)) else {
             throw bad("metadata 'config' is missing or invalid")
         }
-        guard let step = m["step"].flatMap(Int.init), step >= 0,
-              let optimizerStep = m["optimizer_step"].flatMap(Int.init), optimizerStep >= 0,
-              let tokensSeen = m["tokens_seen"].flatMap(Int.init),
-              let rng = m["rng"]?.split(separator: ",").compactMap({ UInt64($0) }), rng.count == 4
+        // Bounds far beyond any run, so that counting on from them cannot overflow.
+        let counts = 0...(1 << 50)
+        guard let step = m["step"].flatMap(Int.init), counts.contains(step),
+              let optimizerStep = m["optimizer_step"].flatMap(Int.init), counts.contains(optimizerStep),
+              let tokensSeen = m["tokens_seen"].flatMap(Int.init), counts.contains(tokensSeen),
+              let rng = m["rng"]?.split(separator: ",", omittingEmptySubsequences: false).map({ UInt64($0) }),
+              rng.count == 4, !rng.contains(nil)
         else { throw bad("metadata 'step', 'optimizer_step', 'tokens_seen' or 'rng' is missing or invalid") }
         let elapsed = m["elapsed_seconds"].flatMap(Double.init) ?? 0
-        return (config, TrainingState(step: step, optimizerStep: optimizerStep, rngState: rng, tokensSeen: tokensSeen,
+        guard elapsed.isFinite && elapsed >= 0 else { throw bad("metadata 'elapsed_seconds' is \(elapsed)") }
+        // Every weight the config implies, present with its shape, before a model that
+        // size is allocated: the file's own size then bounds the allocation.
+        for t in ParameterLayout(config: config.model).tensors { try file.tensor(t.name, dtype: .f32, shape: t.shape) }
+        return (config, TrainingState(step: step, optimizerStep: optimizerStep, rngState: rng.compactMap { $0 }, tokensSeen: tokensSeen,
                                       elapsedSeconds: elapsed))
     }
 
@@ -95,6 +103,9 @@ public enum Checkpoint {
         }
         let file = try SafeTensorsFile(url: url)
         let (config, state) = try readHeader(file)
+        if let shortfall = Transformer.memoryShortfall(config: config.model, batch: batch) {
+            throw BitNetError.file("\(url.path): its model cannot be loaded here: \(shortfall)")
+        }
         let model = Transformer(config: config.model, batch: batch)
         try load(file, into: model, optimizer: nil)
         return (model, config, state)

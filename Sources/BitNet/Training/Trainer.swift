@@ -46,14 +46,9 @@ public final class Trainer {
                                        + "data's \(dataset.meta.vocabSize); prepare the data again with this tokenizer")
             }
         }
-        let needed = Transformer.trainingBytes(config: config.model, batch: config.training.microBatchSize,
-                                               storage: config.training.activationStorage)
-        let limit = memoryLimit ?? Int(Double(ProcessInfo.processInfo.physicalMemory) * 0.85)
-        guard needed <= limit else {
-            throw BitNetError.field("micro_batch_size", problem: String(
-                format: "(%@): the estimated peak memory of %@%.1f GB exceeds the %.1f GB available; lower it or the model size",
-                "\(config.training.microBatchSize)", needed >= Int(1e15) ? "at least " : "", Double(needed) / 1e9,
-                Double(limit) / 1e9))
+        if let shortfall = Transformer.memoryShortfall(config: config.model, batch: config.training.microBatchSize,
+                                                       storage: config.training.activationStorage, limit: memoryLimit) {
+            throw BitNetError.field("micro_batch_size", problem: "(\(config.training.microBatchSize)): \(shortfall); lower it or the model size")
         }
         try directory.lock()
         let checkpoint = saved == nil ? nil : try directory.readCheckpoint(of: config)
