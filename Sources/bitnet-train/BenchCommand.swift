@@ -13,11 +13,11 @@ struct BenchCommand: ParsableCommand {
 
     @OptionGroup var options: ConfigOptions
     @Option(help: "Time on this data directory's batches (and its vocabulary) instead of random tokens.") var data: String?
-    @Option(name: .customLong("bench-steps"), help: "Timed optimizer steps (the median is reported).") var benchSteps: Int = 9
+    @Option(name: .customLong("bench-steps"), parsing: .unconditional, help: "Timed optimizer steps (the median is reported).") var benchSteps: Int = 9
     @Flag(help: "Print one JSON object.") var json = false
 
     func validate() throws {
-        if benchSteps <= 0 { throw ValidationError("--bench-steps must be positive") }
+        if benchSteps <= 0 { throw ValidationError("--bench-steps must be positive, got \(benchSteps)") }
         _ = try options.fieldValues()
     }
 

@@ -9,7 +9,7 @@ struct TokenizerCommand: ParsableCommand {
         commandName: "tokenizer", abstract: "Train a SentencePiece tokenizer on text files.")
 
     @Option(name: .customLong("input"), help: "A text file (repeat for several).") var inputs: [String] = []
-    @Option(help: "Vocabulary size.") var vocabSize: Int = 4096
+    @Option(parsing: .unconditional, help: "Vocabulary size.") var vocabSize: Int = 4096
     @Option(help: "Tokenizer algorithm: bpe or unigram.") var kind: TokenizerKind = .bpe
     @Option(help: "Output file (must end in .model).") var out: String
 
@@ -35,10 +35,11 @@ struct PrepareCommand: ParsableCommand {
     @Option(name: .customLong("input"), help: "A text file (repeat for several).") var inputs: [String] = []
     @Option(help: "SentencePiece model made by 'bitnet-train tokenizer'.") var tokenizer: String
     @Option(help: "Output data directory.") var out: String
-    @Option(help: "Fraction of tokens (at the end) held out for validation.") var valFraction: Double = 0.05
+    @Option(parsing: .unconditional, help: "Fraction of tokens (at the end) held out for validation.") var valFraction: Double = 0.05
 
     func validate() throws {
         if inputs.isEmpty { throw ValidationError("give at least one --input text file") }
+        if !(valFraction > 0 && valFraction < 1) { throw ValidationError("--val-fraction must be in (0, 1), got \(valFraction)") }
     }
 
     func run() throws {

@@ -12,13 +12,14 @@ struct EvalCommand: ParsableCommand {
     @Argument(help: "Run directory.") var runDirectory: String
     @Option(help: "Data directory (its validation split is used).") var data: String?
     @Option(help: "A text file to evaluate instead (encoded with the run's tokenizer).") var text: String?
-    @Option(help: "Validation windows to use (0: all).") var windows: Int = 0
-    @Option(help: "Windows per forward pass.") var batch: Int = 8
+    @Option(parsing: .unconditional, help: "Validation windows to use (0: all).") var windows: Int = 0
+    @Option(parsing: .unconditional, help: "Windows per forward pass.") var batch: Int = 8
     @Flag(help: "Print one JSON object.") var json = false
 
     func validate() throws {
         if (data == nil) == (text == nil) { throw ValidationError("give exactly one of --data or --text") }
-        if windows < 0 || batch <= 0 { throw ValidationError("--windows must be >= 0 and --batch positive") }
+        if windows < 0 { throw ValidationError("--windows must be >= 0, got \(windows)") }
+        if batch <= 0 { throw ValidationError("--batch must be positive, got \(batch)") }
     }
 
     func run() throws {

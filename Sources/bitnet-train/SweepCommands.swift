@@ -21,21 +21,27 @@ struct SweepCommand: ParsableCommand {
     @Option(help: "Data directory made by 'bitnet-train prepare'.") var data: String
     @Option(help: "Sizes: preset names or WIDTHxLAYERS (e.g. 64x2,96x3), comma-separated.") var presets: String
     @Option(help: "Weight modes, comma-separated.") var modes: String = "fp,binary"
-    @Option(help: "Tokens per run.") var tokens: Int?
-    @Option(name: .customLong("tokens-per-param"), help: "Tokens per non-embedding parameter.") var tokensPerParam: Double?
-    @Option(help: "Training FLOPs per run.") var flops: Double?
+    @Option(parsing: .unconditional, help: "Tokens per run.") var tokens: Int?
+    @Option(name: .customLong("tokens-per-param"), parsing: .unconditional, help: "Tokens per non-embedding parameter.") var tokensPerParam: Double?
+    @Option(parsing: .unconditional, help: "Training FLOPs per run.") var flops: Double?
     @Option(help: "Sweep directory.") var out: String
     @Flag(help: "Redefine a sweep directory that holds a different sweep.") var force = false
     @Option(help: "Preset whose training settings WIDTHxLAYERS sizes use.") var basePreset: String = "mini"
-    @Option(help: "Context length for every run.") var context: Int?
-    @Option(help: "Sequences per step for every run.") var batchSize: Int?
-    @Option(help: "Sequences per forward pass.") var microBatchSize: Int?
-    @Option(help: "Seed for every run.") var seed: UInt64 = 1337
-    @Option(help: "Validation windows for the final loss.") var evalWindows: Int = 128
+    @Option(parsing: .unconditional, help: "Context length for every run.") var context: Int?
+    @Option(parsing: .unconditional, help: "Sequences per step for every run.") var batchSize: Int?
+    @Option(parsing: .unconditional, help: "Sequences per forward pass.") var microBatchSize: Int?
+    @Option(parsing: .unconditional, help: "Seed for every run.") var seed: UInt64 = 1337
+    @Option(parsing: .unconditional, help: "Validation windows for the final loss.") var evalWindows: Int = 128
 
     func validate() throws {
         let budgets = [tokens != nil, tokensPerParam != nil, flops != nil].filter { $0 }.count
         if budgets != 1 { throw ValidationError("give exactly one budget: --tokens, --tokens-per-param or --flops") }
+        if let tokens, tokens <= 0 { throw ValidationError("--tokens must be positive, got \(tokens)") }
+        if let tokensPerParam, !(tokensPerParam > 0 && tokensPerParam.isFinite) {
+            throw ValidationError("--tokens-per-param must be a positive number, got \(tokensPerParam)")
+        }
+        if let flops, !(flops > 0 && flops.isFinite) { throw ValidationError("--flops must be a positive number, got \(flops)") }
+        if evalWindows <= 0 { throw ValidationError("--eval-windows must be positive, got \(evalWindows)") }
     }
 
     func run() throws {
@@ -97,12 +103,17 @@ struct LearningRateSweepCommand: ParsableCommand {
 
     @Option(help: "Data directory made by 'bitnet-train prepare'.") var data: String
     @Option(help: "Weight modes, comma-separated.") var modes: String = "fp,binary"
-    @Option(help: "Peak learning rates, comma-separated.") var lrs: String = "1e-4,3e-4,1e-3,3e-3,1e-2"
+    @Option(parsing: .unconditional, help: "Peak learning rates, comma-separated.") var lrs: String = "1e-4,3e-4,1e-3,3e-3,1e-2"
     @Option(help: "Output directory.") var out: String
     @Flag(help: "Retrain runs that already exist.") var force = false
     @OptionGroup var options: ConfigOptions
 
-    func validate() throws { _ = try options.fieldValues() }
+    func validate() throws {
+        _ = try options.fieldValues()
+        for rate in try parseList(lrs, flag: "--lrs", { Float($0) }) where !(rate > 0 && rate <= 1000) {
+            throw ValidationError("--lrs: each rate must be in (0, 1000], got \(rate)")
+        }
+    }
 
     func run() throws {
         try reportingErrors {

@@ -252,10 +252,10 @@ import BitNetRuntime
         try expectCleanFailure(["train", "--data", data, "--out", dir.path + "/r", "--layers", "0"],
                                mentions: "--layers must be in 1...4096, got 0")
         try expectCleanFailure(["train", "--data", data, "--out", dir.path + "/r", "--lr=-1"],
-                               mentions: "--lr must be positive, got -1.0")
+                               mentions: "--lr must be in (0, 1000], got -1.0")
         // Every field has a flag, checked against its range; a negative value after a space is a value.
         let fieldRefusals: [([String], String)] = [
-            (["--lr", "-1"], "--lr must be positive, got -1.0"),
+            (["--lr", "-1"], "--lr must be in (0, 1000], got -1.0"),
             (["--adam-epsilon", "0"], "--adam-epsilon must be > 0, got 0.0"),
             (["--stage2-learning-rate-factor", "1.5"], "--stage2-learning-rate-factor must be in (0, 1], got 1.5"),
             (["--norm-epsilon=-1"], "--norm-epsilon must be in (0, 1), got -1.0"),
@@ -405,7 +405,11 @@ import BitNetRuntime
             (["--bench", "--prompt-tokens", "0"], "--prompt-tokens must be positive"),
             (["--bench", "--gen-tokens=-1"], "--gen-tokens must be positive"),
             (["--bench", "--repetitions", "0"], "--repetitions must be positive"),
-            (["--bench", "--prompt-tokens", "40", "--gen-tokens", "40"], "(80) exceed the model's context of 64"),
+            (["--bench", "--prompt-tokens", "40", "--gen-tokens", "40"], "(80) exceed the context of 64"),
+            (["--bench", "--context", "8", "--prompt-tokens", "4", "--gen-tokens", "5"], "(9) exceed the context of 8"),
+            (["--prompt-ids", "1,2,3", "--context", "2"], "the prompt is 3 tokens, longer than the context of 2"),
+            (["--prompt", "x", "--context", "0"], "--context must be positive, got 0"),
+            (["--prompt", "x", "--context", "nan"], "context"),
         ]
         for (arguments, fragment) in refusals {
             try expectCleanFailure(arguments, executable: "bitnet-run", leading: [model], mentions: fragment)
@@ -447,7 +451,7 @@ import BitNetRuntime
         #expect(try Fixtures.run(["export", "--random"] + shape + ["--context", "1", "--out", one]).status == 0)
         try expectCleanFailure(["--bench"], executable: "bitnet-run", leading: [one], mentions: "needs a context of at least 2")
         try expectCleanFailure(["--bench", "--prompt-tokens", "\(Int.max)", "--gen-tokens", "10"], executable: "bitnet-run",
-                               leading: [model], mentions: "exceed the model's context of 64")
+                               leading: [model], mentions: "exceed the context of 64")
         let notText = try Fixtures.run(["--max-tokens", "3"], executable: "bitnet-run", leading: [model], input: Data([0x61, 0xFF, 0x0A]))
         #expect(notText.status == 1 && notText.stderr == "bitnet-run: error: standard input is not valid UTF-8\n", "\(notText.stderr)")
         // A context beyond the runtime's limit is refused by export (and by the loader: HostileInputTests).

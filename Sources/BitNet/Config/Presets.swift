@@ -36,6 +36,10 @@ public struct Preset: Sendable {
         model.heads = heads
         model.ffnDim = ffn
         model.context = context
+        // The paper's unsigned range where inputs are non-negative: it measured better
+        // for ternary and no worse for binary (docs/studies/activation-range). Files
+        // without the field keep `signed`, the range they were trained with.
+        model.activationRange = .auto
         var training = TrainingConfig()
         training.batchSize = batch
         training.microBatchSize = micro

@@ -10,11 +10,26 @@ public enum SweepBudget: Codable, Sendable, Equatable, CustomStringConvertible {
     /// Tokens = FLOPs / training FLOPs per token.
     case flops(Double)
 
-    public func tokens(for config: ModelConfig) -> Int {
+    /// More tokens than any run could train on: a budget above it is refused.
+    public static let maxTokens = 1 << 50
+
+    /// Tokens for a model of this config; nil when beyond `maxTokens` (or not a number).
+    public func tokens(for config: ModelConfig) -> Int? {
+        let n: Double
         switch self {
-        case .tokens(let n): n
-        case .tokensPerParameter(let r): Int((r * Double(config.nonEmbeddingParameters)).rounded())
-        case .flops(let f): Int((f / config.trainingFlopsPerToken).rounded())
+        case .tokens(let t): return t <= Self.maxTokens ? t : nil
+        case .tokensPerParameter(let r): n = r * Double(config.nonEmbeddingParameters)
+        case .flops(let f): n = f / config.trainingFlopsPerToken
+        }
+        return n.isFinite && n <= Double(Self.maxTokens) ? Int(n.rounded()) : nil
+    }
+
+    /// The `sweep` flag that sets this budget.
+    public var flag: String {
+        switch self {
+        case .tokens: "--tokens"
+        case .tokensPerParameter: "--tokens-per-param"
+        case .flops: "--flops"
         }
     }
 
@@ -108,7 +123,10 @@ public struct SweepDefinition: Codable, Sendable, Equatable {
         let sized = try RunConfig(preset: size.name, model: m, training: t).overriding(overrides)
         // The budget sets the steps; logging, evaluation and checkpoints scale with them.
         let tokensPerStep = sized.training.batchSize * sized.model.context
-        let tokens = budget.tokens(for: sized.model)
+        guard let tokens = budget.tokens(for: sized.model) else {
+            throw BitNetError.invalid("\(budget.flag): the budget (\(budget)) gives size \(size.name) more than "
+                                      + "\(SweepBudget.maxTokens) tokens")
+        }
         guard tokens >= tokensPerStep else {
             throw BitNetError.invalid("the budget (\(budget)) gives size \(size.name) \(tokens) tokens, less than one optimizer "
                                       + "step of \(sized.training.batchSize) x \(sized.model.context) = \(tokensPerStep) tokens")
