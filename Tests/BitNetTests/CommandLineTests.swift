@@ -9,31 +9,56 @@ import BitNetRuntime
     static let trainArguments = ["--preset", "tiny", "--mode", "binary", "--steps", "120", "--context", "32",
                                  "--log-every", "5", "--eval-every", "40", "--eval-windows", "4", "--checkpoint-every", "10"]
 
-    @Test func killedRunResumesToTheUninterruptedNumbers() throws {
+    /// SIGKILL at 20 random moments of a run (steps, evaluations, checkpoint writes), each
+    /// resumed: every run ends with the uninterrupted run's metrics, loss for loss.
+    @Test func killedRunsResumeToTheUninterruptedNumbers() throws {
         let data = Fixtures.shared.data
-        let whole = Fixtures.temporaryDirectory("cli-whole"), killed = Fixtures.temporaryDirectory("cli-killed")
+        let whole = Fixtures.temporaryDirectory("cli-whole")
+        let started = Date()
         let full = try Fixtures.run(["train", "--data", data, "--out", whole.path] + Self.trainArguments)
+        let duration = Date().timeIntervalSince(started)
         #expect(full.status == 0, "\(full.stderr)")
+        let expected = try Fixtures.deterministicMetrics(whole)
 
-        // Start the same run and SIGKILL it once a checkpoint exists.
-        let process = Process()
-        process.executableURL = Fixtures.executable
-        process.arguments = ["train", "--data", data, "--out", killed.path] + Self.trainArguments
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        let checkpoint = Checkpoint.url(in: killed).path
-        let deadline = Date().addingTimeInterval(60)
-        while !FileManager.default.fileExists(atPath: checkpoint) && Date() < deadline { usleep(2_000) }
-        kill(process.processIdentifier, SIGKILL)
-        process.waitUntilExit()
-        #expect(process.terminationReason == .uncaughtSignal)
-        let (_, _, state) = try Checkpoint.loadModel(runDirectory: killed)
-        #expect(state.step < 120, "the run finished before it could be killed")
-
-        let resumed = try Fixtures.run(["train", "--data", data, "--out", killed.path, "--resume"] + Self.trainArguments)
-        #expect(resumed.status == 0, "\(resumed.stderr)")
-        #expect(resumed.stderr.contains("resuming at step \(state.step)"))
-        #expect(try Fixtures.deterministicMetrics(whole) == Fixtures.deterministicMetrics(killed))
+        // Moments spread over the run (seeded), two kills at a time on the two cores.
+        var rng = Xoshiro256(seed: 2026)
+        let moments = (0..<20).map { _ in duration * (0.02 + 0.96 * Double(rng.uniform())) }
+        /// One kill's outcome, written by its own iteration.
+        struct Outcome { var killed = false, duringWrite = false, beforeCheckpoint = false, failure: String? }
+        let slots = Slots(count: moments.count, initial: Outcome())
+        DispatchQueue.concurrentPerform(iterations: moments.count) { i in
+            do {
+                let run = Fixtures.temporaryDirectory("cli-killed-\(i)")
+                let training = try Fixtures.launch(["train", "--data", data, "--out", run.path] + Self.trainArguments)
+                usleep(UInt32(moments[i] * 1e6))
+                kill(training.process.processIdentifier, SIGKILL)
+                training.process.waitUntilExit()
+                let killed = training.process.terminationReason == .uncaughtSignal
+                let names = (try? FileManager.default.contentsOfDirectory(atPath: run.path)) ?? []
+                slots.update(i) {
+                    $0.killed = killed
+                    $0.duringWrite = killed && names.contains { $0.contains(".tmp-") }
+                    $0.beforeCheckpoint = killed && !names.contains(Checkpoint.fileName)
+                }
+                let resumed = try Fixtures.run(["train", "--data", data, "--out", run.path, "--resume"] + Self.trainArguments)
+                let metrics = try Fixtures.deterministicMetrics(run)
+                if resumed.status != 0 || metrics != expected {
+                    let failure = String(format: "kill at %.2f s: status %d, %d metrics lines (expected %d); %@", moments[i],
+                                         resumed.status, metrics.count, expected.count, resumed.stderr)
+                    slots.update(i) { $0.failure = failure }
+                }
+            } catch {
+                slots.update(i) { $0.failure = "kill \(i): \(error)" }
+            }
+        }
+        let outcomes = slots.all
+        let killed = outcomes.filter(\.killed).count, failures = outcomes.compactMap(\.failure)
+        let duringWrite = outcomes.filter(\.duringWrite).count, beforeCheckpoint = outcomes.filter(\.beforeCheckpoint).count
+        print(String(format: "kill -9: %d moments over a %.1f s run; %d killed mid-run (%d during a checkpoint write, %d before the "
+                     + "first checkpoint), %d finished first; %d resumed runs differ from the uninterrupted one",
+                     moments.count, duration, killed, duringWrite, beforeCheckpoint, moments.count - killed, failures.count))
+        #expect(failures.isEmpty, "\(failures)")
+        #expect(killed >= 15, "only \(killed) of \(moments.count) kills landed before the run finished")
     }
 
     @Test func sampleIsDeterministicAndStartsWithThePrompt() throws {
@@ -163,11 +188,17 @@ import BitNetRuntime
             return Date().timeIntervalSince(start)
         }
         let quiet = try seconds(2)
+        // A short training run, quietly: the numbers the run under load must end with.
+        let data = Fixtures.shared.data
+        let train = ["--preset", "tiny", "--mode", "binary", "--steps", "40", "--context", "32", "--log-every", "5",
+                     "--eval-every", "20", "--eval-windows", "4", "--checkpoint-every", "10"]
+        let quietRun = Fixtures.temporaryDirectory("cli-load-quiet"), loadedRun = Fixtures.temporaryDirectory("cli-load-busy")
+        #expect(try Fixtures.run(["train", "--data", data, "--out", quietRun.path] + train).status == 0)
         // A busy loop per core, bounded in time by the shell itself (no child process that
         // could outlive it), and ended as soon as the measurement is done.
         let cores = ProcessInfo.processInfo.activeProcessorCount
         let neighbours = try (0..<cores).map { _ in
-            try Fixtures.launch(["-c", "while (( SECONDS < 20 )); do :; done"], executable: "/bin/bash")
+            try Fixtures.launch(["-c", "while (( SECONDS < 60 )); do :; done"], executable: "/bin/bash")
         }
         defer {
             for n in neighbours {
@@ -176,6 +207,16 @@ import BitNetRuntime
             }
         }
         let loaded = try seconds(2), oversubscribed = try seconds(8)
+        // Training beside the same neighbours, killed once its first checkpoint exists and
+        // resumed, ends with the quiet run's numbers.
+        let training = try Fixtures.launch(["train", "--data", data, "--out", loadedRun.path] + train)
+        let deadline = Date().addingTimeInterval(60)
+        while !FileManager.default.fileExists(atPath: Checkpoint.url(in: loadedRun).path) && Date() < deadline { usleep(2_000) }
+        kill(training.process.processIdentifier, SIGKILL)
+        training.process.waitUntilExit()
+        let resumed = try Fixtures.run(["train", "--data", data, "--out", loadedRun.path, "--resume"] + train)
+        #expect(resumed.status == 0, "\(resumed.stderr)")
+        #expect(try Fixtures.deterministicMetrics(loadedRun) == Fixtures.deterministicMetrics(quietRun))
         print(String(format: "under load: quiet %.2f s; busy neighbours on %d cores: %.2f s (%.1fx); --threads 8: %.2f s (%.1fx)",
                      quiet, cores, loaded, loaded / quiet, oversubscribed, oversubscribed / quiet))
         // Other suites run beside this one, so "quiet" is only quieter: the bound is a ratio

@@ -1,4 +1,6 @@
-// Helpers shared by the tests: seeded random buffers and gradient comparison.
+// Helpers shared by the tests: seeded random buffers, gradient comparison, and slots
+// for results of concurrent iterations.
+import Foundation
 @testable import BitNet
 
 /// A heap buffer of floats that frees itself.
@@ -63,4 +65,16 @@ func weightedSum(_ out: UnsafePointer<Float>, _ weights: UnsafePointer<Float>, _
     var s: Double = 0
     for i in 0..<count { s += Double(out[i]) * Double(weights[i]) }
     return s
+}
+
+/// Results written from concurrent iterations (DispatchQueue.concurrentPerform), one
+/// slot each, under a lock.
+final class Slots<T>: @unchecked Sendable {
+    private var values: [T]
+    private let lock = NSLock()
+
+    init(count: Int, initial: T) { values = Array(repeating: initial, count: count) }
+
+    func update(_ i: Int, _ change: (inout T) -> Void) { lock.withLock { change(&values[i]) } }
+    var all: [T] { lock.withLock { values } }
 }
