@@ -35,11 +35,12 @@ let package = Package(
         .target(name: "BitNetSampling", path: "Sources/BitNetSampling", swiftSettings: nativeSwift),
         .target(
             name: "BitNet",
-            dependencies: ["BitNetFormat", "BitNetSampling", "COpenBLAS", "CSentencePiece"],
+            dependencies: ["BitNetFormat", "BitNetSampling", "COpenBLAS", "CSentencePiece", "CBitKernels"],
             path: "Sources/BitNet",
             swiftSettings: nativeSwift
         ),
-        // The runtime's kernels in C: vpshufb look-ups and F16C are out of Swift's reach.
+        // Kernels in C (the runtime's, and the trainer's AVX-512 BF16 conversion): vpshufb
+        // look-ups, F16C and BF16 instructions are out of Swift's reach.
         // AVX2 paths are compiled per function and chosen at run time; -O3 for the scalar ones.
         .target(
             name: "CBitKernels",

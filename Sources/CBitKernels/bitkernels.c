@@ -33,6 +33,38 @@ int bitnet_kernels_force_scalar(int force) {
     return previous;
 }
 
+int bitnet_has_avx512_bf16(void) {
+#ifdef BITNET_X86
+    static int supported = -1;
+    if (supported < 0) {
+        __builtin_cpu_init();
+        supported = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw")
+            && __builtin_cpu_supports("avx512bf16");
+    }
+    return supported;
+#else
+    return 0;
+#endif
+}
+
+#ifdef BITNET_X86
+__attribute__((target("avx512f,avx512vl,avx512bw,avx512bf16")))
+void bitnet_bf16_encode_avx512(const float *x, uint16_t *out, size_t n) {
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m256bh h = _mm512_cvtneps_pbh(_mm512_loadu_ps(x + i));
+        _mm256_storeu_si256((__m256i *)(out + i), (__m256i)h);
+    }
+    if (i < n) {  // the tail under a mask: nothing read or written past n
+        __mmask16 mask = (__mmask16)((1u << (n - i)) - 1);
+        __m256bh h = _mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(mask, x + i));
+        _mm256_mask_storeu_epi16(out + i, mask, (__m256i)h);
+    }
+}
+#else
+void bitnet_bf16_encode_avx512(const float *x, uint16_t *out, size_t n) { (void)x; (void)out; (void)n; }
+#endif
+
 static float half_to_float(uint16_t h) {
     uint32_t sign = (uint32_t)(h >> 15) << 31, exponent = (h >> 10) & 31, mantissa = h & 1023, bits;
     if (exponent == 0) {

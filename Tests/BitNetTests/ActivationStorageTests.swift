@@ -1,6 +1,7 @@
 // BF16 storage of the activations kept for the backward pass: the conversion against
 // its definition, and a model whose loss is unchanged and whose gradients differ from
 // FP32 storage only by BF16 rounding.
+import Foundation
 import Testing
 @testable import BitNet
 
@@ -28,6 +29,33 @@ import Testing
         // Ties go to even; past the largest finite BF16 rounds to infinity; NaN stays NaN.
         #expect(encoded[values.count - 3] == 0x3F80 && encoded[values.count - 2] == 0x3F82 && encoded[values.count - 1] == 0x3F81)
         #expect(decoded[values.count - 6].isNaN && decoded[values.count - 5] == .infinity && decoded[values.count - 8] == .infinity)
+    }
+
+    /// The CPU's conversion (vcvtneps2bf16), on every length up to 40 (the masked tail)
+    /// and the edge cases, against the portable loop; subnormals become signed zeros.
+    @Test(.enabled(if: BFloat16.usesAVX512, "needs AVX-512 BF16 (Zen 4); elsewhere the portable loop runs"))
+    func avx512ConversionEqualsTheLoop() {
+        var rng = Xoshiro256(seed: 8)
+        var values: [Float] = (0..<600).map { i in rng.normal() * Float(pow(10, Double(i % 13 - 6))) }
+        values += [0, -0, 1, .infinity, -.infinity, .nan, -.nan, .greatestFiniteMagnitude, -.greatestFiniteMagnitude,
+                   Float(bitPattern: 0x3F80_8000), Float(bitPattern: 0x3F81_8000), Float(bitPattern: 0x7F7F_8000),
+                   Float(bitPattern: 0x0000_8000), Float(bitPattern: 0x8001_0000), .leastNormalMagnitude]
+        for count in Array(0...40) + [values.count] {
+            let x = Array(values.suffix(count))
+            var fast = [UInt16](repeating: 0xABCD, count: count + 1), portable = [UInt16](repeating: 0, count: count)
+            BFloat16.encode(x, into: &fast, count: count)
+            BFloat16.encodePortable(x, into: &portable, count: count)
+            #expect(fast[count] == 0xABCD, "wrote past \(count) values")
+            for i in 0..<count {
+                if x[i].isNaN {
+                    #expect(Float(bitPattern: UInt32(fast[i]) << 16).isNaN)
+                } else if x[i].isSubnormal {
+                    #expect(fast[i] == (x[i].sign == .minus ? 0x8000 : 0), "\(x[i])")
+                } else {
+                    #expect(fast[i] == portable[i], "\(x[i]): \(fast[i]) against \(portable[i])")
+                }
+            }
+        }
     }
 
     @Test(arguments: [WeightMode.fp, .binary])

@@ -50,6 +50,14 @@ uint64_t bitnet_read_sum(const uint64_t *p, size_t words);
 /// A spin-wait hint (x86 `pause`): lets a waiting worker spin without starving its sibling.
 void bitnet_cpu_relax(void);
 
+/// 1 when the CPU has AVX-512 BF16 (Zen 4, Sapphire Rapids), so that
+/// `bitnet_bf16_encode_avx512` may be called.
+int bitnet_has_avx512_bf16(void);
+/// out[i] = x[i] rounded to BF16 by `vcvtneps2bf16` (round to nearest even, as the
+/// trainer's loop; unlike it, subnormal inputs become zeros of their sign). Only where
+/// `bitnet_has_avx512_bf16()`.
+void bitnet_bf16_encode_avx512(const float *x, uint16_t *out, size_t n);
+
 /// 1 when the AVX2 paths are in use (for the benchmark report).
 int bitnet_kernels_use_avx2(void);
 /// Forces the scalar paths (tests compare the two); returns the previous setting.
