@@ -95,8 +95,10 @@ public enum Checkpoint {
         model.parametersDidChange()
     }
 
-    /// A trained model from a run directory, ready for sampling or evaluation.
+    /// A trained model from a run directory, ready for sampling or evaluation. A run
+    /// quantized after training (QRUN_DIR) loads as its dequantized fp model.
     public static func loadModel(runDirectory: URL, batch: Int = 1) throws -> (Transformer, RunConfig, TrainingState) {
+        if QuantizedRun.isQuantizedRun(runDirectory) { return try QuantizedRun.loadModel(runDirectory: runDirectory, batch: batch) }
         let url = url(in: runDirectory)
         guard FileManager.default.fileExists(atPath: url.path) else {
             throw BitNetError.file("\(url.path): no checkpoint; has this run saved one yet?")

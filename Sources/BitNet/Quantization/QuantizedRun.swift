@@ -1,0 +1,169 @@
+// QRUN_DIR: a full-precision run quantized after training (issue 11).
+//   config.json        the source run's config (mode fp: the quantized weights are
+//                      dequantized into an fp model for eval and sample)
+//   quantization.json  method, weight bits, group size, source run and step
+//   model.safetensors  every projection weight as NAME.codes (I8 [rows, cols]; min-max
+//                      codes stored as their 8-bit pattern), NAME.scales and NAME.zeros
+//                      (F32 [rows, groups]); every other tensor (embedding, norms) as F32
+//   tokenizer.model    copied from the source run
+// Written into a temporary directory and renamed into place: whole or not at all.
+import Foundation
+
+public struct QuantizationSettings: Codable, Equatable, Sendable {
+    /// "rtn" so far.
+    public var method: String
+    public var weightBits: WeightBits
+    /// Columns per scale; nil: one scale per output channel.
+    public var groupSize: Int?
+    public var sourceRun: String
+    public var sourceStep: Int
+
+    enum CodingKeys: String, CodingKey {
+        case method, weightBits = "weight_bits", groupSize = "group_size", sourceRun = "source_run", sourceStep = "source_step"
+    }
+
+    public init(method: String, weightBits: WeightBits, groupSize: Int?, sourceRun: String, sourceStep: Int) {
+        (self.method, self.weightBits, self.groupSize, self.sourceRun, self.sourceStep) =
+            (method, weightBits, groupSize, sourceRun, sourceStep)
+    }
+}
+
+public enum QuantizedRun {
+    static let settingsFile = "quantization.json", modelFile = "model.safetensors"
+
+    public static func isQuantizedRun(_ directory: URL) -> Bool {
+        FileManager.default.fileExists(atPath: directory.appendingPathComponent(settingsFile).path)
+    }
+
+    /// The projection weights' tensor names and slots, in layout order.
+    static func projections(_ layout: ParameterLayout) -> [(name: String, slots: BitLinearSlots)] {
+        let names = Dictionary(layout.tensors.map { ($0.offset, $0.name) }, uniquingKeysWith: { first, _ in first })
+        return layout.bitLinears.compactMap { p in names[p.weight].map { ($0, p) } }
+    }
+
+    /// Quantizes the fp run at `source` with round-to-nearest and writes QRUN_DIR `out`.
+    /// Returns the mean squared weight error over all projections.
+    @discardableResult
+    public static func quantize(source: URL, bits: WeightBits, groupSize: Int?, to out: URL) throws -> Double {
+        if FileManager.default.fileExists(atPath: out.path) {
+            throw BitNetError.occupied("\(out.path): already exists")
+        }
+        let (model, config, state) = try Checkpoint.loadModel(runDirectory: source)
+        guard config.model.mode == .fp else {
+            throw BitNetError.invalid("\(source.path): a \(config.model.mode.rawValue) run is quantized already; quantize an fp run")
+        }
+        let projections = projections(model.layout)
+        if let groupSize {
+            for (name, p) in projections where groupSize <= 0 || p.inFeatures % groupSize != 0 {
+                throw BitNetError.invalid("--group-size \(groupSize) does not divide the \(p.inFeatures) columns of \(name)")
+            }
+        }
+        // Every tensor as an owned buffer that the writer reads from.
+        var buffers: [UnsafeMutableRawPointer] = []
+        defer { buffers.forEach { $0.deallocate() } }
+        func owned<T>(_ values: [T]) -> UnsafeRawPointer {
+            let p = UnsafeMutableRawPointer.allocate(byteCount: max(values.count * MemoryLayout<T>.stride, 1), alignment: 16)
+            values.withUnsafeBytes { p.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+            buffers.append(p)
+            return UnsafeRawPointer(p)
+        }
+        let projectionNames = Set(projections.map(\.name))
+        var entries: [SafeTensorsEntry] = [], squaredError: Double = 0, count = 0
+        for t in model.layout.tensors where !projectionNames.contains(t.name) {
+            entries.append(SafeTensorsEntry(name: t.name, dtype: .f32, shape: t.shape, pointer: model.parameters + t.offset))
+        }
+        for (name, p) in projections {
+            let w = model.parameters + p.weight
+            let q = RoundToNearest.quantize(w, rows: p.outFeatures, cols: p.inFeatures, bits: bits,
+                                            groupSize: groupSize ?? p.inFeatures)
+            for (i, v) in q.dequantized().enumerated() {
+                squaredError += Double((v - w[i]) * (v - w[i]))
+            }
+            count += p.weightCount
+            entries.append(SafeTensorsEntry(name: name + ".codes", dtype: .i8, shape: [q.rows, q.cols], pointer: owned(q.codes)))
+            entries.append(SafeTensorsEntry(name: name + ".scales", dtype: .f32, shape: [q.rows, q.groups], pointer: owned(q.scales)))
+            entries.append(SafeTensorsEntry(name: name + ".zeros", dtype: .f32, shape: [q.rows, q.groups], pointer: owned(q.zeros)))
+        }
+        let settings = QuantizationSettings(method: "rtn", weightBits: bits, groupSize: groupSize, sourceRun: source.path,
+                                            sourceStep: state.step)
+        // Assembled beside the target, renamed into place when whole.
+        let temporary = out.deletingLastPathComponent()
+            .appendingPathComponent(".\(out.lastPathComponent).tmp-\(ProcessInfo.processInfo.processIdentifier)")
+        try? FileManager.default.removeItem(at: temporary)
+        do {
+            try FileManager.default.createDirectory(at: temporary, withIntermediateDirectories: true)
+            try AtomicFile.writeJSON(config, to: temporary.appendingPathComponent("config.json"))
+            try AtomicFile.writeJSON(settings, to: temporary.appendingPathComponent(settingsFile))
+            try AtomicFile.write(to: temporary.appendingPathComponent(modelFile)) { handle in
+                try SafeTensorsWriter.write(entries, metadata: ["format": "bitnet-quantized", "version": "1"], to: handle)
+            }
+            let tokenizer = RunDirectory(source).tokenizerURL
+            if FileManager.default.fileExists(atPath: tokenizer.path) {
+                try FileManager.default.copyItem(at: tokenizer, to: temporary.appendingPathComponent("tokenizer.model"))
+            }
+            guard rename(temporary.path, out.path) == 0 else {
+                throw BitNetError.file("\(out.path): cannot move the finished directory into place: \(String(cString: strerror(errno)))")
+            }
+        } catch {
+            try? FileManager.default.removeItem(at: temporary)
+            if error is BitNetError { throw error }
+            throw BitNetError.file("\(out.path): cannot write: \(error.localizedDescription)")
+        }
+        return squaredError / Double(max(count, 1))
+    }
+
+    /// The quantized run as an fp model with the dequantized weights, for eval and sample.
+    /// Every code, scale and shape is checked against the config before use.
+    public static func loadModel(runDirectory: URL, batch: Int) throws -> (Transformer, RunConfig, TrainingState) {
+        let directory = RunDirectory(runDirectory)
+        let settingsURL = runDirectory.appendingPathComponent(settingsFile)
+        guard let config = try directory.readConfig() else { throw BitNetError.file("\(directory.configURL.path): missing") }
+        guard let data = FileManager.default.contents(atPath: settingsURL.path),
+              let settings = try? JSONDecoder().decode(QuantizationSettings.self, from: data) else {
+            throw BitNetError.file("\(settingsURL.path): unreadable or invalid")
+        }
+        guard config.model.mode == .fp else { throw BitNetError.file("\(directory.configURL.path): a quantized run's config must be fp") }
+        if let shortfall = Transformer.memoryShortfall(config: config.model, batch: batch) {
+            throw BitNetError.file("\(runDirectory.path): its model cannot be loaded here: \(shortfall)")
+        }
+        let file = try SafeTensorsFile(url: runDirectory.appendingPathComponent(modelFile))
+        let layout = ParameterLayout(config: config.model)
+        let projections = projections(layout)
+        let projectionNames = Set(projections.map(\.name))
+        for t in layout.tensors where !projectionNames.contains(t.name) { try file.tensor(t.name, dtype: .f32, shape: t.shape) }
+        let model = Transformer(config: config.model, batch: batch)
+        for t in layout.tensors where !projectionNames.contains(t.name) {
+            try file.copy(t.name, dtype: .f32, shape: t.shape, into: model.parameters + t.offset)
+        }
+        for (name, p) in projections {
+            let q = try readMatrix(file, name: name, rows: p.outFeatures, cols: p.inFeatures, settings: settings)
+            q.dequantized().withUnsafeBufferPointer { (model.parameters + p.weight).update(from: $0.baseAddress!, count: $0.count) }
+        }
+        for i in 0..<layout.totalCount where !model.parameters[i].isFinite {
+            throw BitNetError.file("\(file.path): holds a non-finite weight or scale")
+        }
+        model.parametersDidChange()
+        let state = TrainingState(step: settings.sourceStep, optimizerStep: 0, rngState: Xoshiro256(seed: 0).state, tokensSeen: 0)
+        return (model, config, state)
+    }
+
+    /// One projection's codes, scales and zero points, validated.
+    static func readMatrix(_ file: SafeTensorsFile, name: String, rows: Int, cols: Int,
+                           settings: QuantizationSettings) throws -> QuantizedMatrix {
+        let groupSize = settings.groupSize ?? cols
+        guard groupSize > 0, cols % groupSize == 0 else {
+            throw BitNetError.file("\(file.path): group size \(groupSize) does not divide the \(cols) columns of \(name)")
+        }
+        let groups = cols / groupSize
+        var q = QuantizedMatrix(rows: rows, cols: cols, groupSize: groupSize, bits: settings.weightBits,
+                                codes: [Int8](repeating: 0, count: rows * cols),
+                                scales: [Float](repeating: 0, count: rows * groups), zeros: [Float](repeating: 0, count: rows * groups))
+        try q.codes.withUnsafeMutableBytes { try file.copy(name + ".codes", dtype: .i8, shape: [rows, cols], into: $0.baseAddress!) }
+        try q.scales.withUnsafeMutableBytes { try file.copy(name + ".scales", dtype: .f32, shape: [rows, groups], into: $0.baseAddress!) }
+        try q.zeros.withUnsafeMutableBytes { try file.copy(name + ".zeros", dtype: .f32, shape: [rows, groups], into: $0.baseAddress!) }
+        for i in 0..<q.codes.count where !settings.weightBits.holds(q.code(i)) {
+            throw BitNetError.file("\(file.path): \(name) holds code \(q.code(i)), not a \(settings.weightBits.rawValue)-bit code")
+        }
+        return q
+    }
+}

@@ -1,0 +1,114 @@
+// Post-training weight quantization of one matrix (issue 11): integer codes with a scale
+// and zero point per output channel, or per group of input columns within a channel.
+// Round-to-nearest (the BitNet paper's Absmax baseline and the starting point of GPTQ
+// and OmniQuant):
+//   2-8 bits: asymmetric min-max, scale = (max - min) / (2^b - 1),
+//             zero = round(-min / scale), code = clamp(round(w / scale) + zero, 0, 2^b - 1),
+//             w~ = scale (code - zero);
+//   1 bit:    BitNet's binarization per group: code = Sign(w - mean(w)), scale = mean |w|;
+//   1.58:     BitNet b1.58's absmean ternary per group: code in {-1, 0, 1}, scale = mean |w|.
+import Foundation
+
+/// Weight bits of a post-training quantization.
+public enum WeightBits: String, CaseIterable, Codable, Sendable {
+    case one = "1", ternary = "1.58", two = "2", three = "3", four = "4", eight = "8"
+
+    /// Integer bits of a min-max code; nil for the 1-bit and ternary codes.
+    public var integerBits: Int? {
+        switch self {
+        case .one, .ternary: nil
+        case .two: 2
+        case .three: 3
+        case .four: 4
+        case .eight: 8
+        }
+    }
+
+    /// Whether `code` is one of this width's codes (the 1-bit code has no 0).
+    public func holds(_ code: Int) -> Bool { self == .one ? code == -1 || code == 1 : codeRange.contains(code) }
+
+    /// The codes' range.
+    public var codeRange: ClosedRange<Int> {
+        switch self {
+        case .one, .ternary: -1...1
+        default: 0...((1 << (integerBits ?? 1)) - 1)
+        }
+    }
+}
+
+/// One quantized matrix [rows, cols]: codes row-major, scales and zero points [rows, groups].
+public struct QuantizedMatrix: Equatable, Sendable {
+    public let rows: Int
+    public let cols: Int
+    public let groupSize: Int
+    public let bits: WeightBits
+    public var codes: [Int8]
+    public var scales: [Float]
+    public var zeros: [Float]
+    public var groups: Int { cols / groupSize }
+
+    /// Code `i` as an integer: the ±1 and ternary codes are signed, the min-max codes
+    /// (up to 255) are stored as their 8-bit pattern.
+    public func code(_ i: Int) -> Int { bits.integerBits == nil ? Int(codes[i]) : Int(UInt8(bitPattern: codes[i])) }
+
+    /// w~ = scale (code - zero), in the same FP32 arithmetic everywhere that reads codes.
+    public func dequantized() -> [Float] {
+        var out = [Float](repeating: 0, count: rows * cols)
+        for r in 0..<rows {
+            for c in 0..<cols {
+                let g = r * groups + c / groupSize
+                out[r * cols + c] = scales[g] * (Float(code(r * cols + c)) - zeros[g])
+            }
+        }
+        return out
+    }
+}
+
+public enum RoundToNearest {
+    /// Quantizes `weight` [rows, cols] in groups of `groupSize` columns (cols for per channel).
+    public static func quantize(_ weight: UnsafePointer<Float>, rows: Int, cols: Int, bits: WeightBits,
+                                groupSize: Int) -> QuantizedMatrix {
+        precondition(groupSize > 0 && cols % groupSize == 0, "the caller checks the group size")
+        let groups = cols / groupSize
+        var q = QuantizedMatrix(rows: rows, cols: cols, groupSize: groupSize, bits: bits,
+                                codes: [Int8](repeating: 0, count: rows * cols),
+                                scales: [Float](repeating: 0, count: rows * groups), zeros: [Float](repeating: 0, count: rows * groups))
+        var signs = [Float](repeating: 0, count: groupSize)
+        for r in 0..<rows {
+            for g in 0..<groups {
+                let w = weight + r * cols + g * groupSize, slot = r * groups + g, first = r * cols + g * groupSize
+                switch bits {
+                case .one, .ternary:
+                    q.scales[slot] = bits == .one
+                        ? Quantizers.binarizeWeights(out: &signs, weight: w, count: groupSize)
+                        : Quantizers.ternarizeWeights(out: &signs, weight: w, count: groupSize)
+                    for i in 0..<groupSize { q.codes[first + i] = Int8(signs[i]) }
+                default:
+                    let (scale, zero) = minMax(w, count: groupSize, levels: bits.codeRange.upperBound)
+                    (q.scales[slot], q.zeros[slot]) = (scale, zero)
+                    for i in 0..<groupSize { q.codes[first + i] = code(w[i], scale: scale, zero: zero, levels: bits.codeRange.upperBound) }
+                }
+            }
+        }
+        return q
+    }
+
+    /// Scale and integer zero point of an asymmetric code of `levels` + 1 values over
+    /// [min, max] (the range widened to hold 0, so that zero weights stay exact).
+    static func minMax(_ w: UnsafePointer<Float>, count: Int, levels: Int) -> (scale: Float, zero: Float) {
+        var lo: Float = 0, hi: Float = 0
+        for i in 0..<count {
+            lo = min(lo, w[i])
+            hi = max(hi, w[i])
+        }
+        guard hi > lo else { return (1, 0) }  // all zero: any scale reproduces it
+        let scale = (hi - lo) / Float(levels)
+        return (scale, min(max((-lo / scale).rounded(.toNearestOrEven), 0), Float(levels)))
+    }
+
+    /// Stored as the code's bit pattern: 0...255 fits an Int8's 8 bits.
+    static func code(_ w: Float, scale: Float, zero: Float, levels: Int) -> Int8 {
+        let c = min(max((w / scale).rounded(.toNearestOrEven) + zero, 0), Float(levels))
+        return Int8(truncatingIfNeeded: Int(c))
+    }
+}

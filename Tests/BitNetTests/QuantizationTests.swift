@@ -1,0 +1,135 @@
+// Post-training quantization (issue 11), round to nearest: the codes against the
+// equations written out per value, group boundaries, the quantized run's weights against
+// a direct computation from its stored codes and scales, W8 against fp, bad input.
+import Foundation
+import Testing
+@testable import BitNet
+
+@Suite struct QuantizationTests {
+    /// Min-max round to nearest of one group, value by value (the range holds 0).
+    static func referenceMinMax(_ w: [Float], bits: Int) -> (codes: [Int], scale: Float, zero: Float) {
+        let levels = Float((1 << bits) - 1)
+        let lo = min(w.min() ?? 0, 0), hi = max(w.max() ?? 0, 0)
+        if hi == lo { return (w.map { _ in 0 }, 1, 0) }
+        let scale = (hi - lo) / levels
+        let zero = min(max((-lo / scale).rounded(.toNearestOrEven), 0), levels)
+        return (w.map { Int(min(max(($0 / scale).rounded(.toNearestOrEven) + zero, 0), levels)) }, scale, zero)
+    }
+
+    @Test(arguments: WeightBits.allCases)
+    func codesFollowTheEquationsGroupByGroup(bits: WeightBits) {
+        var rng = Xoshiro256(seed: 21)
+        let (rows, cols, group) = (5, 48, 16)
+        var w = (0..<rows * cols).map { _ in rng.normal() * 0.1 }
+        w[7] = 0.9  // an outlier in row 0, group 0 only
+        for c in 16..<32 { w[cols + c] = 0 }  // an all-zero group
+        let q = RoundToNearest.quantize(w, rows: rows, cols: cols, bits: bits, groupSize: group)
+        let dequantized = q.dequantized()
+        for r in 0..<rows {
+            for g in 0..<cols / group {
+                let slice = Array(w[(r * cols + g * group)..<(r * cols + (g + 1) * group)])
+                let slot = r * (cols / group) + g, codes = (0..<group).map { q.code(r * cols + g * group + $0) }
+                #expect(codes.allSatisfy(bits.holds), "\(bits) row \(r) group \(g): \(codes)")
+                switch bits {
+                case .one:
+                    let mean = slice.reduce(0, +) / Float(group)
+                    #expect(codes == slice.map { $0 - mean > 0 ? 1 : -1 })
+                    #expect(abs(q.scales[slot] - slice.map(abs).reduce(0, +) / Float(group)) < 1e-6)
+                case .ternary:
+                    let gamma = slice.map(abs).reduce(0, +) / Float(group)
+                    #expect(codes == slice.map { Int(min(max(($0 / (gamma + 1e-6)).rounded(.toNearestOrEven), -1), 1)) })
+                default:
+                    let reference = Self.referenceMinMax(slice, bits: bits.integerBits ?? 0)
+                    #expect(codes == reference.codes && q.scales[slot] == reference.scale && q.zeros[slot] == reference.zero)
+                    // Inside the range, round to nearest is off by at most half a step.
+                    for i in 0..<group {
+                        #expect(abs(dequantized[r * cols + g * group + i] - slice[i]) <= reference.scale / 2 * 1.0001)
+                    }
+                }
+            }
+        }
+        // The outlier widens only its own group's step.
+        if bits.integerBits != nil { #expect(q.scales[0] > 2 * q.scales[1]) }
+    }
+
+    /// A tiny fp run (40 steps) for the run-level tests.
+    static let fpRun: URL = {
+        let run = Fixtures.temporaryDirectory("ptq-fp")
+        do {
+            let dataset = try TokenDataset(directory: Fixtures.shared.data)
+            let config = Fixtures.tinyRunConfig(mode: .fp, steps: 40, vocabSize: dataset.meta.vocabSize)
+            try Trainer(runDirectory: run, config: config, dataset: dataset, resume: false, force: false).run { _ in }
+        } catch {
+            Issue.record("the fp run did not train: \(error)")
+        }
+        return run
+    }()
+
+    @Test func quantizedRunHoldsItsCodesAndEvaluatesClose() throws {
+        let dataset = try TokenDataset(directory: Fixtures.shared.data)
+        let (fp, _, _) = try Checkpoint.loadModel(runDirectory: Self.fpRun, batch: 4)
+        let fpLoss = Evaluation.loss(model: fp, dataset: dataset, windows: 16, batch: 4)
+        let out = Fixtures.temporaryDirectory("ptq-out")
+        for (bits, group) in [(WeightBits.eight, nil), (.four, 16), (.ternary, nil), (.one, 16)] as [(WeightBits, Int?)] {
+            let q = out.appendingPathComponent("w\(bits.rawValue)-\(group ?? 0)")
+            try QuantizedRun.quantize(source: Self.fpRun, bits: bits, groupSize: group, to: q)
+            let (model, config, state) = try Checkpoint.loadModel(runDirectory: q, batch: 4)
+            #expect(config.model.mode == .fp && state.step == 40)
+            // Every projection weight equals scale (code - zero) computed here from the stored tensors.
+            let file = try SafeTensorsFile(url: q.appendingPathComponent("model.safetensors"))
+            for (name, p) in QuantizedRun.projections(model.layout) {
+                let groups = p.inFeatures / (group ?? p.inFeatures)
+                func floats(_ suffix: String) -> [Float] {
+                    let t = file.tensors[name + suffix]!
+                    return file.data.subdata(in: t.range).withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
+                }
+                let scales = floats(".scales"), zeros = floats(".zeros")
+                let codes = file.data.subdata(in: file.tensors[name + ".codes"]!.range).map { byte -> Int in
+                    bits.integerBits == nil ? Int(Int8(bitPattern: byte)) : Int(byte)
+                }
+                for r in 0..<p.outFeatures {
+                    for c in 0..<p.inFeatures {
+                        let g = r * groups + c / (group ?? p.inFeatures)
+                        let expected = scales[g] * (Float(codes[r * p.inFeatures + c]) - zeros[g])
+                        #expect(model.parameters[p.weight + r * p.inFeatures + c] == expected)
+                    }
+                }
+            }
+            let loss = Evaluation.loss(model: model, dataset: dataset, windows: 16, batch: 4)
+            if bits == .eight {
+                #expect(abs(exp(Double(loss)) / exp(Double(fpLoss)) - 1) < 0.01, "W8 perplexity \(exp(loss)) against fp \(exp(fpLoss))")
+            }
+            #expect(loss.isFinite)
+        }
+    }
+
+    @Test func badInputGetsOneLine() throws {
+        let out = Fixtures.temporaryDirectory("ptq-bad")
+        func message(_ body: () throws -> Void) -> String {
+            do { try body(); return "" } catch { return "\(error)" }
+        }
+        // A run trained in 1 bit.
+        let dataset = try TokenDataset(directory: Fixtures.shared.data)
+        let binary = Fixtures.temporaryDirectory("ptq-binary")
+        try Trainer(runDirectory: binary, config: Fixtures.tinyRunConfig(mode: .binary, steps: 5, vocabSize: dataset.meta.vocabSize),
+                    dataset: dataset, resume: false, force: false).run { _ in }
+        #expect(message { try QuantizedRun.quantize(source: binary, bits: .four, groupSize: nil, to: out.appendingPathComponent("a")) }
+            .contains("a binary run is quantized already; quantize an fp run"))
+        // A group size that does not divide a width; an existing output.
+        #expect(message { try QuantizedRun.quantize(source: Self.fpRun, bits: .four, groupSize: 48, to: out.appendingPathComponent("b")) }
+            .contains("--group-size 48 does not divide"))
+        #expect(!FileManager.default.fileExists(atPath: out.appendingPathComponent("b").path))
+        #expect(message { try QuantizedRun.quantize(source: Self.fpRun, bits: .four, groupSize: nil, to: out) }.contains("already exists"))
+        // A stored code outside its width is refused on load.
+        let q = out.appendingPathComponent("c")
+        try QuantizedRun.quantize(source: Self.fpRun, bits: .two, groupSize: nil, to: q)
+        let modelURL = q.appendingPathComponent("model.safetensors")
+        let file = try SafeTensorsFile(url: modelURL)
+        let codes = try #require(file.tensors.first { $0.key.hasSuffix(".codes") }?.value)
+        var bytes = try Data(contentsOf: modelURL)
+        bytes[codes.range.lowerBound] = 9
+        try bytes.write(to: modelURL)
+        let refused = message { _ = try Checkpoint.loadModel(runDirectory: q) }
+        #expect(refused.contains("holds code 9, not a 2-bit code") && !refused.contains("\n"), "\(refused)")
+    }
+}
