@@ -55,7 +55,7 @@ struct FlagCase: CustomTestStringConvertible, Sendable {
         add("bitnet-train", ["sweep", "--data", "DATA", "--presets", "32x1", "--out", "OUT"], ["--tokens", "--tokens-per-param"])
         add("bitnet-train", ["sweep", "--data", "DATA", "--presets", "32x1", "--out", "OUT"], ["--flops"], costly: ["99999999999999999999"])
         add("bitnet-train", sweep, ["--context", "--eval-windows", "--batch-size", "--micro-batch-size"])
-        add("bitnet-train", ["quantize", "RUN", "--out", "OUT", "--wbits", "4"], ["--group-size"])
+        add("bitnet-train", ["quantize", "RUN", "--out", "OUT", "--wbits", "4"], ["--group-size", "--abits"])
         add("bitnet-train", ["quantize", "RUN", "--out", "OUT"], ["--wbits"])
         add("bitnet-train", ["lr-sweep", "--data", "DATA", "--preset", "tiny", "--steps", "2", "--out", "OUT"], ["--lrs"])
         return cases

@@ -103,6 +103,46 @@ import Testing
         }
     }
 
+    /// Activations rounded per token: every value on the row's grid gamma / Qb, within
+    /// half a step of the input, the row's largest magnitude kept exactly.
+    @Test(arguments: [4, 6, 8])
+    func activationRoundingPerToken(bits: Int) {
+        var rng = Xoshiro256(seed: 23)
+        let (rows, cols) = (6, 40), qb = Float((1 << (bits - 1)) - 1)
+        var x = (0..<rows * cols).map { _ in rng.normal() }
+        for c in 0..<cols { x[2 * cols + c] = 0 }  // an all-zero token
+        x[5] = 50  // an outlier in token 0 only
+        var y = [Float](repeating: .nan, count: x.count)
+        Quantizers.fakeQuantizeRows(out: &y, inp: x, rows: rows, width: cols, bits: bits)
+        for r in 0..<rows {
+            let row = x[r * cols..<(r + 1) * cols], gamma = row.map(abs).max() ?? 0
+            for c in 0..<cols {
+                let (xi, yi) = (x[r * cols + c], y[r * cols + c])
+                if gamma == 0 { #expect(yi == 0); continue }
+                let k = yi * qb / gamma
+                #expect(abs(k - k.rounded()) < 1e-3 && abs(k) <= qb + 1e-3, "row \(r): \(yi) is not on the grid")
+                #expect(abs(yi - xi) <= gamma / qb / 2 * 1.001, "row \(r): \(xi) -> \(yi)")
+            }
+            if gamma > 0 { #expect(row.contains { abs($0) == gamma } && y[r * cols..<(r + 1) * cols].contains { abs(abs($0) - gamma) < gamma * 1e-6 }) }
+        }
+    }
+
+    @Test func activationBitsTravelWithTheRun() throws {
+        let dataset = try TokenDataset(directory: Fixtures.shared.data)
+        let out = Fixtures.temporaryDirectory("ptq-abits")
+        let w8 = out.appendingPathComponent("w8"), w8a8 = out.appendingPathComponent("w8a8")
+        try QuantizedRun.quantize(source: Self.fpRun, bits: .eight, groupSize: nil, to: w8)
+        try QuantizedRun.quantize(source: Self.fpRun, bits: .eight, groupSize: nil, activationBits: 8, to: w8a8)
+        let (a, _, _) = try Checkpoint.loadModel(runDirectory: w8, batch: 4)
+        let (b, _, _) = try Checkpoint.loadModel(runDirectory: w8a8, batch: 4)
+        #expect(a.postTrainingActivationBits == nil && b.postTrainingActivationBits == 8)
+        let lossA = Evaluation.loss(model: a, dataset: dataset, windows: 16, batch: 4)
+        let lossB = Evaluation.loss(model: b, dataset: dataset, windows: 16, batch: 4)
+        #expect(lossA != lossB && abs(lossB - lossA) < 0.02, "W8A16 \(lossA), W8A8 \(lossB)")
+        #expect((try? QuantizedRun.quantize(source: Self.fpRun, bits: .eight, groupSize: nil, activationBits: 5,
+                                            to: out.appendingPathComponent("a5"))) == nil)
+    }
+
     @Test func badInputGetsOneLine() throws {
         let out = Fixtures.temporaryDirectory("ptq-bad")
         func message(_ body: () throws -> Void) -> String {

@@ -39,6 +39,9 @@ public struct BitLinearOptions {
     public var normEpsilon: Float
     /// Unsigned activation codes (ActivationRange): saved.eta and weight.rowSums are set.
     public var unsigned = false
+    /// In fp mode, inputs rounded to this many bits per token before the product (a model
+    /// quantized after training, in eval and sample); nil: FP32.
+    public var activationBits: Int?
 }
 
 public enum BitLinear {
@@ -51,7 +54,12 @@ public enum BitLinear {
     ) {
         let i = slots.inFeatures, o = slots.outFeatures
         guard options.mode.isQuantized, let sub = slots.subNorm, let saved else {
-            Matmul.forward(out, inp, params + slots.weight, rows: n, inFeatures: i, outFeatures: o)
+            var input = inp
+            if let bits = options.activationBits {
+                Quantizers.fakeQuantizeRows(out: scratchA, inp: inp, rows: n, width: i, bits: bits)
+                input = UnsafePointer(scratchA)
+            }
+            Matmul.forward(out, input, params + slots.weight, rows: n, inFeatures: i, outFeatures: o)
             return
         }
         let quantized = scratchB

@@ -58,6 +58,21 @@ public enum Quantizers {
         }
     }
 
+    /// Post-training activation quantization of an fp model (the PTQ baselines' W-A rows):
+    /// each row of inp [N, C] rounded to `bits`-bit signed codes with its own absmax,
+    /// then scaled back: out = round(clip(x Qb / gamma, -Qb, Qb)) gamma / Qb.
+    public static func fakeQuantizeRows(out: UnsafeMutablePointer<Float>, inp: UnsafePointer<Float>, rows n: Int, width c: Int,
+                                        bits: Int) {
+        let qb = Float((1 << (bits - 1)) - 1)
+        Parallel.forRanges(n, workPerItem: c) { rows in
+            for r in rows {
+                let x = inp + r * c, y = out + r * c, gamma = absmaxRow(x, width: c)
+                let scale = qb / gamma, inverse = gamma / qb
+                for i in 0..<c { y[i] = (min(max(x[i] * scale, -qb), qb)).rounded(.toNearestOrEven) * inverse }
+            }
+        }
+    }
+
     @inline(__always)
     static func quantizeRow(out q: UnsafeMutablePointer<Float>, saved: UnsafeMutablePointer<Int8>?,
                             inp x: UnsafePointer<Float>, gamma: Float, width c: Int) {

@@ -11,7 +11,12 @@ public final class Transformer {
     public let gradients: UnsafeMutablePointer<Float>
     public let activations: Activations
     let rope: Rope
-    let options: BitLinearOptions
+    private(set) var options: BitLinearOptions
+    /// Activation bits of an fp model quantized after training (eval and sample only).
+    public var postTrainingActivationBits: Int? {
+        get { options.activationBits }
+        set { options.activationBits = newValue }
+    }
 
     /// W~ of every BitLinear (integer-valued floats) in the quantized modes, and beta.
     private let quantized: UnsafeMutablePointer<Float>

@@ -15,17 +15,23 @@ public struct QuantizationSettings: Codable, Equatable, Sendable {
     public var weightBits: WeightBits
     /// Columns per scale; nil: one scale per output channel.
     public var groupSize: Int?
+    /// Every projection's input rounded to this many bits per token (absmax); nil: FP32.
+    public var activationBits: Int?
     public var sourceRun: String
     public var sourceStep: Int
 
     enum CodingKeys: String, CodingKey {
-        case method, weightBits = "weight_bits", groupSize = "group_size", sourceRun = "source_run", sourceStep = "source_step"
+        case method, weightBits = "weight_bits", groupSize = "group_size", activationBits = "activation_bits"
+        case sourceRun = "source_run", sourceStep = "source_step"
     }
 
-    public init(method: String, weightBits: WeightBits, groupSize: Int?, sourceRun: String, sourceStep: Int) {
-        (self.method, self.weightBits, self.groupSize, self.sourceRun, self.sourceStep) =
-            (method, weightBits, groupSize, sourceRun, sourceStep)
+    public init(method: String, weightBits: WeightBits, groupSize: Int?, activationBits: Int?, sourceRun: String, sourceStep: Int) {
+        (self.method, self.weightBits, self.groupSize, self.activationBits, self.sourceRun, self.sourceStep) =
+            (method, weightBits, groupSize, activationBits, sourceRun, sourceStep)
     }
+
+    /// Activation widths a quantized run may use (the BitNet paper's and OmniQuant's).
+    public static let activationWidths: Set<Int> = [4, 6, 8]
 }
 
 public enum QuantizedRun {
@@ -44,7 +50,11 @@ public enum QuantizedRun {
     /// Quantizes the fp run at `source` with round-to-nearest and writes QRUN_DIR `out`.
     /// Returns the mean squared weight error over all projections.
     @discardableResult
-    public static func quantize(source: URL, bits: WeightBits, groupSize: Int?, to out: URL) throws -> Double {
+    public static func quantize(source: URL, bits: WeightBits, groupSize: Int?, activationBits: Int? = nil,
+                                to out: URL) throws -> Double {
+        if let a = activationBits, !QuantizationSettings.activationWidths.contains(a) {
+            throw BitNetError.invalid("--abits must be 4, 6, 8 or 16, got \(a)")
+        }
         if FileManager.default.fileExists(atPath: out.path) {
             throw BitNetError.occupied("\(out.path): already exists")
         }
@@ -84,8 +94,8 @@ public enum QuantizedRun {
             entries.append(SafeTensorsEntry(name: name + ".scales", dtype: .f32, shape: [q.rows, q.groups], pointer: owned(q.scales)))
             entries.append(SafeTensorsEntry(name: name + ".zeros", dtype: .f32, shape: [q.rows, q.groups], pointer: owned(q.zeros)))
         }
-        let settings = QuantizationSettings(method: "rtn", weightBits: bits, groupSize: groupSize, sourceRun: source.path,
-                                            sourceStep: state.step)
+        let settings = QuantizationSettings(method: "rtn", weightBits: bits, groupSize: groupSize, activationBits: activationBits,
+                                            sourceRun: source.path, sourceStep: state.step)
         // Assembled beside the target, renamed into place when whole.
         let temporary = out.deletingLastPathComponent()
             .appendingPathComponent(".\(out.lastPathComponent).tmp-\(ProcessInfo.processInfo.processIdentifier)")
@@ -123,6 +133,9 @@ public enum QuantizedRun {
             throw BitNetError.file("\(settingsURL.path): unreadable or invalid")
         }
         guard config.model.mode == .fp else { throw BitNetError.file("\(directory.configURL.path): a quantized run's config must be fp") }
+        if let a = settings.activationBits, !QuantizationSettings.activationWidths.contains(a) {
+            throw BitNetError.file("\(settingsURL.path): activation_bits must be 4, 6 or 8, got \(a)")
+        }
         if let shortfall = Transformer.memoryShortfall(config: config.model, batch: batch) {
             throw BitNetError.file("\(runDirectory.path): its model cannot be loaded here: \(shortfall)")
         }
@@ -143,6 +156,7 @@ public enum QuantizedRun {
             throw BitNetError.file("\(file.path): holds a non-finite weight or scale")
         }
         model.parametersDidChange()
+        model.postTrainingActivationBits = settings.activationBits
         let state = TrainingState(step: settings.sourceStep, optimizerStep: 0, rngState: Xoshiro256(seed: 0).state, tokensSeen: 0)
         return (model, config, state)
     }
