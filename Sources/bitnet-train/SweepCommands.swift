@@ -74,7 +74,7 @@ struct SweepCommand: ParsableCommand {
             if interrupted.isSet || results.count < total {
                 // Not a finished sweep: no report that would read as one.
                 log("interrupted: \(results.count) of \(total) runs finished; the same command continues the sweep")
-                throw ExitCode(130)
+                throw ExitCode(interrupted.isSet ? interrupted.exitStatus : 130)
             }
             let markdown = try SweepReport(directory: directory).write()
             try printLine(markdown)

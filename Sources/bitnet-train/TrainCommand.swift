@@ -31,8 +31,8 @@ struct TrainCommand: ParsableCommand {
             trainer.shouldStop = { interrupted.isSet }
             try trainer.run { event in progress.handle(event) }
             progress.finish()
-            // Stopped by Ctrl-C after checkpointing: the status says so.
-            if interrupted.isSet { throw ExitCode(130) }
+            // Stopped by a signal after checkpointing: the status says which.
+            if interrupted.isSet { throw ExitCode(interrupted.exitStatus) }
         }
     }
 
@@ -126,27 +126,33 @@ final class ProgressPrinter {
     func finish() { if barShown { log("") } }
 }
 
-/// Set by SIGINT (Ctrl-C), so training can stop cleanly at a step boundary.
+/// Set by SIGINT (Ctrl-C) or SIGTERM (a job scheduler, `kill`), so training can stop
+/// cleanly at a step boundary, checkpoint, and exit 128 + the signal (130 or 143).
 final class InterruptFlag: @unchecked Sendable {
-    private var flag = false
+    private var received: Int32?
     private let lock = NSLock()
-    private var source: DispatchSourceSignal?
+    private var sources: [DispatchSourceSignal] = []
 
-    var isSet: Bool { lock.withLock { flag } }
+    var isSet: Bool { lock.withLock { received != nil } }
+    /// The exit status that reports the signal, as shells do.
+    var exitStatus: Int32 { 128 + (lock.withLock { received } ?? SIGINT) }
 
     init() {
-        signal(SIGINT, SIG_IGN)
-        let s = DispatchSource.makeSignalSource(signal: SIGINT, queue: .global())
-        s.setEventHandler { [weak self] in
-            guard let self else { return }
-            let second = self.lock.withLock { () -> Bool in
-                defer { self.flag = true }
-                return self.flag
+        for number in [SIGINT, SIGTERM] {
+            signal(number, SIG_IGN)
+            let s = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            s.setEventHandler { [weak self] in
+                guard let self else { return }
+                let second = self.lock.withLock { () -> Bool in
+                    defer { self.received = self.received ?? number }
+                    return self.received != nil
+                }
+                if second { exit(128 + number) }
+                log(number == SIGINT ? "\nstopping after this step (Ctrl-C again to quit at once)"
+                                     : "\nterminated: stopping after this step")
             }
-            if second { exit(130) }
-            log("\nstopping after this step (Ctrl-C again to quit at once)")
+            s.resume()
+            sources.append(s)
         }
-        s.resume()
-        source = s
     }
 }

@@ -225,7 +225,7 @@ import BitNetRuntime
         #expect(loaded < bound && oversubscribed < bound, "\(loaded) s, \(oversubscribed) s with busy neighbours; quiet \(quiet) s")
     }
 
-    /// Ctrl-C finishes the step, checkpoints and exits 130; a resumed run refuses flags
+    /// Ctrl-C finishes the step, checkpoints and exits 130 (SIGTERM: 143); a resumed run refuses flags
     /// that would change its config; an interrupted sweep writes no report.
     @Test func interruptsAndResumes() throws {
         let data = Fixtures.shared.data
@@ -243,6 +243,16 @@ import BitNetRuntime
         #expect(state.step > 0)
         try expectCleanFailure(Array(arguments.dropLast(4)) + ["--resume", "--lr", "0.01"],
                                mentions: "--lr 0.01 differs from this run's learning_rate")
+        // SIGTERM (a scheduler's stop) does the same, with status 143; the run resumes from it.
+        let size = FileManager.default.contents(atPath: metrics)?.count ?? 0
+        let resumed = try Fixtures.launch(arguments + ["--resume"])
+        while (FileManager.default.contents(atPath: metrics)?.count ?? 0) <= size && Date() < deadline { usleep(5_000) }
+        kill(resumed.process.processIdentifier, SIGTERM)
+        let terminated = try resumed.finish()
+        #expect(terminated.status == 143 && terminated.stderr.contains("terminated: stopping after this step")
+                && terminated.stderr.contains("checkpoint saved at step"), "\(terminated.status): \(terminated.stderr)")
+        let (_, _, later) = try Checkpoint.loadModel(runDirectory: run)
+        #expect(later.step > state.step)
 
         let sweep = Fixtures.temporaryDirectory("cli-sigint-sweep")
         let sweeping = try Fixtures.launch(["sweep", "--data", data, "--presets", "tiny,32x1", "--modes", "binary",
