@@ -1,6 +1,6 @@
 // `bitnet-train quantize`: an fp run quantized after training (issue 11's PTQ baselines),
 // written as a run directory that `eval` and `sample` read like any other. So far the
-// round-to-nearest method; GPTQ, SmoothQuant, QuIP and OmniQuant are still to come.
+// round-to-nearest and GPTQ methods; SmoothQuant, QuIP and OmniQuant are still to come.
 import ArgumentParser
 import BitNet
 import BitNetCLI
@@ -8,9 +8,10 @@ import Foundation
 
 struct QuantizeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "quantize", abstract: "Quantize an fp run's weights after training (round to nearest).",
+        commandName: "quantize", abstract: "Quantize an fp run's weights after training (round to nearest or GPTQ).",
         discussion: """
         bitnet-train quantize RUN_DIR --wbits 4 [--group-size 64] [--abits 8] --out QRUN_DIR
+        bitnet-train quantize RUN_DIR --method gptq --calibration DATA_DIR --wbits 3 --out QRUN_DIR
         Every projection's weights become integer codes with a scale (and zero point) per output channel, or per \
         group of --group-size input columns: min-max round-to-nearest at 2-8 bits, BitNet's Sign and mean |W| at 1 bit, \
         absmean ternary at 1.58. With --abits, every projection's input is rounded per token (absmax) as \
@@ -19,15 +20,21 @@ struct QuantizeCommand: ParsableCommand {
         """)
 
     @Argument(help: "An fp run directory.") var runDirectory: String
-    @Option(help: "Quantization method (rtn: round to nearest).") var method: String = "rtn"
+    @Option(help: "rtn (round to nearest) or gptq (error compensation through the calibration inputs).")
+    var method: QuantizationMethod = .rtn
     @Option(help: "Weight bits: 1, 1.58, 2, 3, 4 or 8.") var wbits: String
     @Option(parsing: .unconditional, help: "Input columns per scale (default: one scale per output channel).") var groupSize: Int?
     @Option(parsing: .unconditional, help: "Activation bits: 4, 6 or 8 (every projection's input, absmax per token), or 16: FP32.")
     var abits: Int = 16
     @Option(help: "Output run directory (must not exist).") var out: String
+    @Option(help: "With gptq: a data directory (of the run's tokenizer) whose training windows calibrate.") var calibration: String?
+    @Option(parsing: .unconditional, help: "With gptq: calibration windows of the run's context.") var calibrationWindows: Int = 128
 
     func validate() throws {
-        if method != "rtn" { throw ValidationError("--method \(method): only rtn is available so far") }
+        if method == .gptq && calibration == nil { throw ValidationError("--method gptq needs --calibration DATA_DIR") }
+        if calibrationWindows < 1 || calibrationWindows > 1 << 20 {
+            throw ValidationError("--calibration-windows must be in 1...\(1 << 20), got \(calibrationWindows)")
+        }
         if WeightBits(rawValue: wbits) == nil {
             throw ValidationError("--wbits must be one of \(WeightBits.allCases.map(\.rawValue).joined(separator: ", ")), got \(wbits)")
         }
@@ -40,10 +47,16 @@ struct QuantizeCommand: ParsableCommand {
     func run() throws {
         try reportingErrors {
             guard let bits = WeightBits(rawValue: wbits) else { return }
-            let error = try QuantizedRun.quantize(source: URL(fileURLWithPath: runDirectory), bits: bits, groupSize: groupSize,
-                                                  activationBits: abits == 16 ? nil : abits, to: URL(fileURLWithPath: out))
-            log(String(format: "wrote %@: W%@A%d round to nearest, %@; mean squared weight error %.3e", out, wbits, abits,
+            let data = try calibration.map { (dataset: try TokenDataset(directory: $0), windows: calibrationWindows) }
+            let started = Date()
+            let error = try QuantizedRun.quantize(source: URL(fileURLWithPath: runDirectory), method: method, bits: bits,
+                                                  groupSize: groupSize, activationBits: abits == 16 ? nil : abits,
+                                                  calibration: method == .gptq ? data : nil, to: URL(fileURLWithPath: out))
+            log(String(format: "wrote %@ in %.1f s: W%@A%d %@, %@; mean squared weight error %.3e", out,
+                       Date().timeIntervalSince(started), wbits, abits, method.rawValue,
                        groupSize.map { "groups of \($0)" } ?? "per output channel", error))
         }
     }
 }
+
+extension QuantizationMethod: ExpressibleByArgument {}

@@ -57,6 +57,8 @@ struct FlagCase: CustomTestStringConvertible, Sendable {
         add("bitnet-train", sweep, ["--context", "--eval-windows", "--batch-size", "--micro-batch-size"])
         add("bitnet-train", ["quantize", "RUN", "--out", "OUT", "--wbits", "4"], ["--group-size", "--abits"])
         add("bitnet-train", ["quantize", "RUN", "--out", "OUT"], ["--wbits"])
+        add("bitnet-train", ["quantize", "RUN", "--out", "OUT", "--wbits", "4", "--method", "gptq", "--calibration", "DATA"],
+            ["--calibration-windows"])
         add("bitnet-train", ["lr-sweep", "--data", "DATA", "--preset", "tiny", "--steps", "2", "--out", "OUT"], ["--lrs"])
         return cases
     }()

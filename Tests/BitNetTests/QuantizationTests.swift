@@ -143,6 +143,54 @@ import Testing
                                             to: out.appendingPathComponent("a5"))) == nil)
     }
 
+    /// GPTQ's promise: on its calibration inputs, the layer's output moves less than with
+    /// round to nearest at the same bits (correlated inputs, so the Hessian matters).
+    @Test(arguments: [WeightBits.two, .three, .four, .ternary])
+    func gptqOutputErrorIsBelowRoundToNearest(bits: WeightBits) throws {
+        var rng = Xoshiro256(seed: 31)
+        let (rows, cols, n) = (24, 32, 256)
+        let mixing = (0..<cols * cols).map { _ in rng.normal() / Float(cols).squareRoot() }
+        let z = (0..<n * cols).map { _ in rng.normal() }
+        var x = [Float](repeating: 0, count: n * cols)  // x = z mixing: correlated columns
+        for i in 0..<n { for j in 0..<cols { for k in 0..<cols { x[i * cols + j] += z[i * cols + k] * mixing[k * cols + j] } } }
+        let w = (0..<rows * cols).map { _ in rng.normal() * 0.1 }
+        var h = [Float](repeating: 0, count: cols * cols)
+        GPTQ.accumulate(&h, x, rows: n, width: cols)
+        func outputError(_ q: QuantizedMatrix) -> Double {
+            let d = q.dequantized()
+            var total: Double = 0
+            for i in 0..<n {
+                for r in 0..<rows {
+                    var e: Double = 0
+                    for j in 0..<cols { e += Double(x[i * cols + j]) * Double(d[r * cols + j] - w[r * cols + j]) }
+                    total += e * e
+                }
+            }
+            return total
+        }
+        for group in [cols, 8] {
+            let gptq = try GPTQ.quantize(w, rows: rows, cols: cols, hessian: h, bits: bits, groupSize: group)
+            let rtn = RoundToNearest.quantize(w, rows: rows, cols: cols, bits: bits, groupSize: group)
+            #expect((0..<rows * cols).allSatisfy { bits.holds(gptq.code($0)) })
+            let (e1, e2) = (outputError(gptq), outputError(rtn))
+            #expect(e1 < 0.9 * e2, "\(bits) groups of \(group): GPTQ \(e1), RTN \(e2)")
+        }
+    }
+
+    @Test func gptqRunRecordsItsCalibration() throws {
+        let dataset = try TokenDataset(directory: Fixtures.shared.data)
+        let out = Fixtures.temporaryDirectory("ptq-gptq").appendingPathComponent("w3")
+        try QuantizedRun.quantize(source: Self.fpRun, method: .gptq, bits: .three, groupSize: 16,
+                                  calibration: (dataset, 8), to: out)
+        let settings = try JSONDecoder().decode(QuantizationSettings.self,
+                                                from: Data(contentsOf: out.appendingPathComponent("quantization.json")))
+        #expect(settings.method == .gptq && settings.calibration == dataset.directory && settings.calibrationWindows == 8)
+        let (model, _, _) = try Checkpoint.loadModel(runDirectory: out, batch: 4)
+        #expect(Evaluation.loss(model: model, dataset: dataset, windows: 8, batch: 4).isFinite)
+        #expect((try? QuantizedRun.quantize(source: Self.fpRun, method: .gptq, bits: .three, groupSize: nil,
+                                            to: out.deletingLastPathComponent().appendingPathComponent("none"))) == nil)
+    }
+
     @Test func badInputGetsOneLine() throws {
         let out = Fixtures.temporaryDirectory("ptq-bad")
         func message(_ body: () throws -> Void) -> String {

@@ -192,23 +192,33 @@ public enum Quantizers {
     /// beta = mean |W|. Writes W~ as +-1 floats and returns beta.
     @discardableResult
     public static func binarizeWeights(out: UnsafeMutablePointer<Float>, weight: UnsafePointer<Float>, count: Int) -> Float {
+        let (alpha, beta) = binaryParameters(weight, count: count)
+        for i in 0..<count { out[i] = weight[i] - alpha > 0 ? 1 : -1 }
+        return beta
+    }
+
+    /// mean |W|: the ternary scale gamma.
+    static func meanAbsolute(_ weight: UnsafePointer<Float>, count: Int) -> Float {
+        var sum: Double = 0
+        for i in 0..<count { sum += Double(abs(weight[i])) }
+        return Float(sum / Double(count))
+    }
+
+    /// alpha = mean(W) and beta = mean |W| of the binarization.
+    static func binaryParameters(_ weight: UnsafePointer<Float>, count: Int) -> (alpha: Float, beta: Float) {
         var sum: Double = 0, sumAbs: Double = 0
         for i in 0..<count {
             sum += Double(weight[i])
             sumAbs += Double(abs(weight[i]))
         }
-        let alpha = Float(sum / Double(count))
-        for i in 0..<count { out[i] = weight[i] - alpha > 0 ? 1 : -1 }
-        return Float(sumAbs / Double(count))
+        return (Float(sum / Double(count)), Float(sumAbs / Double(count)))
     }
 
     /// Ternary (BitNet b1.58): gamma = mean |W|, W~ = RoundClip(W / (gamma + eps), -1, 1)
     /// with rounding half to even. Writes W~ as {-1, 0, +1} floats and returns gamma.
     @discardableResult
     public static func ternarizeWeights(out: UnsafeMutablePointer<Float>, weight: UnsafePointer<Float>, count: Int) -> Float {
-        var sumAbs: Double = 0
-        for i in 0..<count { sumAbs += Double(abs(weight[i])) }
-        let scale = Float(sumAbs / Double(count))
+        let scale = meanAbsolute(weight, count: count)
         let inverse = 1 / (scale + ternaryEpsilon)
         for i in 0..<count { out[i] = min(max((weight[i] * inverse).rounded(.toNearestOrEven), -1), 1) }
         return scale

@@ -9,9 +9,16 @@
 // Written into a temporary directory and renamed into place: whole or not at all.
 import Foundation
 
+/// How the weights are rounded.
+public enum QuantizationMethod: String, CaseIterable, Codable, Sendable {
+    /// Round to nearest, each weight on its own.
+    case rtn
+    /// GPTQ: rounding errors compensated through the calibration inputs' Hessian.
+    case gptq
+}
+
 public struct QuantizationSettings: Codable, Equatable, Sendable {
-    /// "rtn" so far.
-    public var method: String
+    public var method: QuantizationMethod
     public var weightBits: WeightBits
     /// Columns per scale; nil: one scale per output channel.
     public var groupSize: Int?
@@ -19,15 +26,20 @@ public struct QuantizationSettings: Codable, Equatable, Sendable {
     public var activationBits: Int?
     public var sourceRun: String
     public var sourceStep: Int
+    /// The calibration data directory and windows (GPTQ).
+    public var calibration: String?
+    public var calibrationWindows: Int?
 
     enum CodingKeys: String, CodingKey {
         case method, weightBits = "weight_bits", groupSize = "group_size", activationBits = "activation_bits"
-        case sourceRun = "source_run", sourceStep = "source_step"
+        case sourceRun = "source_run", sourceStep = "source_step", calibration, calibrationWindows = "calibration_windows"
     }
 
-    public init(method: String, weightBits: WeightBits, groupSize: Int?, activationBits: Int?, sourceRun: String, sourceStep: Int) {
+    public init(method: QuantizationMethod, weightBits: WeightBits, groupSize: Int?, activationBits: Int?, sourceRun: String,
+                sourceStep: Int, calibration: String? = nil, calibrationWindows: Int? = nil) {
         (self.method, self.weightBits, self.groupSize, self.activationBits, self.sourceRun, self.sourceStep) =
             (method, weightBits, groupSize, activationBits, sourceRun, sourceStep)
+        (self.calibration, self.calibrationWindows) = (calibration, calibrationWindows)
     }
 
     /// Activation widths a quantized run may use (the BitNet paper's and OmniQuant's).
@@ -47,10 +59,12 @@ public enum QuantizedRun {
         return layout.bitLinears.compactMap { p in names[p.weight].map { ($0, p) } }
     }
 
-    /// Quantizes the fp run at `source` with round-to-nearest and writes QRUN_DIR `out`.
+    /// Quantizes the fp run at `source` and writes QRUN_DIR `out`. GPTQ needs
+    /// `calibration` (a data directory of the same tokenizer) and a number of windows.
     /// Returns the mean squared weight error over all projections.
     @discardableResult
-    public static func quantize(source: URL, bits: WeightBits, groupSize: Int?, activationBits: Int? = nil,
+    public static func quantize(source: URL, method: QuantizationMethod = .rtn, bits: WeightBits, groupSize: Int?,
+                                activationBits: Int? = nil, calibration: (dataset: TokenDataset, windows: Int)? = nil,
                                 to out: URL) throws -> Double {
         if let a = activationBits, !QuantizationSettings.activationWidths.contains(a) {
             throw BitNetError.invalid("--abits must be 4, 6, 8 or 16, got \(a)")
@@ -58,7 +72,7 @@ public enum QuantizedRun {
         if FileManager.default.fileExists(atPath: out.path) {
             throw BitNetError.occupied("\(out.path): already exists")
         }
-        let (model, config, state) = try Checkpoint.loadModel(runDirectory: source)
+        let (model, config, state) = try Checkpoint.loadModel(runDirectory: source, batch: 8)
         guard config.model.mode == .fp else {
             throw BitNetError.invalid("\(source.path): a \(config.model.mode.rawValue) run is quantized already; quantize an fp run")
         }
@@ -78,24 +92,42 @@ public enum QuantizedRun {
             return UnsafeRawPointer(p)
         }
         let projectionNames = Set(projections.map(\.name))
+        let original = Array(UnsafeBufferPointer(start: model.parameters, count: model.layout.totalCount))
+        var matrices: [String: QuantizedMatrix] = [:]
+        switch method {
+        case .rtn:
+            for (name, p) in projections {
+                matrices[name] = RoundToNearest.quantize(model.parameters + p.weight, rows: p.outFeatures, cols: p.inFeatures,
+                                                         bits: bits, groupSize: groupSize ?? p.inFeatures)
+            }
+        case .gptq:
+            guard let calibration else { throw BitNetError.invalid("--method gptq needs --calibration DATA_DIR") }
+            guard calibration.dataset.meta.vocabSize == config.model.vocabSize else {
+                throw BitNetError.invalid("\(calibration.dataset.directory): vocabulary of \(calibration.dataset.meta.vocabSize) "
+                                          + "does not match the run's \(config.model.vocabSize)")
+            }
+            try calibration.dataset.check(context: config.model.context)
+            matrices = try GPTQ.quantizeModel(model, calibration: calibration.dataset, windows: calibration.windows, bits: bits,
+                                              groupSize: groupSize)
+        }
         var entries: [SafeTensorsEntry] = [], squaredError: Double = 0, count = 0
         for t in model.layout.tensors where !projectionNames.contains(t.name) {
             entries.append(SafeTensorsEntry(name: t.name, dtype: .f32, shape: t.shape, pointer: model.parameters + t.offset))
         }
         for (name, p) in projections {
-            let w = model.parameters + p.weight
-            let q = RoundToNearest.quantize(w, rows: p.outFeatures, cols: p.inFeatures, bits: bits,
-                                            groupSize: groupSize ?? p.inFeatures)
+            guard let q = matrices[name] else { throw BitNetError.invalid("\(name): not quantized") }
             for (i, v) in q.dequantized().enumerated() {
-                squaredError += Double((v - w[i]) * (v - w[i]))
+                let d = Double(v - original[p.weight + i])
+                squaredError += d * d
             }
             count += p.weightCount
             entries.append(SafeTensorsEntry(name: name + ".codes", dtype: .i8, shape: [q.rows, q.cols], pointer: owned(q.codes)))
             entries.append(SafeTensorsEntry(name: name + ".scales", dtype: .f32, shape: [q.rows, q.groups], pointer: owned(q.scales)))
             entries.append(SafeTensorsEntry(name: name + ".zeros", dtype: .f32, shape: [q.rows, q.groups], pointer: owned(q.zeros)))
         }
-        let settings = QuantizationSettings(method: "rtn", weightBits: bits, groupSize: groupSize, activationBits: activationBits,
-                                            sourceRun: source.path, sourceStep: state.step)
+        let settings = QuantizationSettings(method: method, weightBits: bits, groupSize: groupSize, activationBits: activationBits,
+                                            sourceRun: source.path, sourceStep: state.step,
+                                            calibration: calibration?.dataset.directory, calibrationWindows: calibration?.windows)
         // Assembled beside the target, renamed into place when whole.
         let temporary = out.deletingLastPathComponent()
             .appendingPathComponent(".\(out.lastPathComponent).tmp-\(ProcessInfo.processInfo.processIdentifier)")

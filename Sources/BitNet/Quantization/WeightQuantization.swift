@@ -64,51 +64,71 @@ public struct QuantizedMatrix: Equatable, Sendable {
     }
 }
 
+/// One group's quantizer: its parameters from the group's weights, then any value's
+/// code (GPTQ quantizes values that error compensation has moved since).
+struct GroupQuantizer {
+    let bits: WeightBits
+    private(set) var scale: Float = 1, zero: Float = 0
+    /// Binary's alpha = mean(w): a code is Sign(w - alpha).
+    private var alpha: Float = 0
+
+    init(bits: WeightBits, weights w: UnsafePointer<Float>, count: Int) {
+        self.bits = bits
+        switch bits {
+        case .one: (alpha, scale) = Quantizers.binaryParameters(w, count: count)
+        case .ternary: scale = Quantizers.meanAbsolute(w, count: count)
+        default:
+            // Asymmetric over [min, max], widened to hold 0 so that zero weights stay exact.
+            let levels = Float(bits.codeRange.upperBound)
+            var lo: Float = 0, hi: Float = 0
+            for i in 0..<count {
+                lo = min(lo, w[i])
+                hi = max(hi, w[i])
+            }
+            guard hi > lo else { return }  // all zero: any scale reproduces it
+            scale = (hi - lo) / levels
+            zero = min(max((-lo / scale).rounded(.toNearestOrEven), 0), levels)
+        }
+    }
+
+    func code(_ w: Float) -> Int {
+        switch bits {
+        case .one: return w - alpha > 0 ? 1 : -1
+        case .ternary: return Int(min(max((w / (scale + Quantizers.ternaryEpsilon)).rounded(.toNearestOrEven), -1), 1))
+        default:
+            return Int(min(max((w / scale).rounded(.toNearestOrEven) + zero, 0), Float(bits.codeRange.upperBound)))
+        }
+    }
+
+    func value(ofCode c: Int) -> Float { scale * (Float(c) - zero) }
+}
+
+extension QuantizedMatrix {
+    /// An empty matrix of this shape, to fill group by group.
+    init(rows: Int, cols: Int, groupSize: Int, bits: WeightBits) {
+        self.init(rows: rows, cols: cols, groupSize: groupSize, bits: bits, codes: [Int8](repeating: 0, count: rows * cols),
+                  scales: [Float](repeating: 0, count: rows * (cols / groupSize)),
+                  zeros: [Float](repeating: 0, count: rows * (cols / groupSize)))
+    }
+
+    /// Stores code `c` at `i` (min-max codes up to 255 as their 8-bit pattern).
+    mutating func setCode(_ c: Int, at i: Int) { codes[i] = Int8(truncatingIfNeeded: c) }
+}
+
 public enum RoundToNearest {
     /// Quantizes `weight` [rows, cols] in groups of `groupSize` columns (cols for per channel).
     public static func quantize(_ weight: UnsafePointer<Float>, rows: Int, cols: Int, bits: WeightBits,
                                 groupSize: Int) -> QuantizedMatrix {
         precondition(groupSize > 0 && cols % groupSize == 0, "the caller checks the group size")
-        let groups = cols / groupSize
-        var q = QuantizedMatrix(rows: rows, cols: cols, groupSize: groupSize, bits: bits,
-                                codes: [Int8](repeating: 0, count: rows * cols),
-                                scales: [Float](repeating: 0, count: rows * groups), zeros: [Float](repeating: 0, count: rows * groups))
-        var signs = [Float](repeating: 0, count: groupSize)
+        var q = QuantizedMatrix(rows: rows, cols: cols, groupSize: groupSize, bits: bits)
         for r in 0..<rows {
-            for g in 0..<groups {
-                let w = weight + r * cols + g * groupSize, slot = r * groups + g, first = r * cols + g * groupSize
-                switch bits {
-                case .one, .ternary:
-                    q.scales[slot] = bits == .one
-                        ? Quantizers.binarizeWeights(out: &signs, weight: w, count: groupSize)
-                        : Quantizers.ternarizeWeights(out: &signs, weight: w, count: groupSize)
-                    for i in 0..<groupSize { q.codes[first + i] = Int8(signs[i]) }
-                default:
-                    let (scale, zero) = minMax(w, count: groupSize, levels: bits.codeRange.upperBound)
-                    (q.scales[slot], q.zeros[slot]) = (scale, zero)
-                    for i in 0..<groupSize { q.codes[first + i] = code(w[i], scale: scale, zero: zero, levels: bits.codeRange.upperBound) }
-                }
+            for g in 0..<q.groups {
+                let first = r * cols + g * groupSize
+                let quantizer = GroupQuantizer(bits: bits, weights: weight + first, count: groupSize)
+                (q.scales[r * q.groups + g], q.zeros[r * q.groups + g]) = (quantizer.scale, quantizer.zero)
+                for i in 0..<groupSize { q.setCode(quantizer.code(weight[first + i]), at: first + i) }
             }
         }
         return q
-    }
-
-    /// Scale and integer zero point of an asymmetric code of `levels` + 1 values over
-    /// [min, max] (the range widened to hold 0, so that zero weights stay exact).
-    static func minMax(_ w: UnsafePointer<Float>, count: Int, levels: Int) -> (scale: Float, zero: Float) {
-        var lo: Float = 0, hi: Float = 0
-        for i in 0..<count {
-            lo = min(lo, w[i])
-            hi = max(hi, w[i])
-        }
-        guard hi > lo else { return (1, 0) }  // all zero: any scale reproduces it
-        let scale = (hi - lo) / Float(levels)
-        return (scale, min(max((-lo / scale).rounded(.toNearestOrEven), 0), Float(levels)))
-    }
-
-    /// Stored as the code's bit pattern: 0...255 fits an Int8's 8 bits.
-    static func code(_ w: Float, scale: Float, zero: Float, levels: Int) -> Int8 {
-        let c = min(max((w / scale).rounded(.toNearestOrEven) + zero, 0), Float(levels))
-        return Int8(truncatingIfNeeded: Int(c))
     }
 }
