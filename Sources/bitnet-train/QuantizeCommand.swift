@@ -1,6 +1,6 @@
 // `bitnet-train quantize`: an fp run quantized after training (issue 11's PTQ baselines),
 // written as a run directory that `eval` and `sample` read like any other. So far the
-// round-to-nearest and GPTQ methods; SmoothQuant, QuIP and OmniQuant are still to come.
+// round-to-nearest, GPTQ and SmoothQuant methods; QuIP and OmniQuant are still to come.
 import ArgumentParser
 import BitNet
 import BitNetCLI
@@ -20,18 +20,20 @@ struct QuantizeCommand: ParsableCommand {
         """)
 
     @Argument(help: "An fp run directory.") var runDirectory: String
-    @Option(help: "rtn (round to nearest) or gptq (error compensation through the calibration inputs).")
+    @Option(help: "rtn (round to nearest), gptq (error compensation through the calibration inputs) or smoothquant (activation outliers moved into the weights, then rtn).")
     var method: QuantizationMethod = .rtn
     @Option(help: "Weight bits: 1, 1.58, 2, 3, 4 or 8.") var wbits: String
     @Option(parsing: .unconditional, help: "Input columns per scale (default: one scale per output channel).") var groupSize: Int?
     @Option(parsing: .unconditional, help: "Activation bits: 4, 6 or 8 (every projection's input, absmax per token), or 16: FP32.")
     var abits: Int = 16
     @Option(help: "Output run directory (must not exist).") var out: String
-    @Option(help: "With gptq: a data directory (of the run's tokenizer) whose training windows calibrate.") var calibration: String?
-    @Option(parsing: .unconditional, help: "With gptq: calibration windows of the run's context.") var calibrationWindows: Int = 128
+    @Option(help: "With gptq or smoothquant: a data directory (of the run's tokenizer) whose training windows calibrate.") var calibration: String?
+    @Option(parsing: .unconditional, help: "With gptq or smoothquant: calibration windows of the run's context.") var calibrationWindows: Int = 128
+    @Option(parsing: .unconditional, help: "With smoothquant: the migration strength alpha in [0, 1].") var alpha: Float = 0.5
 
     func validate() throws {
-        if method == .gptq && calibration == nil { throw ValidationError("--method gptq needs --calibration DATA_DIR") }
+        if method != .rtn && calibration == nil { throw ValidationError("--method \(method.rawValue) needs --calibration DATA_DIR") }
+        if !(alpha >= 0 && alpha <= 1) { throw ValidationError("--alpha must be in [0, 1], got \(alpha)") }
         if calibrationWindows < 1 || calibrationWindows > 1 << 20 {
             throw ValidationError("--calibration-windows must be in 1...\(1 << 20), got \(calibrationWindows)")
         }
@@ -51,7 +53,7 @@ struct QuantizeCommand: ParsableCommand {
             let started = Date()
             let error = try QuantizedRun.quantize(source: URL(fileURLWithPath: runDirectory), method: method, bits: bits,
                                                   groupSize: groupSize, activationBits: abits == 16 ? nil : abits,
-                                                  calibration: method == .gptq ? data : nil, to: URL(fileURLWithPath: out))
+                                                  calibration: method == .rtn ? nil : data, alpha: alpha, to: URL(fileURLWithPath: out))
             log(String(format: "wrote %@ in %.1f s: W%@A%d %@, %@; mean squared weight error %.3e", out,
                        Date().timeIntervalSince(started), wbits, abits, method.rawValue,
                        groupSize.map { "groups of \($0)" } ?? "per output channel", error))

@@ -59,13 +59,15 @@ struct FlagCase: CustomTestStringConvertible, Sendable {
         add("bitnet-train", ["quantize", "RUN", "--out", "OUT"], ["--wbits"])
         add("bitnet-train", ["quantize", "RUN", "--out", "OUT", "--wbits", "4", "--method", "gptq", "--calibration", "DATA"],
             ["--calibration-windows"])
+        add("bitnet-train", ["quantize", "RUN", "--out", "OUT", "--wbits", "4", "--method", "smoothquant", "--calibration", "DATA"],
+            ["--alpha"], valid: ["0"])
         add("bitnet-train", ["lr-sweep", "--data", "DATA", "--preset", "tiny", "--steps", "2", "--out", "OUT"], ["--lrs"])
         return cases
     }()
 }
 
 @Suite struct FlagValueTests {
-    /// A random model for bitnet-run and a 2-step run for eval and sample.
+    /// A random model for bitnet-run and a 2-step fp run for eval, sample and quantize.
     static let fixtures: (model: String, run: String) = {
         let directory = Fixtures.temporaryDirectory("flag-values")
         let model = directory.appendingPathComponent("m.bitnet").path
@@ -74,7 +76,7 @@ struct FlagCase: CustomTestStringConvertible, Sendable {
                                           "--vocab-size", "600", "--context", "64", "--out", model])
         precondition(exported?.status == 0, "the test model was not written")
         let trained = try? Fixtures.run(["train", "--data", Fixtures.shared.data, "--out", run.path, "--preset", "tiny",
-                                         "--steps", "2", "--dim", "32", "--layers", "1"])
+                                         "--steps", "2", "--dim", "32", "--layers", "1", "--mode", "fp"])
         precondition(trained?.status == 0, "the test run did not train")
         return (model, run.path)
     }()

@@ -191,6 +191,37 @@ import Testing
                                             to: out.deletingLastPathComponent().appendingPathComponent("none"))) == nil)
     }
 
+    /// SmoothQuant's folding is exact: smoothing without rounding leaves the logits as
+    /// they were (to FP32 rounding), with RMSNorm and with LayerNorm (gain and bias).
+    @Test(arguments: [NormKind.rms, .layer])
+    func smoothingLeavesTheLogitsUnchanged(norm: NormKind) throws {
+        let dataset = try TokenDataset(directory: Fixtures.shared.data)
+        var config = Fixtures.tinyRunConfig(mode: .fp, vocabSize: dataset.meta.vocabSize).model
+        config.norm = norm
+        let model = Transformer(config: config, batch: 2)
+        model.initializeParameters(seed: 4)
+        var rng = Xoshiro256(seed: 5)
+        for t in model.layout.tensors where t.name.hasSuffix("norm.weight") || t.name.hasSuffix("norm.bias") {
+            for i in 0..<t.count { model.parameters[t.offset + i] = 1 + 0.5 * rng.normal() }  // not all ones: the fold must carry them
+        }
+        model.parametersDidChange()
+        let tokens = (0..<2 * config.context).map { _ in Int32(rng.below(config.vocabSize)) }
+        func logits() -> [Float] {
+            model.forward(tokens: tokens, targets: nil, batch: 2, length: config.context)
+            return (0..<2 * config.context).flatMap { Array(model.logits(row: $0)) }
+        }
+        let before = logits()
+        let windows = CalibrationWindows(dataset, windows: 4, batch: 2, context: config.context, seed: 1)
+        let weightsBefore = Array(UnsafeBufferPointer(start: model.parameters, count: model.layout.totalCount))
+        SmoothQuant.smooth(model, calibration: windows, alpha: 0.5)
+        let changed = (0..<model.layout.totalCount).filter { model.parameters[$0] != weightsBefore[$0] }.count
+        let after = logits()
+        let scale = before.map(abs).max() ?? 1
+        let worst = zip(before, after).map { abs($0 - $1) }.max() ?? 0
+        #expect(changed > 1000, "smoothing changed only \(changed) parameters")
+        #expect(worst <= 1e-4 * scale, "logits moved by \(worst) (scale \(scale))")
+    }
+
     @Test func badInputGetsOneLine() throws {
         let out = Fixtures.temporaryDirectory("ptq-bad")
         func message(_ body: () throws -> Void) -> String {

@@ -77,21 +77,11 @@ public enum GPTQ {
 
     /// GPTQ over a whole fp model, block by block: each block's projections are quantized
     /// with the Hessians of their inputs as the already-quantized blocks before produce
-    /// them on `windows` calibration windows (drawn from the data's training split).
-    /// The model's weights are replaced by the dequantized ones; returns the codes by
-    /// tensor name.
-    public static func quantizeModel(_ model: Transformer, calibration dataset: TokenDataset, windows: Int, bits: WeightBits,
-                                     groupSize: Int?, seed: UInt64 = 1) throws -> [String: QuantizedMatrix] {
-        let c = model.config, batch = model.activations.batch, t = c.context
-        var rng = Xoshiro256(seed: seed)
-        // The same windows for every block.
-        var tokens: [[Int32]] = [], targets: [[Int32]] = []
-        for _ in 0..<(windows + batch - 1) / batch {
-            var x = [Int32](repeating: 0, count: batch * t), y = [Int32](repeating: 0, count: batch * t)
-            dataset.sampleBatch(rng: &rng, batch: batch, context: t, tokens: &x, targets: &y)
-            tokens.append(x)
-            targets.append(y)
-        }
+    /// them on the calibration windows. The model's weights are replaced by the
+    /// dequantized ones; returns the codes by tensor name.
+    static func quantizeModel(_ model: Transformer, calibration: CalibrationWindows, bits: WeightBits,
+                              groupSize: Int?) throws -> [String: QuantizedMatrix] {
+        let c = model.config, batch = calibration.batch, t = calibration.context
         let names = Dictionary(uniqueKeysWithValues: QuantizedRun.projections(model.layout).map { ($0.slots.index, $0.name) })
         var result: [String: QuantizedMatrix] = [:]
         for (l, slots) in model.layout.layers.enumerated() {
@@ -99,8 +89,7 @@ public enum GPTQ {
             // feed-forward norm (up, gate) and the hidden activation (down).
             var hAttention = [Float](repeating: 0, count: c.dim * c.dim), hOutput = hAttention, hFFN = hAttention
             var hDown = [Float](repeating: 0, count: c.ffnDim * c.ffnDim)
-            for (x, y) in zip(tokens, targets) {
-                model.forward(tokens: x, targets: y, batch: batch, length: t)
+            calibration.forEachBatch(model) {
                 let a = model.activations.views.layers[l], n = batch * t
                 accumulate(&hAttention, a.attentionNorm, rows: n, width: c.dim)
                 accumulate(&hOutput, a.attentionOut, rows: n, width: c.dim)

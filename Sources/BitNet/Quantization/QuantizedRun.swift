@@ -15,6 +15,11 @@ public enum QuantizationMethod: String, CaseIterable, Codable, Sendable {
     case rtn
     /// GPTQ: rounding errors compensated through the calibration inputs' Hessian.
     case gptq
+    /// SmoothQuant: activation outliers moved into the weights (folded into the norms),
+    /// then round to nearest.
+    case smoothquant
+
+    var needsCalibration: Bool { self != .rtn }
 }
 
 public struct QuantizationSettings: Codable, Equatable, Sendable {
@@ -26,20 +31,23 @@ public struct QuantizationSettings: Codable, Equatable, Sendable {
     public var activationBits: Int?
     public var sourceRun: String
     public var sourceStep: Int
-    /// The calibration data directory and windows (GPTQ).
+    /// The calibration data directory and windows (GPTQ, SmoothQuant).
     public var calibration: String?
     public var calibrationWindows: Int?
+    /// SmoothQuant's migration strength alpha.
+    public var smoothingAlpha: Float?
 
     enum CodingKeys: String, CodingKey {
         case method, weightBits = "weight_bits", groupSize = "group_size", activationBits = "activation_bits"
         case sourceRun = "source_run", sourceStep = "source_step", calibration, calibrationWindows = "calibration_windows"
+        case smoothingAlpha = "smoothing_alpha"
     }
 
     public init(method: QuantizationMethod, weightBits: WeightBits, groupSize: Int?, activationBits: Int?, sourceRun: String,
-                sourceStep: Int, calibration: String? = nil, calibrationWindows: Int? = nil) {
+                sourceStep: Int, calibration: String? = nil, calibrationWindows: Int? = nil, smoothingAlpha: Float? = nil) {
         (self.method, self.weightBits, self.groupSize, self.activationBits, self.sourceRun, self.sourceStep) =
             (method, weightBits, groupSize, activationBits, sourceRun, sourceStep)
-        (self.calibration, self.calibrationWindows) = (calibration, calibrationWindows)
+        (self.calibration, self.calibrationWindows, self.smoothingAlpha) = (calibration, calibrationWindows, smoothingAlpha)
     }
 
     /// Activation widths a quantized run may use (the BitNet paper's and OmniQuant's).
@@ -59,13 +67,14 @@ public enum QuantizedRun {
         return layout.bitLinears.compactMap { p in names[p.weight].map { ($0, p) } }
     }
 
-    /// Quantizes the fp run at `source` and writes QRUN_DIR `out`. GPTQ needs
-    /// `calibration` (a data directory of the same tokenizer) and a number of windows.
+    /// Quantizes the fp run at `source` and writes QRUN_DIR `out`. GPTQ and SmoothQuant
+    /// need `calibration` (a data directory of the same tokenizer) and a number of windows;
+    /// `alpha` is SmoothQuant's migration strength.
     /// Returns the mean squared weight error over all projections.
     @discardableResult
     public static func quantize(source: URL, method: QuantizationMethod = .rtn, bits: WeightBits, groupSize: Int?,
                                 activationBits: Int? = nil, calibration: (dataset: TokenDataset, windows: Int)? = nil,
-                                to out: URL) throws -> Double {
+                                alpha: Float = 0.5, to out: URL) throws -> Double {
         if let a = activationBits, !QuantizationSettings.activationWidths.contains(a) {
             throw BitNetError.invalid("--abits must be 4, 6, 8 or 16, got \(a)")
         }
@@ -92,23 +101,28 @@ public enum QuantizedRun {
             return UnsafeRawPointer(p)
         }
         let projectionNames = Set(projections.map(\.name))
-        let original = Array(UnsafeBufferPointer(start: model.parameters, count: model.layout.totalCount))
-        var matrices: [String: QuantizedMatrix] = [:]
-        switch method {
-        case .rtn:
-            for (name, p) in projections {
-                matrices[name] = RoundToNearest.quantize(model.parameters + p.weight, rows: p.outFeatures, cols: p.inFeatures,
-                                                         bits: bits, groupSize: groupSize ?? p.inFeatures)
-            }
-        case .gptq:
-            guard let calibration else { throw BitNetError.invalid("--method gptq needs --calibration DATA_DIR") }
+        var windows: CalibrationWindows?
+        if method.needsCalibration {
+            guard let calibration else { throw BitNetError.invalid("--method \(method.rawValue) needs --calibration DATA_DIR") }
             guard calibration.dataset.meta.vocabSize == config.model.vocabSize else {
                 throw BitNetError.invalid("\(calibration.dataset.directory): vocabulary of \(calibration.dataset.meta.vocabSize) "
                                           + "does not match the run's \(config.model.vocabSize)")
             }
             try calibration.dataset.check(context: config.model.context)
-            matrices = try GPTQ.quantizeModel(model, calibration: calibration.dataset, windows: calibration.windows, bits: bits,
-                                              groupSize: groupSize)
+            windows = CalibrationWindows(calibration.dataset, windows: calibration.windows, batch: model.activations.batch,
+                                         context: config.model.context, seed: 1)
+        }
+        if method == .smoothquant, let windows { SmoothQuant.smooth(model, calibration: windows, alpha: alpha) }
+        // The weights as they are before rounding (SmoothQuant's already scaled).
+        let original = Array(UnsafeBufferPointer(start: model.parameters, count: model.layout.totalCount))
+        var matrices: [String: QuantizedMatrix] = [:]
+        if method == .gptq, let windows {
+            matrices = try GPTQ.quantizeModel(model, calibration: windows, bits: bits, groupSize: groupSize)
+        } else {
+            for (name, p) in projections {
+                matrices[name] = RoundToNearest.quantize(model.parameters + p.weight, rows: p.outFeatures, cols: p.inFeatures,
+                                                         bits: bits, groupSize: groupSize ?? p.inFeatures)
+            }
         }
         var entries: [SafeTensorsEntry] = [], squaredError: Double = 0, count = 0
         for t in model.layout.tensors where !projectionNames.contains(t.name) {
@@ -127,7 +141,9 @@ public enum QuantizedRun {
         }
         let settings = QuantizationSettings(method: method, weightBits: bits, groupSize: groupSize, activationBits: activationBits,
                                             sourceRun: source.path, sourceStep: state.step,
-                                            calibration: calibration?.dataset.directory, calibrationWindows: calibration?.windows)
+                                            calibration: windows == nil ? nil : calibration?.dataset.directory,
+                                            calibrationWindows: windows == nil ? nil : calibration?.windows,
+                                            smoothingAlpha: method == .smoothquant ? alpha : nil)
         // Assembled beside the target, renamed into place when whole.
         let temporary = out.deletingLastPathComponent()
             .appendingPathComponent(".\(out.lastPathComponent).tmp-\(ProcessInfo.processInfo.processIdentifier)")
