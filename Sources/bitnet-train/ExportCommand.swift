@@ -43,6 +43,13 @@ struct ExportCommand: ParsableCommand {
             let url = URL(fileURLWithPath: out)
             let description: String
             if let runDirectory = try runDirectory() {
+                // The packed format holds a BitNet model: its weights' codes with one scale per
+                // tensor and int8 activations. A run quantized after training keeps a scale per
+                // output channel (or group) of an fp model.
+                if QuantizedRun.isQuantizedRun(URL(fileURLWithPath: runDirectory)) {
+                    throw BitNetError.invalid("\(runDirectory): a run quantized after training has a scale per output channel "
+                                              + "or group, which the packed format cannot hold; evaluate it with 'eval' and 'sample'")
+                }
                 let (model, config, state) = try Checkpoint.loadModel(runDirectory: URL(fileURLWithPath: runDirectory))
                 let tokenizer = try runTokenizer(runDirectory, vocabSize: config.model.vocabSize)
                 try PackedModel.write(config: config.model, tensors: PackedModel.tensors(of: model, embeddingsAsF16: f16),

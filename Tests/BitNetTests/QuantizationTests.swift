@@ -250,5 +250,8 @@ import Testing
         try bytes.write(to: modelURL)
         let refused = message { _ = try Checkpoint.loadModel(runDirectory: q) }
         #expect(refused.contains("holds code 9, not a 2-bit code") && !refused.contains("\n"), "\(refused)")
+        // export says why it cannot pack a quantized run (one line, status 1).
+        let export = try Fixtures.run(["export", q.path, "--out", out.appendingPathComponent("m.bitnet").path])
+        #expect(export.status == 1 && export.stderr.contains("the packed format cannot hold"), "\(export.stderr)")
     }
 }
