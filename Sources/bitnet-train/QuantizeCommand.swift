@@ -23,6 +23,15 @@ struct QuantizeCommand: ParsableCommand {
     @Option(help: "rtn (round to nearest), gptq (error compensation through the calibration inputs) or smoothquant (activation outliers moved into the weights, then rtn).")
     var method: QuantizationMethod = .rtn
     @Option(help: "Weight bits: 1, 1.58, 2, 3, 4 or 8.") var wbits: String
+    /// --wbits as a width; one line naming the flag otherwise.
+    var bits: WeightBits {
+        get throws {
+            guard let bits = WeightBits(rawValue: wbits) else {
+                throw ValidationError("--wbits must be one of \(WeightBits.allCases.map(\.rawValue).joined(separator: ", ")), got \(wbits)")
+            }
+            return bits
+        }
+    }
     @Option(parsing: .unconditional, help: "Input columns per scale (default: one scale per output channel).") var groupSize: Int?
     @Option(parsing: .unconditional, help: "Activation bits: 4, 6 or 8 (every projection's input, absmax per token), or 16: FP32.")
     var abits: Int = 16
@@ -32,13 +41,11 @@ struct QuantizeCommand: ParsableCommand {
     @Option(parsing: .unconditional, help: "With smoothquant: the migration strength alpha in [0, 1].") var alpha: Float = 0.5
 
     func validate() throws {
+        _ = try bits
         if method != .rtn && calibration == nil { throw ValidationError("--method \(method.rawValue) needs --calibration DATA_DIR") }
         if !(alpha >= 0 && alpha <= 1) { throw ValidationError("--alpha must be in [0, 1], got \(alpha)") }
         if calibrationWindows < 1 || calibrationWindows > 1 << 20 {
             throw ValidationError("--calibration-windows must be in 1...\(1 << 20), got \(calibrationWindows)")
-        }
-        if WeightBits(rawValue: wbits) == nil {
-            throw ValidationError("--wbits must be one of \(WeightBits.allCases.map(\.rawValue).joined(separator: ", ")), got \(wbits)")
         }
         if let groupSize, groupSize < 1 { throw ValidationError("--group-size must be positive, got \(groupSize)") }
         if abits != 16 && !QuantizationSettings.activationWidths.contains(abits) {
@@ -48,10 +55,9 @@ struct QuantizeCommand: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            guard let bits = WeightBits(rawValue: wbits) else { return }
             let data = try calibration.map { (dataset: try TokenDataset(directory: $0), windows: calibrationWindows) }
             let started = Date()
-            let error = try QuantizedRun.quantize(source: URL(fileURLWithPath: runDirectory), method: method, bits: bits,
+            let error = try QuantizedRun.quantize(source: URL(fileURLWithPath: runDirectory), method: method, bits: try bits,
                                                   groupSize: groupSize, activationBits: abits == 16 ? nil : abits,
                                                   calibration: method == .rtn ? nil : data, alpha: alpha, to: URL(fileURLWithPath: out))
             log(String(format: "wrote %@ in %.1f s: W%@A%d %@, %@; mean squared weight error %.3e", out,

@@ -216,10 +216,8 @@ public enum QuantizedRun {
         guard groupSize > 0, cols % groupSize == 0 else {
             throw BitNetError.file("\(file.path): group size \(groupSize) does not divide the \(cols) columns of \(name)")
         }
-        let groups = cols / groupSize
-        var q = QuantizedMatrix(rows: rows, cols: cols, groupSize: groupSize, bits: settings.weightBits,
-                                codes: [Int8](repeating: 0, count: rows * cols),
-                                scales: [Float](repeating: 0, count: rows * groups), zeros: [Float](repeating: 0, count: rows * groups))
+        var q = QuantizedMatrix(rows: rows, cols: cols, groupSize: groupSize, bits: settings.weightBits)
+        let groups = q.groups
         try q.codes.withUnsafeMutableBytes { try file.copy(name + ".codes", dtype: .i8, shape: [rows, cols], into: $0.baseAddress!) }
         try q.scales.withUnsafeMutableBytes { try file.copy(name + ".scales", dtype: .f32, shape: [rows, groups], into: $0.baseAddress!) }
         try q.zeros.withUnsafeMutableBytes { try file.copy(name + ".zeros", dtype: .f32, shape: [rows, groups], into: $0.baseAddress!) }
