@@ -65,6 +65,33 @@ import Testing
         return run
     }()
 
+    /// Every projection weight of the loaded quantized run equals scale (code - zero),
+    /// computed here from the stored tensors; every code is within its width.
+    static func expectWeightsFromCodes(_ q: URL, model: Transformer, bits: WeightBits, group: Int?) throws {
+        let file = try SafeTensorsFile(url: q.appendingPathComponent("model.safetensors"))
+        for (name, p) in QuantizedRun.projections(model.layout) {
+            let groups = p.inFeatures / (group ?? p.inFeatures)
+            func floats(_ suffix: String) throws -> [Float] {
+                let t = try #require(file.tensors[name + suffix])
+                return file.data.subdata(in: t.range).withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
+            }
+            let scales = try floats(".scales"), zeros = try floats(".zeros")
+            let codes = file.data.subdata(in: try #require(file.tensors[name + ".codes"]).range).map { byte -> Int in
+                bits.integerBits == nil ? Int(Int8(bitPattern: byte)) : Int(byte)
+            }
+            #expect(codes.allSatisfy(bits.holds), "\(name): a code outside \(bits.rawValue) bits")
+            var mismatches = 0
+            for r in 0..<p.outFeatures {
+                for c in 0..<p.inFeatures {
+                    let g = r * groups + c / (group ?? p.inFeatures)
+                    let expected = scales[g] * (Float(codes[r * p.inFeatures + c]) - zeros[g])
+                    if model.parameters[p.weight + r * p.inFeatures + c] != expected { mismatches += 1 }
+                }
+            }
+            #expect(mismatches == 0, "\(name): \(mismatches) weights differ from their codes")
+        }
+    }
+
     @Test func quantizedRunHoldsItsCodesAndEvaluatesClose() throws {
         let dataset = try TokenDataset(directory: Fixtures.shared.data)
         let (fp, _, _) = try Checkpoint.loadModel(runDirectory: Self.fpRun, batch: 4)
@@ -75,26 +102,7 @@ import Testing
             try QuantizedRun.quantize(source: Self.fpRun, bits: bits, groupSize: group, to: q)
             let (model, config, state) = try Checkpoint.loadModel(runDirectory: q, batch: 4)
             #expect(config.model.mode == .fp && state.step == 40)
-            // Every projection weight equals scale (code - zero) computed here from the stored tensors.
-            let file = try SafeTensorsFile(url: q.appendingPathComponent("model.safetensors"))
-            for (name, p) in QuantizedRun.projections(model.layout) {
-                let groups = p.inFeatures / (group ?? p.inFeatures)
-                func floats(_ suffix: String) -> [Float] {
-                    let t = file.tensors[name + suffix]!
-                    return file.data.subdata(in: t.range).withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
-                }
-                let scales = floats(".scales"), zeros = floats(".zeros")
-                let codes = file.data.subdata(in: file.tensors[name + ".codes"]!.range).map { byte -> Int in
-                    bits.integerBits == nil ? Int(Int8(bitPattern: byte)) : Int(byte)
-                }
-                for r in 0..<p.outFeatures {
-                    for c in 0..<p.inFeatures {
-                        let g = r * groups + c / (group ?? p.inFeatures)
-                        let expected = scales[g] * (Float(codes[r * p.inFeatures + c]) - zeros[g])
-                        #expect(model.parameters[p.weight + r * p.inFeatures + c] == expected)
-                    }
-                }
-            }
+            try Self.expectWeightsFromCodes(q, model: model, bits: bits, group: group)
             let loss = Evaluation.loss(model: model, dataset: dataset, windows: 16, batch: 4)
             if bits == .eight {
                 #expect(abs(exp(Double(loss)) / exp(Double(fpLoss)) - 1) < 0.01, "W8 perplexity \(exp(loss)) against fp \(exp(fpLoss))")
@@ -189,6 +197,123 @@ import Testing
         #expect(Evaluation.loss(model: model, dataset: dataset, windows: 8, batch: 4).isFinite)
         #expect((try? QuantizedRun.quantize(source: Self.fpRun, method: .gptq, bits: .three, groupSize: nil,
                                             to: out.deletingLastPathComponent().appendingPathComponent("none"))) == nil)
+    }
+
+    /// OmniQuant's clipping, learned on calibration windows: every block's output error
+    /// ends at or below where it started, and below round to nearest's; the clip factors
+    /// stay in (0, 1]; the run's codes reproduce its weights; W2 perplexity beats RTN's.
+    @Test func omniQuantLearnsClippingThatBeatsRoundToNearest() throws {
+        let dataset = try TokenDataset(directory: Fixtures.shared.data)
+        let out = Fixtures.temporaryDirectory("ptq-omniquant")
+        let (omniquant, rtn) = (out.appendingPathComponent("omniquant"), out.appendingPathComponent("rtn"))
+        let (_, blocks) = try QuantizedRun.quantize(source: Self.fpRun, method: .omniquant, bits: .two, groupSize: nil,
+                                                    calibration: (dataset, 32), omniQuant: OmniQuantOptions(epochs: 40), to: omniquant)
+        try QuantizedRun.quantize(source: Self.fpRun, bits: .two, groupSize: nil, to: rtn)
+        #expect(blocks.count == 2)
+        for b in blocks {
+            #expect(b.end <= b.start && b.end < 0.9 * b.roundToNearest, "block \(b.layer): \(b)")
+            #expect(b.clipFactors.lowerBound > 0 && b.clipFactors.upperBound <= 1 && b.clipFactors.lowerBound < 0.98,
+                    "block \(b.layer): clip factors \(b.clipFactors)")
+        }
+        let (model, _, _) = try Checkpoint.loadModel(runDirectory: omniquant, batch: 4)
+        try Self.expectWeightsFromCodes(omniquant, model: model, bits: .two, group: nil)
+        let (rtnModel, _, _) = try Checkpoint.loadModel(runDirectory: rtn, batch: 4)
+        let (lossOmniQuant, lossRTN) = (Evaluation.loss(model: model, dataset: dataset, windows: 16, batch: 4),
+                                        Evaluation.loss(model: rtnModel, dataset: dataset, windows: 16, batch: 4))
+        #expect(lossOmniQuant < lossRTN, "W2 OmniQuant \(lossOmniQuant) against RTN \(lossRTN)")
+    }
+
+    /// T = (H_p / sqrt(p) kron Q) D as a dense matrix, entry by entry: H[a][a'] is
+    /// (-1)^popcount(a & a') (Sylvester's construction).
+    static func denseTransform(_ t: OrthogonalTransform) -> [Double] {
+        let (n, m, p) = (t.size, t.mixSize, t.size / t.mixSize)
+        var dense = [Double](repeating: 0, count: n * n)
+        for i in 0..<n {
+            for j in 0..<n {
+                let (a, b, a2, b2) = (i / m, i % m, j / m, j % m)
+                let h: Double = (a & a2).nonzeroBitCount % 2 == 0 ? 1 : -1
+                dense[i * n + j] = h / Double(p).squareRoot() * Double(t.mix[b * m + b2]) * Double(t.signs[j])
+            }
+        }
+        return dense
+    }
+
+    /// QuIP's transforms equal their dense definition, are orthogonal (T^T T x = x) on
+    /// widths with and without an odd factor, and the two-sided transform of a matrix
+    /// and its Hessian round-trips.
+    @Test(arguments: [1, 7, 12, 64, 352])
+    func incoherenceTransformIsOrthogonal(size: Int) {
+        let t = OrthogonalTransform(size: size, seed: UInt64(size))
+        var rng = Xoshiro256(seed: 31)
+        let x = (0..<size).map { _ in rng.normal() }
+        var y = x, scratch = [Float](repeating: 0, count: t.mixSize)
+        t.apply(&y, scratch: &scratch)
+        let dense = Self.denseTransform(t)
+        let reference = (0..<size).map { i in (0..<size).reduce(0.0) { $0 + dense[i * size + $1] * Double(x[$1]) } }
+        #expect(zip(y, reference).allSatisfy { abs(Double($0) - $1) < 1e-5 }, "T x differs from the dense T")
+        var back = y
+        t.apply(&back, transpose: true, scratch: &scratch)
+        #expect(zip(back, x).allSatisfy { abs($0 - $1) < 1e-5 }, "T^T T x is not x")
+        let normX = x.reduce(0) { $0 + $1 * $1 }, normY = y.reduce(0) { $0 + $1 * $1 }
+        #expect(abs(normX - normY) < 1e-4 * normX)
+
+        let incoherence = Incoherence(rows: 12, columns: size, seed: 3)
+        let w = (0..<12 * size).map { _ in rng.normal() }
+        var turned = w
+        incoherence.transform(&turned)
+        #expect(zip(turned, w).contains { abs($0 - $1) > 1e-3 } || size == 1)
+        incoherence.transform(&turned, inverse: true)
+        #expect(zip(turned, w).allSatisfy { abs($0 - $1) < 1e-5 }, "U^T (U W V^T) V is not W")
+    }
+
+    /// A QuIP run: codes within their width, and every weight equals U^T (scale (code -
+    /// zero)) V computed here with the stored signs and mixes in dense form; a mix that
+    /// is not orthogonal is refused on load.
+    @Test func quipRunStoresItsTransforms() throws {
+        let dataset = try TokenDataset(directory: Fixtures.shared.data)
+        let q = Fixtures.temporaryDirectory("ptq-quip").appendingPathComponent("w2")
+        try QuantizedRun.quantize(source: Self.fpRun, method: .quip, bits: .two, groupSize: nil, calibration: (dataset, 8), to: q)
+        let (model, _, _) = try Checkpoint.loadModel(runDirectory: q, batch: 4)
+        let file = try SafeTensorsFile(url: q.appendingPathComponent("model.safetensors"))
+        func floats(_ name: String) throws -> [Float] {
+            let t = try #require(file.tensors[name])
+            return file.data.subdata(in: t.range).withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
+        }
+        for (name, p) in QuantizedRun.projections(model.layout) {
+            let (r, c) = (p.outFeatures, p.inFeatures)
+            let codes = file.data.subdata(in: try #require(file.tensors[name + ".codes"]).range).map { Int($0) }
+            #expect(codes.allSatisfy(WeightBits.two.holds))
+            let scales = try floats(name + ".scales"), zeros = try floats(name + ".zeros")
+            let u = Self.denseTransform(try OrthogonalTransform(size: r, signs: try floats(name + ".rows.signs"),
+                                                                 mix: try floats(name + ".rows.mix"), what: name))
+            let v = Self.denseTransform(try OrthogonalTransform(size: c, signs: try floats(name + ".columns.signs"),
+                                                                 mix: try floats(name + ".columns.mix"), what: name))
+            let inner = (0..<r * c).map { Double(scales[$0 / c]) * (Double(codes[$0]) - Double(zeros[$0 / c])) }
+            // (U^T M V)[i, j] = sum_k sum_l U[k, i] M[k, l] V[l, j]
+            var mv = [Double](repeating: 0, count: r * c)
+            for k in 0..<r { for j in 0..<c { mv[k * c + j] = (0..<c).reduce(0.0) { $0 + inner[k * c + $1] * v[$1 * c + j] } } }
+            var worst = 0.0
+            for i in 0..<r {
+                for j in 0..<c {
+                    let expected = (0..<r).reduce(0.0) { $0 + u[$1 * r + i] * mv[$1 * c + j] }
+                    worst = max(worst, abs(expected - Double(model.parameters[p.weight + i * c + j])))
+                }
+            }
+            #expect(worst < 1e-5, "\(name): weights differ from U^T codes V by \(worst)")
+        }
+        #expect(Evaluation.loss(model: model, dataset: dataset, windows: 8, batch: 4).isFinite)
+        // A mix that is not orthogonal.
+        let modelURL = q.appendingPathComponent("model.safetensors")
+        let mix = try #require(file.tensors.first { $0.key.hasSuffix(".columns.mix") }?.value)
+        var bytes = try Data(contentsOf: modelURL)
+        bytes.replaceSubrange(mix.range.lowerBound..<(mix.range.lowerBound + 4), with: withUnsafeBytes(of: Float(3)) { Data($0) })
+        try bytes.write(to: modelURL)
+        do {
+            _ = try Checkpoint.loadModel(runDirectory: q, batch: 4)
+            Issue.record("a mix that is not orthogonal was accepted")
+        } catch {
+            #expect("\(error)".contains("is not orthogonal"), "\(error)")
+        }
     }
 
     /// SmoothQuant's folding is exact: smoothing without rounding leaves the logits as

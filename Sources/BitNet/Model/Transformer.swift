@@ -196,40 +196,12 @@ public final class Transformer {
         precondition(b <= activations.batch && t <= config.context && b > 0 && t > 0, "batch shape out of range")
         refreshQuantizedWeights()
         let a = activations.views
-        let n = b * t, c = config.dim, f = config.ffnDim, v = config.vocabSize
+        let n = b * t, c = config.dim, v = config.vocabSize
         let params = UnsafePointer(parameters)
         a.tokens.update(from: tokens, count: n)
         Embedding.forward(out: a.layers[0].input, tokens: a.tokens, table: params + layout.embedding, rows: n, width: c)
 
-        for (l, slots) in layout.layers.enumerated() {
-            let x = a.layers[l]
-            let next = l + 1 < config.layers ? a.layers[l + 1].input : a.output
-            func linear(_ s: BitLinearSlots, _ out: UnsafeMutablePointer<Float>, _ inp: UnsafePointer<Float>) {
-                BitLinear.forward(out: out, inp: inp, params: params, slots: s, weight: effectiveWeight(s),
-                                  saved: saved(x, s, slots), options: options(s), rows: n, sequenceLength: t,
-                                  scratchA: a.scratchA, scratchB: a.scratchB)
-            }
-            x.storeInput()  // BF16 storage: before the layer's output overwrites the working input
-            normForward(slots.attentionNorm, out: x.attentionNorm, mean: x.attentionNormMean, rstd: x.attentionNormRstd,
-                        inp: x.input, rows: n)
-            linear(slots.query, x.q, x.attentionNorm)
-            linear(slots.key, x.k, x.attentionNorm)
-            linear(slots.value, x.v, x.attentionNorm)
-            rope.apply(x.q, batch: b, length: t, width: c)
-            rope.apply(x.k, batch: b, length: t, width: c)
-            Attention.forward(out: x.attentionOut, probs: x.probs, q: x.q, k: x.k, v: x.v, batch: b, length: t,
-                              width: c, heads: config.heads)
-            linear(slots.attentionOutput, a.projectionOut, x.attentionOut)
-            add(x.residualMid, x.input, a.projectionOut, count: n * c)
-            normForward(slots.ffnNorm, out: x.ffnNorm, mean: x.ffnNormMean, rstd: x.ffnNormRstd, inp: x.residualMid, rows: n)
-            linear(slots.up, x.up, x.ffnNorm)
-            if let gate = slots.gate { linear(gate, x.gate, x.ffnNorm) }
-            FeedForward.forward(config.ffnActivation, hidden: x.hidden, up: x.up,
-                                gate: slots.gate == nil ? nil : x.gate, count: n * f)
-            linear(slots.down, a.projectionOut, x.hidden)
-            add(next, x.residualMid, a.projectionOut, count: n * c)
-            x.storeRest()
-        }
+        for l in 0..<config.layers { forwardLayer(l, batch: b, length: t) }
         normForward(layout.finalNorm, out: a.finalNorm, mean: a.finalNormMean, rstd: a.finalNormRstd, inp: a.output, rows: n)
         Matmul.forward(a.logits, a.finalNorm, params + layout.head, rows: n, inFeatures: c, outFeatures: v)
 
@@ -255,7 +227,7 @@ public final class Transformer {
     public func backward(lossScale: Float = 1) {
         precondition(hasTargets, "backward needs a forward pass with targets")
         let a = activations.views
-        let b = lastBatch, t = lastLength, n = b * t, c = config.dim, f = config.ffnDim, v = config.vocabSize
+        let b = lastBatch, t = lastLength, n = b * t, c = config.dim, v = config.vocabSize
         let params = UnsafePointer(parameters), grads = gradients
 
         CrossEntropy.backward(probs: a.logits, targets: a.targets, rows: n, vocab: v, scale: lossScale / Float(n))
@@ -266,43 +238,103 @@ public final class Transformer {
         normBackward(layout.finalNorm, dinp: a.dResidual, dout: a.dNorm, inp: a.output, mean: a.finalNormMean,
                      rstd: a.finalNormRstd, rows: n)
 
-        for (l, slots) in layout.layers.enumerated().reversed() {
-            let x = a.layers[l]
-            x.restore()  // BF16 storage: the layer's saved tensors back into the working layer
-            func linearBackward(_ s: BitLinearSlots, dinp: UnsafeMutablePointer<Float>, dout: UnsafePointer<Float>,
-                                inp: UnsafePointer<Float>) {
-                BitLinear.backward(dinp: dinp, dparams: grads, dout: dout, inp: inp, params: params, slots: s,
-                                   weight: effectiveWeight(s), saved: saved(x, s, slots), options: options(s), rows: n,
-                                   scratchA: a.scratchA, scratchB: a.scratchB)
-            }
-            // dResidual holds dL/d(layer output) = dL/d(residualMid) through the skip.
-            zero(a.dHidden, n * f)
-            linearBackward(slots.down, dinp: a.dHidden, dout: a.dResidual, inp: x.hidden)
-            FeedForward.backward(config.ffnActivation, dup: a.dUp, dgate: slots.gate == nil ? nil : a.dGate,
-                                 dhidden: a.dHidden, up: x.up, gate: slots.gate == nil ? nil : x.gate, count: n * f)
-            zero(a.dNorm, n * c)
-            linearBackward(slots.up, dinp: a.dNorm, dout: a.dUp, inp: x.ffnNorm)
-            if let gate = slots.gate { linearBackward(gate, dinp: a.dNorm, dout: a.dGate, inp: x.ffnNorm) }
-            normBackward(slots.ffnNorm, dinp: a.dResidual, dout: a.dNorm, inp: x.residualMid, mean: x.ffnNormMean,
-                         rstd: x.ffnNormRstd, rows: n)
-            // dResidual now holds dL/d(residualMid) = dL/d(layer input) through the skip.
-            zero(a.dAttentionOut, n * c)
-            linearBackward(slots.attentionOutput, dinp: a.dAttentionOut, dout: a.dResidual, inp: x.attentionOut)
-            zero(a.dq, n * c)
-            zero(a.dk, n * c)
-            zero(a.dv, n * c)
-            Attention.backward(dq: a.dq, dk: a.dk, dv: a.dv, dout: a.dAttentionOut, probs: x.probs, q: x.q, k: x.k,
-                               v: x.v, batch: b, length: t, width: c, heads: config.heads, scratch: a.dProbs)
-            rope.apply(a.dq, batch: b, length: t, width: c, inverse: true)
-            rope.apply(a.dk, batch: b, length: t, width: c, inverse: true)
-            zero(a.dNorm, n * c)
-            linearBackward(slots.query, dinp: a.dNorm, dout: a.dq, inp: x.attentionNorm)
-            linearBackward(slots.key, dinp: a.dNorm, dout: a.dk, inp: x.attentionNorm)
-            linearBackward(slots.value, dinp: a.dNorm, dout: a.dv, inp: x.attentionNorm)
-            normBackward(slots.attentionNorm, dinp: a.dResidual, dout: a.dNorm, inp: x.input,
-                         mean: x.attentionNormMean, rstd: x.attentionNormRstd, rows: n)
-        }
+        for l in (0..<config.layers).reversed() { backwardLayer(l, batch: b, length: t) }
         Embedding.backward(dtable: grads + layout.embedding, dout: a.dResidual, tokens: a.tokens, rows: n, width: c)
+    }
+
+    /// Block `l` on its input (a.layers[l].input, rows b * t), leaving its output in the
+    /// next block's input (or a.output) and what backward needs in a.layers[l].
+    private func forwardLayer(_ l: Int, batch b: Int, length t: Int) {
+        let a = activations.views, slots = layout.layers[l]
+        let n = b * t, c = config.dim, f = config.ffnDim
+        let params = UnsafePointer(parameters)
+        let x = a.layers[l]
+        let next = l + 1 < config.layers ? a.layers[l + 1].input : a.output
+        func linear(_ s: BitLinearSlots, _ out: UnsafeMutablePointer<Float>, _ inp: UnsafePointer<Float>) {
+            BitLinear.forward(out: out, inp: inp, params: params, slots: s, weight: effectiveWeight(s),
+                              saved: saved(x, s, slots), options: options(s), rows: n, sequenceLength: t,
+                              scratchA: a.scratchA, scratchB: a.scratchB)
+        }
+        x.storeInput()  // BF16 storage: before the layer's output overwrites the working input
+        normForward(slots.attentionNorm, out: x.attentionNorm, mean: x.attentionNormMean, rstd: x.attentionNormRstd,
+                    inp: x.input, rows: n)
+        linear(slots.query, x.q, x.attentionNorm)
+        linear(slots.key, x.k, x.attentionNorm)
+        linear(slots.value, x.v, x.attentionNorm)
+        rope.apply(x.q, batch: b, length: t, width: c)
+        rope.apply(x.k, batch: b, length: t, width: c)
+        Attention.forward(out: x.attentionOut, probs: x.probs, q: x.q, k: x.k, v: x.v, batch: b, length: t,
+                          width: c, heads: config.heads)
+        linear(slots.attentionOutput, a.projectionOut, x.attentionOut)
+        add(x.residualMid, x.input, a.projectionOut, count: n * c)
+        normForward(slots.ffnNorm, out: x.ffnNorm, mean: x.ffnNormMean, rstd: x.ffnNormRstd, inp: x.residualMid, rows: n)
+        linear(slots.up, x.up, x.ffnNorm)
+        if let gate = slots.gate { linear(gate, x.gate, x.ffnNorm) }
+        FeedForward.forward(config.ffnActivation, hidden: x.hidden, up: x.up,
+                            gate: slots.gate == nil ? nil : x.gate, count: n * f)
+        linear(slots.down, a.projectionOut, x.hidden)
+        add(next, x.residualMid, a.projectionOut, count: n * c)
+        x.storeRest()
+    }
+
+    /// Block `l` backward for the last forward: a.dResidual holds dL/d(block output) on
+    /// entry and dL/d(block input) on return; parameter gradients are added.
+    private func backwardLayer(_ l: Int, batch b: Int, length t: Int) {
+        let a = activations.views, slots = layout.layers[l]
+        let n = b * t, c = config.dim, f = config.ffnDim
+        let params = UnsafePointer(parameters), grads = gradients
+        let x = a.layers[l]
+        x.restore()  // BF16 storage: the layer's saved tensors back into the working layer
+        func linearBackward(_ s: BitLinearSlots, dinp: UnsafeMutablePointer<Float>, dout: UnsafePointer<Float>,
+                            inp: UnsafePointer<Float>) {
+            BitLinear.backward(dinp: dinp, dparams: grads, dout: dout, inp: inp, params: params, slots: s,
+                               weight: effectiveWeight(s), saved: saved(x, s, slots), options: options(s), rows: n,
+                               scratchA: a.scratchA, scratchB: a.scratchB)
+        }
+        // dResidual holds dL/d(layer output) = dL/d(residualMid) through the skip.
+        zero(a.dHidden, n * f)
+        linearBackward(slots.down, dinp: a.dHidden, dout: a.dResidual, inp: x.hidden)
+        FeedForward.backward(config.ffnActivation, dup: a.dUp, dgate: slots.gate == nil ? nil : a.dGate,
+                             dhidden: a.dHidden, up: x.up, gate: slots.gate == nil ? nil : x.gate, count: n * f)
+        zero(a.dNorm, n * c)
+        linearBackward(slots.up, dinp: a.dNorm, dout: a.dUp, inp: x.ffnNorm)
+        if let gate = slots.gate { linearBackward(gate, dinp: a.dNorm, dout: a.dGate, inp: x.ffnNorm) }
+        normBackward(slots.ffnNorm, dinp: a.dResidual, dout: a.dNorm, inp: x.residualMid, mean: x.ffnNormMean,
+                     rstd: x.ffnNormRstd, rows: n)
+        // dResidual now holds dL/d(residualMid) = dL/d(layer input) through the skip.
+        zero(a.dAttentionOut, n * c)
+        linearBackward(slots.attentionOutput, dinp: a.dAttentionOut, dout: a.dResidual, inp: x.attentionOut)
+        zero(a.dq, n * c)
+        zero(a.dk, n * c)
+        zero(a.dv, n * c)
+        Attention.backward(dq: a.dq, dk: a.dk, dv: a.dv, dout: a.dAttentionOut, probs: x.probs, q: x.q, k: x.k,
+                           v: x.v, batch: b, length: t, width: c, heads: config.heads, scratch: a.dProbs)
+        rope.apply(a.dq, batch: b, length: t, width: c, inverse: true)
+        rope.apply(a.dk, batch: b, length: t, width: c, inverse: true)
+        zero(a.dNorm, n * c)
+        linearBackward(slots.query, dinp: a.dNorm, dout: a.dq, inp: x.attentionNorm)
+        linearBackward(slots.key, dinp: a.dNorm, dout: a.dk, inp: x.attentionNorm)
+        linearBackward(slots.value, dinp: a.dNorm, dout: a.dv, inp: x.attentionNorm)
+        normBackward(slots.attentionNorm, dinp: a.dResidual, dout: a.dNorm, inp: x.input,
+                     mean: x.attentionNormMean, rstd: x.attentionNormRstd, rows: n)
+    }
+
+    // MARK: One block alone (OmniQuant's block-wise calibration)
+
+    /// Runs block `l` alone on `input` [b * t, dim] and writes its output to `output`.
+    func forwardBlock(_ l: Int, input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>, batch b: Int, length t: Int) {
+        precondition(b <= activations.batch && t <= config.context && b > 0 && t > 0, "batch shape out of range")
+        refreshQuantizedWeights()
+        let a = activations.views, count = b * t * config.dim
+        a.layers[l].input.update(from: input, count: count)
+        forwardLayer(l, batch: b, length: t)
+        output.update(from: l + 1 < config.layers ? a.layers[l + 1].input : a.output, count: count)
+    }
+
+    /// After `forwardBlock(l, ...)`: adds the block's parameter gradients for dL/d(output) `dout`.
+    func backwardBlock(_ l: Int, dout: UnsafePointer<Float>, batch b: Int, length t: Int) {
+        activations.views.dResidual.update(from: dout, count: b * t * config.dim)
+        backwardLayer(l, batch: b, length: t)
     }
 
     // MARK: Helpers

@@ -78,9 +78,10 @@ public enum GPTQ {
     /// GPTQ over a whole fp model, block by block: each block's projections are quantized
     /// with the Hessians of their inputs as the already-quantized blocks before produce
     /// them on the calibration windows. The model's weights are replaced by the
-    /// dequantized ones; returns the codes by tensor name.
+    /// dequantized ones; returns the codes by tensor name. `incoherent`: QuIP (each matrix
+    /// and its Hessian turned by seeded random orthogonal transforms first).
     static func quantizeModel(_ model: Transformer, calibration: CalibrationWindows, bits: WeightBits,
-                              groupSize: Int?) throws -> [String: QuantizedMatrix] {
+                              groupSize: Int?, incoherent: Bool = false) throws -> [String: QuantizedMatrix] {
         let c = model.config, batch = calibration.batch, t = calibration.context
         let names = Dictionary(uniqueKeysWithValues: QuantizedRun.projections(model.layout).map { ($0.slots.index, $0.name) })
         var result: [String: QuantizedMatrix] = [:]
@@ -100,8 +101,14 @@ public enum GPTQ {
                                                        (slots.attentionOutput, hOutput), (slots.up, hFFN), (slots.down, hDown)]
                 + (slots.gate.map { [($0, hFFN)] } ?? [])
             for (p, hessian) in inputs {
-                let q = try quantize(model.parameters + p.weight, rows: p.outFeatures, cols: p.inFeatures, hessian: hessian,
+                var weights = Array(UnsafeBufferPointer(start: model.parameters + p.weight, count: p.weightCount))
+                var hessian = hessian
+                let incoherence = incoherent ? Incoherence(rows: p.outFeatures, columns: p.inFeatures, seed: UInt64(p.index)) : nil
+                incoherence?.transform(&weights)
+                incoherence?.transformHessian(&hessian)
+                var q = try quantize(weights, rows: p.outFeatures, cols: p.inFeatures, hessian: hessian,
                                      bits: bits, groupSize: groupSize ?? p.inFeatures)
+                q.incoherence = incoherence
                 q.dequantized().withUnsafeBufferPointer { (model.parameters + p.weight).update(from: $0.baseAddress!, count: $0.count) }
                 result[names[p.index] ?? "\(p.index)"] = q
             }

@@ -18,6 +18,10 @@ public enum QuantizationMethod: String, CaseIterable, Codable, Sendable {
     /// SmoothQuant: activation outliers moved into the weights (folded into the norms),
     /// then round to nearest.
     case smoothquant
+    /// QuIP: GPTQ's rounding of each matrix turned by random orthogonal transforms.
+    case quip
+    /// OmniQuant: per-channel clipping learned block by block against the fp outputs.
+    case omniquant
 
     var needsCalibration: Bool { self != .rtn }
 }
@@ -36,18 +40,23 @@ public struct QuantizationSettings: Codable, Equatable, Sendable {
     public var calibrationWindows: Int?
     /// SmoothQuant's migration strength alpha.
     public var smoothingAlpha: Float?
+    /// OmniQuant's epochs over the calibration windows and learning rate.
+    public var epochs: Int?
+    public var learningRate: Float?
 
     enum CodingKeys: String, CodingKey {
         case method, weightBits = "weight_bits", groupSize = "group_size", activationBits = "activation_bits"
         case sourceRun = "source_run", sourceStep = "source_step", calibration, calibrationWindows = "calibration_windows"
-        case smoothingAlpha = "smoothing_alpha"
+        case smoothingAlpha = "smoothing_alpha", epochs, learningRate = "learning_rate"
     }
 
     public init(method: QuantizationMethod, weightBits: WeightBits, groupSize: Int?, activationBits: Int?, sourceRun: String,
-                sourceStep: Int, calibration: String? = nil, calibrationWindows: Int? = nil, smoothingAlpha: Float? = nil) {
+                sourceStep: Int, calibration: String? = nil, calibrationWindows: Int? = nil, smoothingAlpha: Float? = nil,
+                epochs: Int? = nil, learningRate: Float? = nil) {
         (self.method, self.weightBits, self.groupSize, self.activationBits, self.sourceRun, self.sourceStep) =
             (method, weightBits, groupSize, activationBits, sourceRun, sourceStep)
         (self.calibration, self.calibrationWindows, self.smoothingAlpha) = (calibration, calibrationWindows, smoothingAlpha)
+        (self.epochs, self.learningRate) = (epochs, learningRate)
     }
 
     /// Activation widths a quantized run may use (the BitNet paper's and OmniQuant's).
@@ -70,11 +79,12 @@ public enum QuantizedRun {
     /// Quantizes the fp run at `source` and writes QRUN_DIR `out`. GPTQ and SmoothQuant
     /// need `calibration` (a data directory of the same tokenizer) and a number of windows;
     /// `alpha` is SmoothQuant's migration strength.
-    /// Returns the mean squared weight error over all projections.
+    /// Returns the mean squared weight error over all projections and OmniQuant's block losses.
     @discardableResult
     public static func quantize(source: URL, method: QuantizationMethod = .rtn, bits: WeightBits, groupSize: Int?,
                                 activationBits: Int? = nil, calibration: (dataset: TokenDataset, windows: Int)? = nil,
-                                alpha: Float = 0.5, to out: URL) throws -> Double {
+                                alpha: Float = 0.5, omniQuant: OmniQuantOptions = OmniQuantOptions(), to out: URL,
+                                progress: (String) -> Void = { _ in }) throws -> (weightError: Double, blockLosses: [OmniQuantBlockLoss]) {
         if let a = activationBits, !QuantizationSettings.activationWidths.contains(a) {
             throw BitNetError.invalid("--abits must be 4, 6, 8 or 16, got \(a)")
         }
@@ -115,9 +125,14 @@ public enum QuantizedRun {
         if method == .smoothquant, let windows { SmoothQuant.smooth(model, calibration: windows, alpha: alpha) }
         // The weights as they are before rounding (SmoothQuant's already scaled).
         let original = Array(UnsafeBufferPointer(start: model.parameters, count: model.layout.totalCount))
-        var matrices: [String: QuantizedMatrix] = [:]
+        var matrices: [String: QuantizedMatrix] = [:], blockLosses: [OmniQuantBlockLoss] = []
         if method == .gptq, let windows {
             matrices = try GPTQ.quantizeModel(model, calibration: windows, bits: bits, groupSize: groupSize)
+        } else if method == .quip, let windows {
+            matrices = try GPTQ.quantizeModel(model, calibration: windows, bits: bits, groupSize: groupSize, incoherent: true)
+        } else if method == .omniquant, let windows {
+            (matrices, blockLosses) = OmniQuant.quantizeModel(model, calibration: windows, bits: bits, groupSize: groupSize,
+                                                              activationBits: activationBits, options: omniQuant, progress: progress)
         } else {
             for (name, p) in projections {
                 matrices[name] = RoundToNearest.quantize(model.parameters + p.weight, rows: p.outFeatures, cols: p.inFeatures,
@@ -138,12 +153,21 @@ public enum QuantizedRun {
             entries.append(SafeTensorsEntry(name: name + ".codes", dtype: .i8, shape: [q.rows, q.cols], pointer: owned(q.codes)))
             entries.append(SafeTensorsEntry(name: name + ".scales", dtype: .f32, shape: [q.rows, q.groups], pointer: owned(q.scales)))
             entries.append(SafeTensorsEntry(name: name + ".zeros", dtype: .f32, shape: [q.rows, q.groups], pointer: owned(q.zeros)))
+            if let incoherence = q.incoherence {
+                for (side, t) in [("rows", incoherence.rows), ("columns", incoherence.columns)] {
+                    entries.append(SafeTensorsEntry(name: "\(name).\(side).signs", dtype: .f32, shape: [t.size], pointer: owned(t.signs)))
+                    entries.append(SafeTensorsEntry(name: "\(name).\(side).mix", dtype: .f32, shape: [t.mixSize, t.mixSize],
+                                                    pointer: owned(t.mix)))
+                }
+            }
         }
         let settings = QuantizationSettings(method: method, weightBits: bits, groupSize: groupSize, activationBits: activationBits,
                                             sourceRun: source.path, sourceStep: state.step,
                                             calibration: windows == nil ? nil : calibration?.dataset.directory,
                                             calibrationWindows: windows == nil ? nil : calibration?.windows,
-                                            smoothingAlpha: method == .smoothquant ? alpha : nil)
+                                            smoothingAlpha: method == .smoothquant ? alpha : nil,
+                                            epochs: method == .omniquant ? omniQuant.epochs : nil,
+                                            learningRate: method == .omniquant ? omniQuant.learningRate : nil)
         // Assembled beside the target, renamed into place when whole.
         let temporary = out.deletingLastPathComponent()
             .appendingPathComponent(".\(out.lastPathComponent).tmp-\(ProcessInfo.processInfo.processIdentifier)")
@@ -167,7 +191,7 @@ public enum QuantizedRun {
             if error is BitNetError { throw error }
             throw BitNetError.file("\(out.path): cannot write: \(error.localizedDescription)")
         }
-        return squaredError / Double(max(count, 1))
+        return (squaredError / Double(max(count, 1)), blockLosses)
     }
 
     /// The quantized run as an fp model with the dequantized weights, for eval and sample.
@@ -223,6 +247,16 @@ public enum QuantizedRun {
         try q.zeros.withUnsafeMutableBytes { try file.copy(name + ".zeros", dtype: .f32, shape: [rows, groups], into: $0.baseAddress!) }
         for i in 0..<q.codes.count where !settings.weightBits.holds(q.code(i)) {
             throw BitNetError.file("\(file.path): \(name) holds code \(q.code(i)), not a \(settings.weightBits.rawValue)-bit code")
+        }
+        if settings.method == .quip {
+            func transform(_ side: String, size: Int) throws -> OrthogonalTransform {
+                let m = OrthogonalTransform.oddPart(size)
+                var signs = [Float](repeating: 0, count: size), mix = [Float](repeating: 0, count: m * m)
+                try signs.withUnsafeMutableBytes { try file.copy("\(name).\(side).signs", dtype: .f32, shape: [size], into: $0.baseAddress!) }
+                try mix.withUnsafeMutableBytes { try file.copy("\(name).\(side).mix", dtype: .f32, shape: [m, m], into: $0.baseAddress!) }
+                return try OrthogonalTransform(size: size, signs: signs, mix: mix, what: "\(file.path): \(name).\(side)")
+            }
+            q.incoherence = Incoherence(rows: try transform("rows", size: rows), columns: try transform("columns", size: cols))
         }
         return q
     }

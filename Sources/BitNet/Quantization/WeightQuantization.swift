@@ -45,13 +45,16 @@ public struct QuantizedMatrix: Equatable, Sendable {
     public var codes: [Int8]
     public var scales: [Float]
     public var zeros: [Float]
+    /// QuIP: the codes are of U W V^T; the weights are U^T (scale (code - zero)) V.
+    public var incoherence: Incoherence? = nil
     public var groups: Int { cols / groupSize }
 
     /// Code `i` as an integer: the ±1 and ternary codes are signed, the min-max codes
     /// (up to 255) are stored as their 8-bit pattern.
     public func code(_ i: Int) -> Int { bits.integerBits == nil ? Int(codes[i]) : Int(UInt8(bitPattern: codes[i])) }
 
-    /// w~ = scale (code - zero), in the same FP32 arithmetic everywhere that reads codes.
+    /// The weights: w~ = scale (code - zero), in the same FP32 arithmetic everywhere that
+    /// reads codes, then turned back when the codes are of an incoherent basis (QuIP).
     public func dequantized() -> [Float] {
         var out = [Float](repeating: 0, count: rows * cols)
         for r in 0..<rows {
@@ -60,23 +63,33 @@ public struct QuantizedMatrix: Equatable, Sendable {
                 out[r * cols + c] = scales[g] * (Float(code(r * cols + c)) - zeros[g])
             }
         }
+        incoherence?.transform(&out, inverse: true)
         return out
     }
 }
 
 /// One group's quantizer: its parameters from the group's weights, then any value's
-/// code (GPTQ quantizes values that error compensation has moved since).
+/// code (GPTQ quantizes values that error compensation has moved since). A clip
+/// (OmniQuant's learnable weight clipping) shrinks the range before rounding: min-max
+/// rounds over [lower * min, upper * max]; the 1-bit and ternary scales are multiplied
+/// by `upper`. (1, 1) is round to nearest.
 struct GroupQuantizer {
     let bits: WeightBits
     private(set) var scale: Float = 1, zero: Float = 0
     /// Binary's alpha = mean(w): a code is Sign(w - alpha).
     private var alpha: Float = 0
+    /// d scale / d clip.upper and d scale / d clip.lower (0 where the scale is at its floor).
+    private(set) var scaleByClip: (upper: Float, lower: Float) = (0, 0)
 
-    init(bits: WeightBits, weights w: UnsafePointer<Float>, count: Int) {
+    init(bits: WeightBits, weights w: UnsafePointer<Float>, count: Int, clip: (upper: Float, lower: Float) = (1, 1)) {
         self.bits = bits
         switch bits {
-        case .one: (alpha, scale) = Quantizers.binaryParameters(w, count: count)
-        case .ternary: scale = Quantizers.meanAbsolute(w, count: count)
+        case .one:
+            let (mean, meanAbsolute) = Quantizers.binaryParameters(w, count: count)
+            (alpha, scale, scaleByClip) = (mean, meanAbsolute * clip.upper, (meanAbsolute, 0))
+        case .ternary:
+            let meanAbsolute = Quantizers.meanAbsolute(w, count: count)
+            (scale, scaleByClip) = (meanAbsolute * clip.upper, (meanAbsolute, 0))
         default:
             // Asymmetric over [min, max], widened to hold 0 so that zero weights stay exact.
             let levels = Float(bits.codeRange.upperBound)
@@ -86,8 +99,15 @@ struct GroupQuantizer {
                 hi = max(hi, w[i])
             }
             guard hi > lo else { return }  // all zero: any scale reproduces it
-            scale = (hi - lo) / levels
-            zero = min(max((-lo / scale).rounded(.toNearestOrEven), 0), levels)
+            // A floor (as OmniQuant's) keeps a clipped range from collapsing to nothing.
+            let clipped = (clip.upper * hi - clip.lower * lo) / levels, floor = 1e-3 * (hi - lo) / levels
+            if clipped > floor {
+                scale = clipped
+                scaleByClip = (hi / levels, -lo / levels)
+            } else {
+                scale = floor
+            }
+            zero = min(max((-clip.lower * lo / scale).rounded(.toNearestOrEven), 0), levels)
         }
     }
 
@@ -101,6 +121,23 @@ struct GroupQuantizer {
     }
 
     func value(ofCode c: Int) -> Float { scale * (Float(c) - zero) }
+
+    /// d w~ / d scale at weight w, rounding passed straight through and the zero point
+    /// held constant (OmniQuant's backward): inside the range w~ = scale round(w / scale)
+    /// gives round(w / scale) - w / scale; a clamped code gives its level.
+    func valueByScale(_ w: Float) -> Float {
+        switch bits {
+        case .one: return Float(code(w))
+        case .ternary:
+            let r = (w / (scale + Quantizers.ternaryEpsilon)).rounded(.toNearestOrEven)
+            return abs(r) > 1 ? Float(code(w)) : r - w / scale
+        default:
+            let r = (w / scale).rounded(.toNearestOrEven), u = r + zero
+            if u > Float(bits.codeRange.upperBound) { return Float(bits.codeRange.upperBound) - zero }
+            if u < 0 { return -zero }
+            return r - w / scale
+        }
+    }
 }
 
 extension QuantizedMatrix {

@@ -27,22 +27,34 @@ public final class AdamW {
     public func update(parameters: UnsafeMutablePointer<Float>, gradients: UnsafePointer<Float>, layout: ParameterLayout,
                        learningRate lr: Float, weightDecay: Float, config: TrainingConfig) {
         step += 1
-        let b1 = config.beta1, b2 = config.beta2, eps = config.adamEpsilon
+        for tensor in layout.tensors {
+            update(parameters, gradients, tensor.offset..<(tensor.offset + tensor.count), learningRate: lr,
+                   weightDecay: tensor.decays ? weightDecay : 0, beta1: config.beta1, beta2: config.beta2,
+                   epsilon: config.adamEpsilon)
+        }
+    }
+
+    /// One update of all `count` parameters, without weight decay (small problems, such
+    /// as OmniQuant's clipping factors).
+    func update(parameters: UnsafeMutablePointer<Float>, gradients: UnsafePointer<Float>, learningRate lr: Float,
+                beta1: Float = 0.9, beta2: Float = 0.999, epsilon: Float = 1e-8) {
+        step += 1
+        update(parameters, gradients, 0..<count, learningRate: lr, weightDecay: 0, beta1: beta1, beta2: beta2, epsilon: epsilon)
+    }
+
+    private func update(_ parameters: UnsafeMutablePointer<Float>, _ gradients: UnsafePointer<Float>, _ indices: Range<Int>,
+                        learningRate lr: Float, weightDecay decay: Float, beta1 b1: Float, beta2 b2: Float, epsilon eps: Float) {
         let correction1 = 1 - Float(pow(Double(b1), Double(step)))
         let correction2 = 1 - Float(pow(Double(b2), Double(step)))
-        let (m, v) = (self.m, self.v)
-        for tensor in layout.tensors {
-            let decay = tensor.decays ? weightDecay : 0
-            let base = tensor.offset
-            Parallel.forRanges(tensor.count) { range in
-                for j in range {
-                    let i = base + j
-                    let g = gradients[i]
-                    m[i] = b1 * m[i] + (1 - b1) * g
-                    v[i] = b2 * v[i] + (1 - b2) * g * g
-                    let mHat = m[i] / correction1, vHat = v[i] / correction2
-                    parameters[i] -= lr * (mHat / (vHat.squareRoot() + eps) + decay * parameters[i])
-                }
+        let (m, v) = (self.m, self.v), base = indices.lowerBound
+        Parallel.forRanges(indices.count) { range in
+            for j in range {
+                let i = base + j
+                let g = gradients[i]
+                m[i] = b1 * m[i] + (1 - b1) * g
+                v[i] = b2 * v[i] + (1 - b2) * g * g
+                let mHat = m[i] / correction1, vHat = v[i] / correction2
+                parameters[i] -= lr * (mHat / (vHat.squareRoot() + eps) + decay * parameters[i])
             }
         }
     }
