@@ -364,6 +364,20 @@ import Testing
             .contains("--group-size 48 does not divide"))
         #expect(!FileManager.default.fileExists(atPath: out.appendingPathComponent("b").path))
         #expect(message { try QuantizedRun.quantize(source: Self.fpRun, bits: .four, groupSize: nil, to: out) }.contains("already exists"))
+        // Calibration data from another tokenizer; too few calibration windows.
+        let otherData = Fixtures.temporaryDirectory("ptq-other-tokenizer")
+        try FileManager.default.removeItem(at: otherData)
+        try FileManager.default.copyItem(at: URL(fileURLWithPath: dataset.directory), to: otherData)
+        let otherTokenizer = otherData.appendingPathComponent(dataset.meta.tokenizer)
+        try (Data(contentsOf: otherTokenizer) + [0]).write(to: otherTokenizer)
+        let other = try TokenDataset(directory: otherData.path)
+        #expect(message { try QuantizedRun.quantize(source: Self.fpRun, method: .gptq, bits: .four, groupSize: nil,
+                                                    calibration: (other, 8), to: out.appendingPathComponent("d")) }
+            .contains("tokenized with another tokenizer than the run's"))
+        let few = message { try QuantizedRun.quantize(source: Self.fpRun, method: .omniquant, bits: .four, groupSize: nil,
+                                                      calibration: (dataset, 2), to: out.appendingPathComponent("e")) }
+        #expect(few.contains("--calibration-windows 2: 64 tokens; calibration needs at least 176") && !few.contains("\n"), "\(few)")
+        for name in ["d", "e"] { #expect(!FileManager.default.fileExists(atPath: out.appendingPathComponent(name).path)) }
         // A stored code outside its width is refused on load.
         let q = out.appendingPathComponent("c")
         try QuantizedRun.quantize(source: Self.fpRun, bits: .two, groupSize: nil, to: q)

@@ -82,7 +82,7 @@ public enum GPTQ {
     /// and its Hessian turned by seeded random orthogonal transforms first).
     static func quantizeModel(_ model: Transformer, calibration: CalibrationWindows, bits: WeightBits,
                               groupSize: Int?, incoherent: Bool = false) throws -> [String: QuantizedMatrix] {
-        let c = model.config, batch = calibration.batch, t = calibration.context
+        let c = model.config, t = calibration.context
         let names = Dictionary(uniqueKeysWithValues: QuantizedRun.projections(model.layout).map { ($0.slots.index, $0.name) })
         var result: [String: QuantizedMatrix] = [:]
         for (l, slots) in model.layout.layers.enumerated() {
@@ -90,8 +90,8 @@ public enum GPTQ {
             // feed-forward norm (up, gate) and the hidden activation (down).
             var hAttention = [Float](repeating: 0, count: c.dim * c.dim), hOutput = hAttention, hFFN = hAttention
             var hDown = [Float](repeating: 0, count: c.ffnDim * c.ffnDim)
-            calibration.forEachBatch(model) {
-                let a = model.activations.views.layers[l], n = batch * t
+            calibration.forEachBatch(model) { windows in
+                let a = model.activations.views.layers[l], n = windows * t
                 accumulate(&hAttention, a.attentionNorm, rows: n, width: c.dim)
                 accumulate(&hOutput, a.attentionOut, rows: n, width: c.dim)
                 accumulate(&hFFN, a.ffnNorm, rows: n, width: c.dim)

@@ -138,16 +138,18 @@ enum OmniQuant {
     static func quantizeModel(_ model: Transformer, calibration: CalibrationWindows, bits: WeightBits, groupSize: Int?,
                               activationBits: Int?, options: OmniQuantOptions, progress: (String) -> Void = { _ in })
         -> (matrices: [String: QuantizedMatrix], losses: [OmniQuantBlockLoss]) {
-        let c = model.config, b = calibration.batch, t = calibration.context, width = b * t * c.dim
+        let c = model.config, t = calibration.context
+        /// A batch's windows from its stream's length.
+        func windows(_ stream: [Float]) -> Int { stream.count / (t * c.dim) }
         let names = Dictionary(uniqueKeysWithValues: QuantizedRun.projections(model.layout).map { ($0.slots.index, $0.name) })
         // Block 0's input on every calibration batch: the embeddings. The fp stream and
         // the quantized stream start equal.
         var fpStream: [[Float]] = []
-        calibration.forEachBatch(model) {
-            fpStream.append(Array(UnsafeBufferPointer(start: model.activations.views.layers[0].input, count: width)))
+        calibration.forEachBatch(model) { windows in
+            fpStream.append(Array(UnsafeBufferPointer(start: model.activations.views.layers[0].input, count: windows * t * c.dim)))
         }
         var quantizedStream = fpStream
-        var output = [Float](repeating: 0, count: width), dOutput = output
+        var output = [Float](repeating: 0, count: fpStream.map(\.count).max() ?? 0), dOutput = output
         var matrices: [String: QuantizedMatrix] = [:], losses: [OmniQuantBlockLoss] = []
 
         for (l, slots) in model.layout.layers.enumerated() {
@@ -155,6 +157,7 @@ enum OmniQuant {
             model.postTrainingActivationBits = nil
             defer { model.postTrainingActivationBits = activationBits }
             for i in fpStream.indices {
+                let b = windows(fpStream[i])
                 fpStream[i].withUnsafeMutableBufferPointer { model.forwardBlock(l, input: $0.baseAddress!, output: $0.baseAddress!, batch: b, length: t) }
             }
             var clippings: [Clipping] = [], offset = 0
@@ -175,6 +178,7 @@ enum OmniQuant {
                 var total: Double = 0
                 for i in quantizedStream.indices {
                     if optimizer != nil { apply(clippings, logits: logits, bits: bits, model: model) }
+                    let b = windows(quantizedStream[i]), width = quantizedStream[i].count
                     quantizedStream[i].withUnsafeBufferPointer {
                         model.forwardBlock(l, input: $0.baseAddress!, output: &output, batch: b, length: t)
                     }
@@ -217,6 +221,7 @@ enum OmniQuant {
                                              clipFactors: (factors.min() ?? 1)...(factors.max() ?? 1)))
             // The quantized stream moves on through the quantized block.
             for i in quantizedStream.indices {
+                let b = windows(quantizedStream[i])
                 quantizedStream[i].withUnsafeMutableBufferPointer {
                     model.forwardBlock(l, input: $0.baseAddress!, output: $0.baseAddress!, batch: b, length: t)
                 }

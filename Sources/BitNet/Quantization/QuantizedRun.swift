@@ -118,7 +118,20 @@ public enum QuantizedRun {
                 throw BitNetError.invalid("\(calibration.dataset.directory): vocabulary of \(calibration.dataset.meta.vocabSize) "
                                           + "does not match the run's \(config.model.vocabSize)")
             }
+            let runTokenizer = FileManager.default.contents(atPath: RunDirectory(source).tokenizerURL.path)
+            let dataTokenizer = FileManager.default.contents(atPath: calibration.dataset.tokenizerPath)
+            if let runTokenizer, let dataTokenizer, runTokenizer != dataTokenizer {
+                throw BitNetError.invalid("\(calibration.dataset.directory): tokenized with another tokenizer than the run's "
+                                          + "(\(calibration.dataset.meta.tokenizer) differs from the run's tokenizer.model)")
+            }
             try calibration.dataset.check(context: config.model.context)
+            // Fewer calibration tokens than a projection has inputs leave its Hessian singular.
+            let needed = max(config.model.dim, config.model.ffnDim), context = config.model.context
+            guard calibration.windows * context >= needed else {
+                throw BitNetError.invalid("--calibration-windows \(calibration.windows): \(calibration.windows * context) tokens; "
+                                          + "calibration needs at least \(needed) (the widest projection's inputs), "
+                                          + "so at least \((needed + context - 1) / context) windows of \(context)")
+            }
             windows = CalibrationWindows(calibration.dataset, windows: calibration.windows, batch: model.activations.batch,
                                          context: config.model.context, seed: 1)
         }

@@ -13,9 +13,10 @@ public enum SmoothQuant {
     /// Folds the smoothing scales into every block's norms and projections, with the
     /// activation maxima of the calibration windows (taken on the model as given).
     static func smooth(_ model: Transformer, calibration: CalibrationWindows, alpha: Float) {
-        let c = model.config, n = calibration.batch * calibration.context
+        let c = model.config
         var attention = [[Float]](repeating: [Float](repeating: 0, count: c.dim), count: c.layers), ffn = attention
-        calibration.forEachBatch(model) {
+        calibration.forEachBatch(model) { windows in
+            let n = windows * calibration.context
             for l in 0..<c.layers {
                 let a = model.activations.views.layers[l]
                 columnMaxima(a.attentionNorm, rows: n, width: c.dim, into: &attention[l])
