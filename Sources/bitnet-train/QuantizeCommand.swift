@@ -24,7 +24,7 @@ struct QuantizeCommand: ParsableCommand {
     @Argument(help: "An fp run directory.") var runDirectory: String
     @Option(help: "rtn (round to nearest), gptq (error compensation through the calibration inputs), quip (gptq on matrices turned by random orthogonal transforms), smoothquant (activation outliers moved into the weights, then rtn) or omniquant (clipping learned block by block).")
     var method: QuantizationMethod = .rtn
-    @Option(help: "Weight bits: 1, 1.58, 2, 3, 4 or 8.") var wbits: String
+    @Option(help: "Weight bits: 1, 1.58, 2, 3, 4, 6 or 8.") var wbits: String
     /// --wbits as a width; one line naming the flag otherwise.
     var bits: WeightBits {
         get throws {

@@ -11,7 +11,7 @@ import Foundation
 
 /// Weight bits of a post-training quantization.
 public enum WeightBits: String, CaseIterable, Codable, Sendable {
-    case one = "1", ternary = "1.58", two = "2", three = "3", four = "4", eight = "8"
+    case one = "1", ternary = "1.58", two = "2", three = "3", four = "4", six = "6", eight = "8"
 
     /// Integer bits of a min-max code; nil for the 1-bit and ternary codes.
     public var integerBits: Int? {
@@ -20,6 +20,7 @@ public enum WeightBits: String, CaseIterable, Codable, Sendable {
         case .two: 2
         case .three: 3
         case .four: 4
+        case .six: 6
         case .eight: 8
         }
     }
