@@ -41,6 +41,7 @@ struct QuantizeCommand: ParsableCommand {
     @Option(help: "With every method but rtn: a data directory (of the run's tokenizer) whose training windows calibrate.") var calibration: String?
     @Option(parsing: .unconditional, help: "With every method but rtn: calibration windows of the run's context.") var calibrationWindows: Int = 128
     @Option(parsing: .unconditional, help: "With smoothquant: the migration strength alpha in [0, 1].") var alpha: Float = 0.5
+    @Flag(help: "With gptq or quip: quantize columns in order of decreasing Hessian diagonal (static groups).") var actOrder = false
     @Option(parsing: .unconditional, help: "With omniquant: epochs over the calibration windows per block.") var epochs: Int = 20
     @Option(name: .customLong("lr"), parsing: .unconditional, help: "With omniquant: AdamW's learning rate for the clipping.")
     var learningRate: Float = 1e-2
@@ -52,6 +53,7 @@ struct QuantizeCommand: ParsableCommand {
         if calibrationWindows < 1 || calibrationWindows > 1 << 20 {
             throw ValidationError("--calibration-windows must be in 1...\(1 << 20), got \(calibrationWindows)")
         }
+        if actOrder && method != .gptq && method != .quip { throw ValidationError("--act-order is for --method gptq or quip") }
         if epochs < 0 || epochs > 10_000 { throw ValidationError("--epochs must be in 0...10000, got \(epochs)") }
         if !(learningRate > 0 && learningRate <= 1) { throw ValidationError("--lr must be in (0, 1], got \(learningRate)") }
         if let groupSize, groupSize < 1 { throw ValidationError("--group-size must be positive, got \(groupSize)") }
@@ -67,7 +69,7 @@ struct QuantizeCommand: ParsableCommand {
             var lastProgress = started
             let (error, blocks) = try QuantizedRun.quantize(
                 source: URL(fileURLWithPath: runDirectory), method: method, bits: try bits, groupSize: groupSize,
-                activationBits: abits == 16 ? nil : abits, calibration: method == .rtn ? nil : data, alpha: alpha,
+                activationBits: abits == 16 ? nil : abits, calibration: method == .rtn ? nil : data, alpha: alpha, actOrder: actOrder,
                 omniQuant: OmniQuantOptions(epochs: epochs, learningRate: learningRate), to: URL(fileURLWithPath: out),
                 progress: { line in
                     // At most one progress line every 5 s.

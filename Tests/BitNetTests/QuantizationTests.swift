@@ -182,6 +182,30 @@ import Testing
             #expect((0..<rows * cols).allSatisfy { bits.holds(gptq.code($0)) })
             let (e1, e2) = (outputError(gptq), outputError(rtn))
             #expect(e1 < 0.9 * e2, "\(bits) groups of \(group): GPTQ \(e1), RTN \(e2)")
+            let ordered = try GPTQ.quantize(w, rows: rows, cols: cols, hessian: h, bits: bits, groupSize: group, actOrder: true)
+            #expect((0..<rows * cols).allSatisfy { bits.holds(ordered.code($0)) })
+            #expect(outputError(ordered) < 0.9 * e2, "\(bits) groups of \(group): act-order \(outputError(ordered)), RTN \(e2)")
+        }
+    }
+
+    /// Lazy batches (the block's errors applied to later columns in one product) give the
+    /// column-by-column result, with one scale per row and with groups smaller than,
+    /// larger than and straddling the 128-column block; so does act-order.
+    @Test func lazyBatchesEqualColumnByColumn() throws {
+        var rng = Xoshiro256(seed: 41)
+        let (rows, cols, n) = (6, 300, 400)
+        let x = (0..<n * cols).map { i in rng.normal() * (i % cols < 5 ? 8 : 1) }  // a few loud inputs
+        let w = (0..<rows * cols).map { _ in rng.normal() * 0.1 }
+        var h = [Float](repeating: 0, count: cols * cols)
+        GPTQ.accumulate(&h, x, rows: n, width: cols)
+        for (group, actOrder) in [(300, false), (20, false), (60, false), (150, false), (300, true), (20, true)] {
+            let columnByColumn = try GPTQ.quantize(w, rows: rows, cols: cols, hessian: h, bits: .three, groupSize: group,
+                                                   actOrder: actOrder, blockSize: 1)
+            let lazy = try GPTQ.quantize(w, rows: rows, cols: cols, hessian: h, bits: .three, groupSize: group, actOrder: actOrder)
+            let same = (0..<rows * cols).filter { lazy.code($0) == columnByColumn.code($0) }.count
+            #expect(same >= rows * cols - 2, "groups of \(group), act-order \(actOrder): \(rows * cols - same) codes differ")
+            let scales = zip(lazy.scales, columnByColumn.scales).map { abs($0 - $1) / max(abs($1), 1e-12) }.max() ?? 0
+            #expect(scales < 1e-4, "groups of \(group), act-order \(actOrder): scales differ by \(scales)")
         }
     }
 

@@ -18,44 +18,91 @@ public enum GPTQ {
 
     /// Quantizes `weight` [rows, cols] against the Hessian `hessian` [cols, cols] of its
     /// inputs; `damping` times the mean diagonal is added to the diagonal first.
+    /// - actOrder: columns in order of decreasing Hessian diagonal (the inputs that move
+    ///   the output most first, while the most columns are left to absorb their error);
+    ///   the groups' scales are then taken from the weights before any compensation
+    ///   (GPTQ's static groups), since a group's columns are no longer quantized together.
+    /// - blockSize: columns per lazy batch. Within a block each column's error updates
+    ///   the block's later columns; the columns after the block get the whole block's
+    ///   errors at its end in one matrix product. Without act-order the block is fitted
+    ///   to the groups (a group never straddles a block boundary unless it is the whole
+    ///   row), so the result is the column-by-column one.
     public static func quantize(_ weight: UnsafePointer<Float>, rows: Int, cols: Int, hessian: [Float], bits: WeightBits,
-                                groupSize: Int, damping: Float = 0.01) throws -> QuantizedMatrix {
-        precondition(groupSize > 0 && cols % groupSize == 0 && hessian.count == cols * cols, "the caller checks the shapes")
-        var w = Array(UnsafeBufferPointer(start: weight, count: rows * cols))
-        var h = hessian
+                                groupSize: Int, damping: Float = 0.01, actOrder: Bool = false,
+                                blockSize: Int = 128) throws -> QuantizedMatrix {
+        precondition(groupSize > 0 && cols % groupSize == 0 && hessian.count == cols * cols && blockSize > 0,
+                     "the caller checks the shapes")
+        var original = Array(UnsafeBufferPointer(start: weight, count: rows * cols))
+        var hOriginal = hessian
         // A column no calibration input ever touched carries no information: zero it.
-        for i in 0..<cols where h[i * cols + i] == 0 {
-            h[i * cols + i] = 1
-            for r in 0..<rows { w[r * cols + i] = 0 }
+        for i in 0..<cols where hOriginal[i * cols + i] == 0 {
+            hOriginal[i * cols + i] = 1
+            for r in 0..<rows { original[r * cols + i] = 0 }
         }
+        // The column order, and W and H permuted into it (position k holds column order[k]).
+        let order = actOrder ? (0..<cols).sorted { (hOriginal[$0 * cols + $0], $1) > (hOriginal[$1 * cols + $1], $0) }
+                             : Array(0..<cols)
+        var w = [Float](repeating: 0, count: rows * cols), h = [Float](repeating: 0, count: cols * cols)
+        for r in 0..<rows { for k in 0..<cols { w[r * cols + k] = original[r * cols + order[k]] } }
+        for i in 0..<cols { for j in 0..<cols { h[i * cols + j] = hOriginal[order[i] * cols + order[j]] } }
         let meanDiagonal = (0..<cols).reduce(Float(0)) { $0 + h[$1 * cols + $1] } / Float(cols)
         for i in 0..<cols { h[i * cols + i] += damping * meanDiagonal }
         try upperCholeskyOfInverse(&h, n: cols)
-        func u(_ i: Int, _ j: Int) -> Float { h[i + j * cols] }  // column-major, i <= j
 
         var q = QuantizedMatrix(rows: rows, cols: cols, groupSize: groupSize, bits: bits)
-        var quantizers = [GroupQuantizer](repeating: GroupQuantizer(bits: bits, weights: weight, count: 1), count: rows)
-        var error = [Float](repeating: 0, count: rows), trailing = [Float](repeating: 0, count: cols)
-        w.withUnsafeMutableBufferPointer { w in
-            for i in 0..<cols {
-                if i % groupSize == 0 {
-                    // A group's scale from its weights as error compensation has left them.
-                    for r in 0..<rows {
-                        quantizers[r] = GroupQuantizer(bits: bits, weights: w.baseAddress! + r * cols + i, count: groupSize)
-                        let slot = r * q.groups + i / groupSize
-                        (q.scales[slot], q.zeros[slot]) = (quantizers[r].scale, quantizers[r].zero)
+        let groups = q.groups
+        // Static groups (act-order): every group's quantizer up front, from the weights as given.
+        var quantizers = [GroupQuantizer](repeating: GroupQuantizer(bits: bits, weights: weight, count: 1),
+                                          count: rows * (actOrder ? groups : 1))
+        if actOrder {
+            original.withUnsafeBufferPointer { o in
+                for r in 0..<rows {
+                    for g in 0..<groups {
+                        quantizers[r * groups + g] = GroupQuantizer(bits: bits, weights: o.baseAddress! + r * cols + g * groupSize,
+                                                                    count: groupSize)
+                        (q.scales[r * groups + g], q.zeros[r * groups + g]) = (quantizers[r * groups + g].scale, quantizers[r * groups + g].zero)
                     }
                 }
-                let d = u(i, i)
-                for r in 0..<rows {
-                    let value = w[r * cols + i], code = quantizers[r].code(value)
-                    q.setCode(code, at: r * cols + i)
-                    error[r] = (value - quantizers[r].value(ofCode: code)) / d
+            }
+        }
+        let block = actOrder || groupSize == cols ? blockSize
+            : groupSize <= blockSize ? max(1, blockSize / groupSize) * groupSize
+            : groupSize % blockSize == 0 ? blockSize : groupSize
+        var errors = [Float](repeating: 0, count: rows * block), trailing = [Float](repeating: 0, count: block * cols)
+        w.withUnsafeMutableBufferPointer { w in
+            for start in stride(from: 0, to: cols, by: block) {
+                let end = min(start + block, cols), width = end - start
+                for i in start..<end {
+                    let column = order[i]
+                    if !actOrder && i % groupSize == 0 {
+                        // A group's scale from its weights as error compensation has left them.
+                        for r in 0..<rows {
+                            quantizers[r] = GroupQuantizer(bits: bits, weights: w.baseAddress! + r * cols + i, count: groupSize)
+                            (q.scales[r * groups + i / groupSize], q.zeros[r * groups + i / groupSize]) = (quantizers[r].scale, quantizers[r].zero)
+                        }
+                    }
+                    let d = h[i + i * cols]  // U[i, i]; U is column-major
+                    for r in 0..<rows {
+                        let quantizer = quantizers[actOrder ? r * groups + column / groupSize : r]
+                        let value = w[r * cols + i], code = quantizer.code(value)
+                        q.setCode(code, at: r * cols + column)
+                        errors[r * width + (i - start)] = (value - quantizer.value(ofCode: code)) / d
+                    }
+                    // The block's later columns now; the rest at the block's end.
+                    let rest = end - i - 1
+                    guard rest > 0 else { continue }
+                    for j in 0..<rest { trailing[j] = h[i + (i + 1 + j) * cols] }
+                    errors.withUnsafeBufferPointer { e in
+                        cblas_sger(CblasRowMajor, Int32(rows), Int32(rest), -1, e.baseAddress! + (i - start), Int32(width),
+                                   trailing, 1, w.baseAddress! + i + 1, Int32(cols))
+                    }
                 }
-                let rest = cols - i - 1
+                let rest = cols - end
                 guard rest > 0 else { continue }
-                for j in 0..<rest { trailing[j] = u(i, i + 1 + j) }
-                cblas_sger(CblasRowMajor, Int32(rows), Int32(rest), -1, error, 1, trailing, 1, w.baseAddress! + i + 1, Int32(cols))
+                // W[:, end...] -= E [rows, width] x U[start..<end, end...] (U copied row-major).
+                for a in 0..<width { for j in 0..<rest { trailing[a * rest + j] = h[(start + a) + (end + j) * cols] } }
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(rows), Int32(rest), Int32(width), -1,
+                            errors, Int32(width), trailing, Int32(rest), 1, w.baseAddress! + end, Int32(cols))
             }
         }
         return q
@@ -81,7 +128,7 @@ public enum GPTQ {
     /// dequantized ones; returns the codes by tensor name. `incoherent`: QuIP (each matrix
     /// and its Hessian turned by seeded random orthogonal transforms first).
     static func quantizeModel(_ model: Transformer, calibration: CalibrationWindows, bits: WeightBits,
-                              groupSize: Int?, incoherent: Bool = false) throws -> [String: QuantizedMatrix] {
+                              groupSize: Int?, incoherent: Bool = false, actOrder: Bool = false) throws -> [String: QuantizedMatrix] {
         let c = model.config, t = calibration.context
         let names = Dictionary(uniqueKeysWithValues: QuantizedRun.projections(model.layout).map { ($0.slots.index, $0.name) })
         var result: [String: QuantizedMatrix] = [:]
@@ -107,7 +154,7 @@ public enum GPTQ {
                 incoherence?.transform(&weights)
                 incoherence?.transformHessian(&hessian)
                 var q = try quantize(weights, rows: p.outFeatures, cols: p.inFeatures, hessian: hessian,
-                                     bits: bits, groupSize: groupSize ?? p.inFeatures)
+                                     bits: bits, groupSize: groupSize ?? p.inFeatures, actOrder: actOrder)
                 q.incoherence = incoherence
                 q.dequantized().withUnsafeBufferPointer { (model.parameters + p.weight).update(from: $0.baseAddress!, count: $0.count) }
                 result[names[p.index] ?? "\(p.index)"] = q

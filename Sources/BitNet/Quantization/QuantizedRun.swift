@@ -40,6 +40,8 @@ public struct QuantizationSettings: Codable, Equatable, Sendable {
     public var calibrationWindows: Int?
     /// SmoothQuant's migration strength alpha.
     public var smoothingAlpha: Float?
+    /// GPTQ and QuIP: columns quantized in order of decreasing Hessian diagonal.
+    public var actOrder: Bool?
     /// OmniQuant's epochs over the calibration windows and learning rate.
     public var epochs: Int?
     public var learningRate: Float?
@@ -47,16 +49,16 @@ public struct QuantizationSettings: Codable, Equatable, Sendable {
     enum CodingKeys: String, CodingKey {
         case method, weightBits = "weight_bits", groupSize = "group_size", activationBits = "activation_bits"
         case sourceRun = "source_run", sourceStep = "source_step", calibration, calibrationWindows = "calibration_windows"
-        case smoothingAlpha = "smoothing_alpha", epochs, learningRate = "learning_rate"
+        case smoothingAlpha = "smoothing_alpha", epochs, learningRate = "learning_rate", actOrder = "act_order"
     }
 
     public init(method: QuantizationMethod, weightBits: WeightBits, groupSize: Int?, activationBits: Int?, sourceRun: String,
                 sourceStep: Int, calibration: String? = nil, calibrationWindows: Int? = nil, smoothingAlpha: Float? = nil,
-                epochs: Int? = nil, learningRate: Float? = nil) {
+                epochs: Int? = nil, learningRate: Float? = nil, actOrder: Bool? = nil) {
         (self.method, self.weightBits, self.groupSize, self.activationBits, self.sourceRun, self.sourceStep) =
             (method, weightBits, groupSize, activationBits, sourceRun, sourceStep)
         (self.calibration, self.calibrationWindows, self.smoothingAlpha) = (calibration, calibrationWindows, smoothingAlpha)
-        (self.epochs, self.learningRate) = (epochs, learningRate)
+        (self.epochs, self.learningRate, self.actOrder) = (epochs, learningRate, actOrder)
     }
 
     /// Activation widths a quantized run may use (the BitNet paper's and OmniQuant's).
@@ -83,7 +85,7 @@ public enum QuantizedRun {
     @discardableResult
     public static func quantize(source: URL, method: QuantizationMethod = .rtn, bits: WeightBits, groupSize: Int?,
                                 activationBits: Int? = nil, calibration: (dataset: TokenDataset, windows: Int)? = nil,
-                                alpha: Float = 0.5, omniQuant: OmniQuantOptions = OmniQuantOptions(), to out: URL,
+                                alpha: Float = 0.5, actOrder: Bool = false, omniQuant: OmniQuantOptions = OmniQuantOptions(), to out: URL,
                                 progress: (String) -> Void = { _ in }) throws -> (weightError: Double, blockLosses: [OmniQuantBlockLoss]) {
         if let a = activationBits, !QuantizationSettings.activationWidths.contains(a) {
             throw BitNetError.invalid("--abits must be 4, 6, 8 or 16, got \(a)")
@@ -140,9 +142,10 @@ public enum QuantizedRun {
         let original = Array(UnsafeBufferPointer(start: model.parameters, count: model.layout.totalCount))
         var matrices: [String: QuantizedMatrix] = [:], blockLosses: [OmniQuantBlockLoss] = []
         if method == .gptq, let windows {
-            matrices = try GPTQ.quantizeModel(model, calibration: windows, bits: bits, groupSize: groupSize)
+            matrices = try GPTQ.quantizeModel(model, calibration: windows, bits: bits, groupSize: groupSize, actOrder: actOrder)
         } else if method == .quip, let windows {
-            matrices = try GPTQ.quantizeModel(model, calibration: windows, bits: bits, groupSize: groupSize, incoherent: true)
+            matrices = try GPTQ.quantizeModel(model, calibration: windows, bits: bits, groupSize: groupSize, incoherent: true,
+                                              actOrder: actOrder)
         } else if method == .omniquant, let windows {
             (matrices, blockLosses) = OmniQuant.quantizeModel(model, calibration: windows, bits: bits, groupSize: groupSize,
                                                               activationBits: activationBits, options: omniQuant, progress: progress)
@@ -180,7 +183,8 @@ public enum QuantizedRun {
                                             calibrationWindows: windows == nil ? nil : calibration?.windows,
                                             smoothingAlpha: method == .smoothquant ? alpha : nil,
                                             epochs: method == .omniquant ? omniQuant.epochs : nil,
-                                            learningRate: method == .omniquant ? omniQuant.learningRate : nil)
+                                            learningRate: method == .omniquant ? omniQuant.learningRate : nil,
+                                            actOrder: method == .gptq || method == .quip ? actOrder : nil)
         // Assembled beside the target, renamed into place when whole.
         let temporary = out.deletingLastPathComponent()
             .appendingPathComponent(".\(out.lastPathComponent).tmp-\(ProcessInfo.processInfo.processIdentifier)")
