@@ -371,6 +371,57 @@ import Testing
         #expect(worst <= 1e-4 * scale, "logits moved by \(worst) (scale \(scale))")
     }
 
+    /// OmniQuant's LET folds exactly: random scales on the attention and feed-forward
+    /// inputs, value -> output and query/key (one per rotary pair), applied without
+    /// rounding, leave the logits unchanged with RMSNorm and with LayerNorm. And since the
+    /// loss then does not depend on the scales, their gradient must cancel: the weights'
+    /// term (computed here for the attention scale) against the norms' term.
+    @Test(arguments: [NormKind.rms, .layer])
+    func equivalentTransformLeavesTheLogitsUnchanged(norm: NormKind) throws {
+        let dataset = try TokenDataset(directory: Fixtures.shared.data)
+        var config = Fixtures.tinyRunConfig(mode: .fp, vocabSize: dataset.meta.vocabSize).model
+        config.norm = norm
+        let model = Transformer(config: config, batch: 2)
+        model.initializeParameters(seed: 6)
+        var rng = Xoshiro256(seed: 7)
+        for t in model.layout.tensors where t.name.hasSuffix("norm.weight") || t.name.hasSuffix("norm.bias") {
+            for i in 0..<t.count { model.parameters[t.offset + i] = 1 + 0.5 * rng.normal() }
+        }
+        model.parametersDidChange()
+        let tokens = (0..<2 * config.context).map { _ in Int32(rng.below(config.vocabSize)) }
+        let targets = (0..<2 * config.context).map { _ in Int32(rng.below(config.vocabSize)) }
+        func logits() -> [Float] {
+            model.forward(tokens: tokens, targets: nil, batch: 2, length: config.context)
+            return (0..<2 * config.context).flatMap { Array(model.logits(row: $0)) }
+        }
+        let before = logits(), weightsBefore = Array(UnsafeBufferPointer(start: model.parameters, count: model.layout.totalCount))
+        let layer = model.layout.layers[1], dim = config.dim
+        let block = OmniQuant.Block(model: model, layer: layer, names: [:], bits: .four, groupSize: nil, transform: true)
+        let offset = try #require(block.transformOffset)
+        var parameters = block.initialParameters()
+        for k in offset..<block.count { parameters[k] = 0.5 * rng.normal() }
+        block.apply(parameters, model: model, rounding: false)
+        let after = logits()
+        let changed = (0..<model.layout.totalCount).filter { model.parameters[$0] != weightsBefore[$0] }.count
+        let scale = before.map(abs).max() ?? 1, worst = zip(before, after).map { abs($0 - $1) }.max() ?? 0
+        #expect(changed > 1000, "LET changed only \(changed) parameters")
+        #expect(worst <= 1e-4 * scale, "logits moved by \(worst) (scale \(scale))")
+
+        model.zeroGradients()
+        model.forward(tokens: tokens, targets: targets, batch: 2, length: config.context)
+        model.backward()
+        var grad = [Float](repeating: 0, count: block.count)
+        parameters.withUnsafeBufferPointer { block.gradients($0.baseAddress!, model: model, into: &grad, rounding: false) }
+        var weightTerm = [Float](repeating: 0, count: dim)
+        for p in [layer.query, layer.key, layer.value] {
+            for r in 0..<p.outFeatures {
+                for c in 0..<dim { weightTerm[c] += model.gradients[p.weight + r * dim + c] * model.parameters[p.weight + r * dim + c] }
+            }
+        }
+        let big = weightTerm.map(abs).max() ?? 0, residual = grad[offset...].map(abs).max() ?? 0
+        #expect(big > 1e-6 && residual < 1e-3 * big, "LET gradient \(residual) does not cancel (weights' term \(big))")
+    }
+
     @Test func badInputGetsOneLine() throws {
         let out = Fixtures.temporaryDirectory("ptq-bad")
         func message(_ body: () throws -> Void) -> String {

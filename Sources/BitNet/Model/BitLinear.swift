@@ -160,7 +160,13 @@ public enum BitLinear {
         let i = slots.inFeatures, o = slots.outFeatures
         guard options.mode.isQuantized, let sub = slots.subNorm, let saved else {
             Matmul.backwardInput(dinp, dout, params + slots.weight, rows: n, inFeatures: i, outFeatures: o)
-            Matmul.backwardWeight(dparams + slots.weight, dout, inp, rows: n, inFeatures: i, outFeatures: o)
+            // dW from the input the product used: rounded per token when it was.
+            var input = inp
+            if let bits = options.activationBits {
+                Quantizers.fakeQuantizeRows(out: scratchA, inp: inp, rows: n, width: i, bits: bits)
+                input = UnsafePointer(scratchA)
+            }
+            Matmul.backwardWeight(dparams + slots.weight, dout, input, rows: n, inFeatures: i, outFeatures: o)
             return
         }
         // dW += dout^T @ x_deq with x_deq = x~ * gamma / Qb.

@@ -123,6 +123,18 @@ struct GroupQuantizer {
 
     func value(ofCode c: Int) -> Float { scale * (Float(c) - zero) }
 
+    /// Whether rounding w passes its gradient straight through: its code is not clamped
+    /// at the end of the range (Sign at 1 bit always passes, as BitNet's STE does).
+    func passesGradient(_ w: Float) -> Bool {
+        switch bits {
+        case .one: return true
+        case .ternary: return abs((w / (scale + Quantizers.ternaryEpsilon)).rounded(.toNearestOrEven)) <= 1
+        default:
+            let u = (w / scale).rounded(.toNearestOrEven) + zero
+            return u >= 0 && u <= Float(bits.codeRange.upperBound)
+        }
+    }
+
     /// d w~ / d scale at weight w, rounding passed straight through and the zero point
     /// held constant (OmniQuant's backward): inside the range w~ = scale round(w / scale)
     /// gives round(w / scale) - w / scale; a clamped code gives its level.

@@ -34,12 +34,14 @@ public final class AdamW {
         }
     }
 
-    /// One update of all `count` parameters, without weight decay (small problems, such
-    /// as OmniQuant's clipping factors).
-    func update(parameters: UnsafeMutablePointer<Float>, gradients: UnsafePointer<Float>, learningRate lr: Float,
-                beta1: Float = 0.9, beta2: Float = 0.999, epsilon: Float = 1e-8) {
+    /// One update of all `count` parameters, without weight decay, each range at its own
+    /// learning rate (small problems, such as OmniQuant's clipping and scales).
+    func update(parameters: UnsafeMutablePointer<Float>, gradients: UnsafePointer<Float>,
+                learningRates: [(Range<Int>, Float)], beta1: Float = 0.9, beta2: Float = 0.999, epsilon: Float = 1e-8) {
         step += 1
-        update(parameters, gradients, 0..<count, learningRate: lr, weightDecay: 0, beta1: beta1, beta2: beta2, epsilon: epsilon)
+        for (range, lr) in learningRates where !range.isEmpty {
+            update(parameters, gradients, range, learningRate: lr, weightDecay: 0, beta1: beta1, beta2: beta2, epsilon: epsilon)
+        }
     }
 
     private func update(_ parameters: UnsafeMutablePointer<Float>, _ gradients: UnsafePointer<Float>, _ indices: Range<Int>,
