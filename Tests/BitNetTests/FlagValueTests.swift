@@ -61,6 +61,14 @@ struct FlagCase: CustomTestStringConvertible, Sendable {
             ["--calibration-windows"])
         add("bitnet-train", ["quantize", "RUN", "--out", "OUT", "--wbits", "4", "--method", "smoothquant", "--calibration", "DATA"],
             ["--alpha"], valid: ["0"])
+        add("bitnet-train", ["quantize", "RUN", "--out", "OUT", "--wbits", "4", "--method", "omniquant", "--calibration", "DATA"],
+            ["--epochs"], valid: ["0"])
+        add("bitnet-train", ["quantize", "RUN", "--out", "OUT", "--wbits", "4", "--method", "omniquant", "--calibration", "DATA"],
+            ["--lr"])
+        add("bitnet-train", ["ptq-report", "--fp", "RUN", "--data", "DATA", "--out", "OUT", "--methods", "rtn"],
+            ["--calibration-windows", "--group-size"])
+        add("bitnet-train", ["ptq-report", "--fp", "RUN", "--data", "DATA", "--out", "OUT", "--methods", "rtn"],
+            ["--epochs"], costly: ["0"])
         add("bitnet-train", ["lr-sweep", "--data", "DATA", "--preset", "tiny", "--steps", "2", "--out", "OUT"], ["--lrs"])
         return cases
     }()
