@@ -43,12 +43,14 @@ struct ExportCommand: ParsableCommand {
             let url = URL(fileURLWithPath: out)
             let description: String
             if let runDirectory = try runDirectory() {
-                // The packed format holds a BitNet model: its weights' codes with one scale per
-                // tensor and int8 activations. A run quantized after training keeps a scale per
-                // output channel (or group) of an fp model.
+                // The packed format holds a BitNet model: every projection normalizes its input
+                // (SubLN) before rounding it, and its weights are codes with one scale per
+                // tensor. A run quantized after training is an fp model: no SubLN inside its
+                // projections, and a scale per output channel (or group).
                 if QuantizedRun.isQuantizedRun(URL(fileURLWithPath: runDirectory)) {
-                    throw BitNetError.invalid("\(runDirectory): a run quantized after training has a scale per output channel "
-                                              + "or group, which the packed format cannot hold; evaluate it with 'eval' and 'sample'")
+                    throw BitNetError.invalid("\(runDirectory): a run quantized after training is an fp model (no norm inside "
+                                              + "its projections, a scale per output channel or group), which the packed format "
+                                              + "cannot hold; evaluate it with 'eval' and 'sample'")
                 }
                 let (model, config, state) = try Checkpoint.loadModel(runDirectory: URL(fileURLWithPath: runDirectory))
                 let tokenizer = try runTokenizer(runDirectory, vocabSize: config.model.vocabSize)

@@ -58,6 +58,19 @@ int bitnet_has_avx512_bf16(void);
 /// `bitnet_has_avx512_bf16()`.
 void bitnet_bf16_encode_avx512(const float *x, uint16_t *out, size_t n);
 
+/// The int8 product's paths (int8gemm.c), slowest first.
+enum { BITNET_S8_SCALAR = 0, BITNET_S8_AVX2 = 1, BITNET_S8_AVXVNNI = 2, BITNET_S8_AVX512VNNI = 3 };
+/// 1 when this CPU can run `path`.
+int bitnet_s8_path_supported(int path);
+/// The fastest path this CPU can run.
+int bitnet_s8_best_path(void);
+/// c[i * ldc + j] = sum over p < k of a[i * lda + p] * b[j * ldb + p], for rows i in
+/// [row_begin, row_end) and j < n: A times B transposed, every output the dot product of
+/// two int8 rows, in int32. Exact for every int8 value when k <= 65536. `path` falls back
+/// to the scalar one where unsupported.
+void bitnet_gemm_s8(int path, const int8_t *a, size_t lda, const int8_t *b, size_t ldb, int32_t *c, size_t ldc,
+                    int row_begin, int row_end, int n, int k);
+
 /// 1 when the AVX2 paths are in use (for the benchmark report).
 int bitnet_kernels_use_avx2(void);
 /// Forces the scalar paths (tests compare the two); returns the previous setting.

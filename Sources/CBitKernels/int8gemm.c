@@ -1,0 +1,215 @@
+// See bitkernels.h: the trainer's int8 x int8 -> int32 product (issue 12), C = A B^T
+// with both operands row-major along k, so every output is the dot product of two int8
+// rows. Four paths, chosen by the caller (tests run each one the CPU has):
+//   scalar:      int32 multiply-adds;
+//   AVX2:        int8 sign-extended to int16, vpmaddwd (int16 x int16 summed in pairs to
+//                int32): exact for every int8 value, -128 included, where vpmaddubsw
+//                (u8 x s8 saturating to int16) would not be;
+//   AVX-VNNI and AVX-512 VNNI: vpdpbusd (u8 x s8, four products summed into int32
+//                without saturation). A is made unsigned as a + 128 and the excess
+//                128 * sum(b) taken off at the end.
+// Register blocking: 4 rows of A against 2 rows of B (8 accumulators), each output
+// reduced across its vector's lanes once at the end; k left over after the last whole
+// vector is summed in scalar code.
+#include "bitkernels.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define BITNET_X86 1
+#endif
+
+int bitnet_s8_path_supported(int path) {
+    switch (path) {
+    case BITNET_S8_SCALAR: return 1;
+#ifdef BITNET_X86
+    case BITNET_S8_AVX2:
+        __builtin_cpu_init();
+        return __builtin_cpu_supports("avx2");
+    case BITNET_S8_AVXVNNI:
+        __builtin_cpu_init();
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("avxvnni");
+    case BITNET_S8_AVX512VNNI:
+        __builtin_cpu_init();
+        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vnni");
+#endif
+    default: return 0;
+    }
+}
+
+int bitnet_s8_best_path(void) {
+    static int best = -1;
+    if (best < 0) {
+        best = BITNET_S8_SCALAR;
+        for (int p = BITNET_S8_AVX2; p <= BITNET_S8_AVX512VNNI; p++) {
+            if (bitnet_s8_path_supported(p)) best = p;
+        }
+    }
+    return best;
+}
+
+static inline int32_t dot_scalar(const int8_t *a, const int8_t *b, int from, int k) {
+    int32_t s = 0;
+    for (int p = from; p < k; p++) s += (int32_t)a[p] * (int32_t)b[p];
+    return s;
+}
+
+static void gemm_scalar(const int8_t *a, size_t lda, const int8_t *b, size_t ldb, int32_t *c, size_t ldc,
+                        int row_begin, int row_end, int n, int k) {
+    for (int i = row_begin; i < row_end; i++) {
+        for (int j = 0; j < n; j++) c[(size_t)i * ldc + j] = dot_scalar(a + (size_t)i * lda, b + (size_t)j * ldb, 0, k);
+    }
+}
+
+#ifdef BITNET_X86
+
+__attribute__((target("avx2"))) static inline int32_t sum8(__m256i v) {
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+    return _mm_cvtsi128_si32(s);
+}
+
+/// 16 int8 at p as 16 int16.
+__attribute__((target("avx2"))) static inline __m256i widen16(const int8_t *p) {
+    return _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)p));
+}
+
+__attribute__((target("avx2"))) static void gemm_avx2(const int8_t *a, size_t lda, const int8_t *b, size_t ldb, int32_t *c,
+                                                     size_t ldc, int row_begin, int row_end, int n, int k) {
+    const int whole = k & ~15;
+    int i = row_begin;
+    for (; i + 4 <= row_end; i += 4) {
+        const int8_t *a0 = a + (size_t)i * lda, *a1 = a0 + lda, *a2 = a1 + lda, *a3 = a2 + lda;
+        int j = 0;
+        for (; j + 2 <= n; j += 2) {
+            const int8_t *b0 = b + (size_t)j * ldb, *b1 = b0 + ldb;
+            __m256i s00 = _mm256_setzero_si256(), s01 = s00, s10 = s00, s11 = s00, s20 = s00, s21 = s00, s30 = s00, s31 = s00;
+            for (int p = 0; p < whole; p += 16) {
+                const __m256i x0 = widen16(b0 + p), x1 = widen16(b1 + p);
+                __m256i y = widen16(a0 + p);
+                s00 = _mm256_add_epi32(s00, _mm256_madd_epi16(y, x0));
+                s01 = _mm256_add_epi32(s01, _mm256_madd_epi16(y, x1));
+                y = widen16(a1 + p);
+                s10 = _mm256_add_epi32(s10, _mm256_madd_epi16(y, x0));
+                s11 = _mm256_add_epi32(s11, _mm256_madd_epi16(y, x1));
+                y = widen16(a2 + p);
+                s20 = _mm256_add_epi32(s20, _mm256_madd_epi16(y, x0));
+                s21 = _mm256_add_epi32(s21, _mm256_madd_epi16(y, x1));
+                y = widen16(a3 + p);
+                s30 = _mm256_add_epi32(s30, _mm256_madd_epi16(y, x0));
+                s31 = _mm256_add_epi32(s31, _mm256_madd_epi16(y, x1));
+            }
+            int32_t *out = c + (size_t)i * ldc + j;
+            out[0] = sum8(s00) + dot_scalar(a0, b0, whole, k);
+            out[1] = sum8(s01) + dot_scalar(a0, b1, whole, k);
+            out[ldc] = sum8(s10) + dot_scalar(a1, b0, whole, k);
+            out[ldc + 1] = sum8(s11) + dot_scalar(a1, b1, whole, k);
+            out[2 * ldc] = sum8(s20) + dot_scalar(a2, b0, whole, k);
+            out[2 * ldc + 1] = sum8(s21) + dot_scalar(a2, b1, whole, k);
+            out[3 * ldc] = sum8(s30) + dot_scalar(a3, b0, whole, k);
+            out[3 * ldc + 1] = sum8(s31) + dot_scalar(a3, b1, whole, k);
+        }
+        for (; j < n; j++) {
+            for (int r = 0; r < 4; r++) {
+                const int8_t *ar = a + (size_t)(i + r) * lda, *bj = b + (size_t)j * ldb;
+                __m256i s = _mm256_setzero_si256();
+                for (int p = 0; p < whole; p += 16) s = _mm256_add_epi32(s, _mm256_madd_epi16(widen16(ar + p), widen16(bj + p)));
+                c[(size_t)(i + r) * ldc + j] = sum8(s) + dot_scalar(ar, bj, whole, k);
+            }
+        }
+    }
+    for (; i < row_end; i++) {
+        const int8_t *ar = a + (size_t)i * lda;
+        for (int j = 0; j < n; j++) {
+            const int8_t *bj = b + (size_t)j * ldb;
+            __m256i s = _mm256_setzero_si256();
+            for (int p = 0; p < whole; p += 16) s = _mm256_add_epi32(s, _mm256_madd_epi16(widen16(ar + p), widen16(bj + p)));
+            c[(size_t)i * ldc + j] = sum8(s) + dot_scalar(ar, bj, whole, k);
+        }
+    }
+}
+
+/// 128 * (the sum of row j of B over the first `whole` columns): what a + 128 adds.
+static int32_t excess(const int8_t *bj, int whole) {
+    int32_t s = 0;
+    for (int p = 0; p < whole; p++) s += bj[p];
+    return 128 * s;
+}
+
+__attribute__((target("avx2,avxvnni"))) static void gemm_avxvnni(const int8_t *a, size_t lda, const int8_t *b, size_t ldb,
+                                                                int32_t *c, size_t ldc, int row_begin, int row_end, int n, int k) {
+    const int whole = k & ~31;
+    const __m256i flip = _mm256_set1_epi8((char)0x80);
+    for (int i = row_begin; i < row_end; i += 4) {
+        const int rows = row_end - i < 4 ? row_end - i : 4;
+        for (int j = 0; j < n; j += 2) {
+            const int cols = n - j < 2 ? n - j : 2;
+            __m256i s[4][2];
+            for (int r = 0; r < 4; r++) s[r][0] = s[r][1] = _mm256_setzero_si256();
+            for (int p = 0; p < whole; p += 32) {
+                __m256i x[2];
+                for (int q = 0; q < cols; q++) x[q] = _mm256_loadu_si256((const __m256i *)(b + (size_t)(j + q) * ldb + p));
+                for (int r = 0; r < rows; r++) {
+                    const __m256i y = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(a + (size_t)(i + r) * lda + p)), flip);
+                    for (int q = 0; q < cols; q++) s[r][q] = _mm256_dpbusd_avx_epi32(s[r][q], y, x[q]);
+                }
+            }
+            for (int q = 0; q < cols; q++) {
+                const int8_t *bj = b + (size_t)(j + q) * ldb;
+                const int32_t e = excess(bj, whole);
+                for (int r = 0; r < rows; r++) {
+                    const int8_t *ar = a + (size_t)(i + r) * lda;
+                    c[(size_t)(i + r) * ldc + j + q] = sum8(s[r][q]) - e + dot_scalar(ar, bj, whole, k);
+                }
+            }
+        }
+    }
+}
+
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) static void gemm_avx512vnni(
+    const int8_t *a, size_t lda, const int8_t *b, size_t ldb, int32_t *c, size_t ldc, int row_begin, int row_end, int n, int k) {
+    const int whole = k & ~63;
+    const __m512i flip = _mm512_set1_epi8((char)0x80);
+    for (int i = row_begin; i < row_end; i += 4) {
+        const int rows = row_end - i < 4 ? row_end - i : 4;
+        for (int j = 0; j < n; j += 2) {
+            const int cols = n - j < 2 ? n - j : 2;
+            __m512i s[4][2];
+            for (int r = 0; r < 4; r++) s[r][0] = s[r][1] = _mm512_setzero_si512();
+            for (int p = 0; p < whole; p += 64) {
+                __m512i x[2];
+                for (int q = 0; q < cols; q++) x[q] = _mm512_loadu_si512((const void *)(b + (size_t)(j + q) * ldb + p));
+                for (int r = 0; r < rows; r++) {
+                    const __m512i y = _mm512_xor_si512(_mm512_loadu_si512((const void *)(a + (size_t)(i + r) * lda + p)), flip);
+                    for (int q = 0; q < cols; q++) s[r][q] = _mm512_dpbusd_epi32(s[r][q], y, x[q]);
+                }
+            }
+            for (int q = 0; q < cols; q++) {
+                const int8_t *bj = b + (size_t)(j + q) * ldb;
+                const int32_t e = excess(bj, whole);
+                for (int r = 0; r < rows; r++) {
+                    const int8_t *ar = a + (size_t)(i + r) * lda;
+                    c[(size_t)(i + r) * ldc + j + q] = _mm512_reduce_add_epi32(s[r][q]) - e + dot_scalar(ar, bj, whole, k);
+                }
+            }
+        }
+    }
+}
+
+#endif
+
+void bitnet_gemm_s8(int path, const int8_t *a, size_t lda, const int8_t *b, size_t ldb, int32_t *c, size_t ldc,
+                    int row_begin, int row_end, int n, int k) {
+    if (row_begin >= row_end || n <= 0) return;
+#ifdef BITNET_X86
+    if (bitnet_s8_path_supported(path)) {
+        switch (path) {
+        case BITNET_S8_AVX2: gemm_avx2(a, lda, b, ldb, c, ldc, row_begin, row_end, n, k); return;
+        case BITNET_S8_AVXVNNI: gemm_avxvnni(a, lda, b, ldb, c, ldc, row_begin, row_end, n, k); return;
+        case BITNET_S8_AVX512VNNI: gemm_avx512vnni(a, lda, b, ldb, c, ldc, row_begin, row_end, n, k); return;
+        default: break;
+        }
+    }
+#endif
+    gemm_scalar(a, lda, b, ldb, c, ldc, row_begin, row_end, n, k);
+}

@@ -1,0 +1,60 @@
+// The trainer's int8 product (issue 12): every path this CPU has against a naive int32
+// reference, exactly, on awkward shapes and extreme values. The paths are named in the
+// result, so a log shows which ran; scalar always runs, AVX2 wherever the CPU has it
+// (every machine this project runs on).
+import CBitKernels
+import Foundation
+import Testing
+@testable import BitNet
+
+@Suite struct IntegerGemmTests {
+    static let paths: [(id: Int32, name: String)] = [(Int32(BITNET_S8_SCALAR), "scalar"), (Int32(BITNET_S8_AVX2), "AVX2"),
+                                                     (Int32(BITNET_S8_AVXVNNI), "AVX-VNNI"), (Int32(BITNET_S8_AVX512VNNI), "AVX-512 VNNI")]
+
+    /// Random int8 with the extremes -128 and 127 over-represented.
+    static func values(_ count: Int, rng: inout Xoshiro256) -> [Int8] {
+        (0..<count).map { _ in
+            switch rng.below(4) {
+            case 0: return -128
+            case 1: return 127
+            default: return Int8(truncatingIfNeeded: rng.below(256))
+            }
+        }
+    }
+
+    @Test func everyPathEqualsTheNaiveProduct() throws {
+        var rng = Xoshiro256(seed: 51)
+        var ran: [String] = []
+        for path in Self.paths where bitnet_s8_path_supported(path.id) != 0 {
+            ran.append(path.name)
+            for (m, n, k) in [(1, 1, 1), (4, 2, 16), (5, 3, 17), (7, 9, 31), (8, 4, 32), (3, 5, 63), (9, 7, 64), (6, 2, 65),
+                              (4, 3, 130), (11, 13, 257), (2, 1, 1000)] {
+                let (lda, ldb, ldc) = (k + 3, k + 1, n + 2)  // strides wider than the rows
+                let a = Self.values(m * lda, rng: &rng), b = Self.values(n * ldb, rng: &rng)
+                var c = [Int32](repeating: -7, count: m * ldc)
+                // Two row ranges, as the caller splits rows across cores.
+                let half = m / 2
+                bitnet_gemm_s8(path.id, a, lda, b, ldb, &c, ldc, 0, Int32(half), Int32(n), Int32(k))
+                bitnet_gemm_s8(path.id, a, lda, b, ldb, &c, ldc, Int32(half), Int32(m), Int32(n), Int32(k))
+                var wrong = 0
+                for i in 0..<m {
+                    for j in 0..<n {
+                        var s: Int32 = 0
+                        for p in 0..<k { s += Int32(a[i * lda + p]) * Int32(b[j * ldb + p]) }
+                        if c[i * ldc + j] != s { wrong += 1 }
+                    }
+                    for j in n..<ldc where c[i * ldc + j] != -7 { wrong += 1 }  // nothing written past n
+                }
+                #expect(wrong == 0, "\(path.name) \(m)x\(n)x\(k): \(wrong) outputs wrong")
+            }
+            // The extreme sum: k = 65536 products of -128 x -128 = 2^30 in total.
+            let k = 65536, a = [Int8](repeating: -128, count: k)
+            var c: [Int32] = [0]
+            bitnet_gemm_s8(path.id, a, k, a, k, &c, 1, 0, 1, 1, Int32(k))
+            #expect(c[0] == 1 << 30, "\(path.name): all -128 over 65536 gives \(c[0])")
+        }
+        print("int8 product paths tested on this CPU: \(ran.joined(separator: ", "))")
+        #expect(ran.contains("scalar") && ran.contains("AVX2"), "ran \(ran)")
+        #expect(bitnet_s8_best_path() == Self.paths.last { bitnet_s8_path_supported($0.id) != 0 }?.id)
+    }
+}
