@@ -18,6 +18,15 @@
 #define BITNET_X86 1
 #endif
 
+/// Where the sums go: int32, or FP32 (exact while |sum| < 2^24) for the trainer's
+/// forward, converted in registers so no int32 buffer is needed.
+typedef struct { int32_t *i32; float *f32; } Out;
+
+static inline void put(Out c, size_t index, int32_t v) {
+    if (c.f32) c.f32[index] = (float)v;
+    else c.i32[index] = v;
+}
+
 int bitnet_s8_path_supported(int path) {
     switch (path) {
     case BITNET_S8_SCALAR: return 1;
@@ -53,10 +62,10 @@ static inline int32_t dot_scalar(const int8_t *a, const int8_t *b, int from, int
     return s;
 }
 
-static void gemm_scalar(const int8_t *a, size_t lda, const int8_t *b, size_t ldb, int32_t *c, size_t ldc,
+static void gemm_scalar(const int8_t *a, size_t lda, const int8_t *b, size_t ldb, Out c, size_t ldc,
                         int row_begin, int row_end, int n, int k) {
     for (int i = row_begin; i < row_end; i++) {
-        for (int j = 0; j < n; j++) c[(size_t)i * ldc + j] = dot_scalar(a + (size_t)i * lda, b + (size_t)j * ldb, 0, k);
+        for (int j = 0; j < n; j++) put(c, (size_t)i * ldc + j, dot_scalar(a + (size_t)i * lda, b + (size_t)j * ldb, 0, k));
     }
 }
 
@@ -74,7 +83,7 @@ __attribute__((target("avx2"))) static inline __m256i widen16(const int8_t *p) {
     return _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)p));
 }
 
-__attribute__((target("avx2"))) static void gemm_avx2(const int8_t *a, size_t lda, const int8_t *b, size_t ldb, int32_t *c,
+__attribute__((target("avx2"))) static void gemm_avx2(const int8_t *a, size_t lda, const int8_t *b, size_t ldb, Out c,
                                                      size_t ldc, int row_begin, int row_end, int n, int k) {
     const int whole = k & ~15;
     int i = row_begin;
@@ -99,22 +108,22 @@ __attribute__((target("avx2"))) static void gemm_avx2(const int8_t *a, size_t ld
                 s30 = _mm256_add_epi32(s30, _mm256_madd_epi16(y, x0));
                 s31 = _mm256_add_epi32(s31, _mm256_madd_epi16(y, x1));
             }
-            int32_t *out = c + (size_t)i * ldc + j;
-            out[0] = sum8(s00) + dot_scalar(a0, b0, whole, k);
-            out[1] = sum8(s01) + dot_scalar(a0, b1, whole, k);
-            out[ldc] = sum8(s10) + dot_scalar(a1, b0, whole, k);
-            out[ldc + 1] = sum8(s11) + dot_scalar(a1, b1, whole, k);
-            out[2 * ldc] = sum8(s20) + dot_scalar(a2, b0, whole, k);
-            out[2 * ldc + 1] = sum8(s21) + dot_scalar(a2, b1, whole, k);
-            out[3 * ldc] = sum8(s30) + dot_scalar(a3, b0, whole, k);
-            out[3 * ldc + 1] = sum8(s31) + dot_scalar(a3, b1, whole, k);
+            const size_t o = (size_t)i * ldc + j;
+            put(c, o, sum8(s00) + dot_scalar(a0, b0, whole, k));
+            put(c, o + 1, sum8(s01) + dot_scalar(a0, b1, whole, k));
+            put(c, o + ldc, sum8(s10) + dot_scalar(a1, b0, whole, k));
+            put(c, o + ldc + 1, sum8(s11) + dot_scalar(a1, b1, whole, k));
+            put(c, o + 2 * ldc, sum8(s20) + dot_scalar(a2, b0, whole, k));
+            put(c, o + 2 * ldc + 1, sum8(s21) + dot_scalar(a2, b1, whole, k));
+            put(c, o + 3 * ldc, sum8(s30) + dot_scalar(a3, b0, whole, k));
+            put(c, o + 3 * ldc + 1, sum8(s31) + dot_scalar(a3, b1, whole, k));
         }
         for (; j < n; j++) {
             for (int r = 0; r < 4; r++) {
                 const int8_t *ar = a + (size_t)(i + r) * lda, *bj = b + (size_t)j * ldb;
                 __m256i s = _mm256_setzero_si256();
                 for (int p = 0; p < whole; p += 16) s = _mm256_add_epi32(s, _mm256_madd_epi16(widen16(ar + p), widen16(bj + p)));
-                c[(size_t)(i + r) * ldc + j] = sum8(s) + dot_scalar(ar, bj, whole, k);
+                put(c, (size_t)(i + r) * ldc + j, sum8(s) + dot_scalar(ar, bj, whole, k));
             }
         }
     }
@@ -124,7 +133,7 @@ __attribute__((target("avx2"))) static void gemm_avx2(const int8_t *a, size_t ld
             const int8_t *bj = b + (size_t)j * ldb;
             __m256i s = _mm256_setzero_si256();
             for (int p = 0; p < whole; p += 16) s = _mm256_add_epi32(s, _mm256_madd_epi16(widen16(ar + p), widen16(bj + p)));
-            c[(size_t)i * ldc + j] = sum8(s) + dot_scalar(ar, bj, whole, k);
+            put(c, (size_t)i * ldc + j, sum8(s) + dot_scalar(ar, bj, whole, k));
         }
     }
 }
@@ -137,7 +146,7 @@ static int32_t excess(const int8_t *bj, int whole) {
 }
 
 __attribute__((target("avx2,avxvnni"))) static void gemm_avxvnni(const int8_t *a, size_t lda, const int8_t *b, size_t ldb,
-                                                                int32_t *c, size_t ldc, int row_begin, int row_end, int n, int k) {
+                                                                Out c, size_t ldc, int row_begin, int row_end, int n, int k) {
     const int whole = k & ~31;
     const __m256i flip = _mm256_set1_epi8((char)0x80);
     for (int i = row_begin; i < row_end; i += 4) {
@@ -159,7 +168,7 @@ __attribute__((target("avx2,avxvnni"))) static void gemm_avxvnni(const int8_t *a
                 const int32_t e = excess(bj, whole);
                 for (int r = 0; r < rows; r++) {
                     const int8_t *ar = a + (size_t)(i + r) * lda;
-                    c[(size_t)(i + r) * ldc + j + q] = sum8(s[r][q]) - e + dot_scalar(ar, bj, whole, k);
+                    put(c, (size_t)(i + r) * ldc + j + q, sum8(s[r][q]) - e + dot_scalar(ar, bj, whole, k));
                 }
             }
         }
@@ -167,7 +176,7 @@ __attribute__((target("avx2,avxvnni"))) static void gemm_avxvnni(const int8_t *a
 }
 
 __attribute__((target("avx512f,avx512bw,avx512vnni"))) static void gemm_avx512vnni(
-    const int8_t *a, size_t lda, const int8_t *b, size_t ldb, int32_t *c, size_t ldc, int row_begin, int row_end, int n, int k) {
+    const int8_t *a, size_t lda, const int8_t *b, size_t ldb, Out c, size_t ldc, int row_begin, int row_end, int n, int k) {
     const int whole = k & ~63;
     const __m512i flip = _mm512_set1_epi8((char)0x80);
     for (int i = row_begin; i < row_end; i += 4) {
@@ -189,7 +198,7 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) static void gemm_avx512vn
                 const int32_t e = excess(bj, whole);
                 for (int r = 0; r < rows; r++) {
                     const int8_t *ar = a + (size_t)(i + r) * lda;
-                    c[(size_t)(i + r) * ldc + j + q] = _mm512_reduce_add_epi32(s[r][q]) - e + dot_scalar(ar, bj, whole, k);
+                    put(c, (size_t)(i + r) * ldc + j + q, _mm512_reduce_add_epi32(s[r][q]) - e + dot_scalar(ar, bj, whole, k));
                 }
             }
         }
@@ -198,8 +207,8 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) static void gemm_avx512vn
 
 #endif
 
-void bitnet_gemm_s8(int path, const int8_t *a, size_t lda, const int8_t *b, size_t ldb, int32_t *c, size_t ldc,
-                    int row_begin, int row_end, int n, int k) {
+static void gemm(int path, const int8_t *a, size_t lda, const int8_t *b, size_t ldb, Out c, size_t ldc,
+                 int row_begin, int row_end, int n, int k) {
     if (row_begin >= row_end || n <= 0) return;
 #ifdef BITNET_X86
     if (bitnet_s8_path_supported(path)) {
@@ -212,4 +221,16 @@ void bitnet_gemm_s8(int path, const int8_t *a, size_t lda, const int8_t *b, size
     }
 #endif
     gemm_scalar(a, lda, b, ldb, c, ldc, row_begin, row_end, n, k);
+}
+
+void bitnet_gemm_s8(int path, const int8_t *a, size_t lda, const int8_t *b, size_t ldb, int32_t *c, size_t ldc,
+                    int row_begin, int row_end, int n, int k) {
+    Out out = {c, 0};
+    gemm(path, a, lda, b, ldb, out, ldc, row_begin, row_end, n, k);
+}
+
+void bitnet_gemm_s8_f32(int path, const int8_t *a, size_t lda, const int8_t *b, size_t ldb, float *c, size_t ldc,
+                        int row_begin, int row_end, int n, int k) {
+    Out out = {0, c};
+    gemm(path, a, lda, b, ldb, out, ldc, row_begin, row_end, n, k);
 }

@@ -15,6 +15,9 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "Time on this data directory's batches (and its vocabulary) instead of random tokens.") var data: String?
     @Option(name: .customLong("bench-steps"), parsing: .unconditional, help: "Timed optimizer steps (the median is reported).") var benchSteps: Int = 9
     @Flag(help: "Print one JSON object.") var json = false
+    @Flag(name: .customLong("int8-products"),
+          help: "Time the model's forward product shapes on each int8 path this CPU has against sgemm, instead of training.")
+    var int8Products = false
 
     func validate() throws {
         if benchSteps <= 0 { throw ValidationError("--bench-steps must be positive, got \(benchSteps)") }
@@ -27,6 +30,16 @@ struct BenchCommand: ParsableCommand {
             let config = try options.runConfig(vocabSize: dataset?.meta.vocabSize)
             try dataset?.check(context: config.model.context)
             let threads = Parallel.cores
+            if int8Products {
+                for t in Benchmark.integerProducts(config: config) {
+                    let best = t.integer.max { $0.gops < $1.gops }
+                    let line = String(format: "%d x %d -> %d: sgemm %.1f GFLOP/s; ", t.rows, t.inFeatures, t.outFeatures, t.sgemmGflops)
+                        + t.integer.map { String(format: "%@ %.1f GOP/s", $0.path, $0.gops) }.joined(separator: ", ")
+                        + (best.map { String(format: " (best %.2fx sgemm)", $0.gops / t.sgemmGflops) } ?? "")
+                    try printLine(line + ", \(threads) thread(s)")
+                }
+                return
+            }
             if !json { log("measuring the sgemm peak with \(threads) thread(s)...") }
             let peak = Benchmark.sgemmPeak()
             if !json {

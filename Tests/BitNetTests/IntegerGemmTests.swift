@@ -36,14 +36,16 @@ import Testing
                 let half = m / 2
                 bitnet_gemm_s8(path.id, a, lda, b, ldb, &c, ldc, 0, Int32(half), Int32(n), Int32(k))
                 bitnet_gemm_s8(path.id, a, lda, b, ldb, &c, ldc, Int32(half), Int32(m), Int32(n), Int32(k))
+                var f = [Float](repeating: -7, count: m * ldc)
+                bitnet_gemm_s8_f32(path.id, a, lda, b, ldb, &f, ldc, 0, Int32(m), Int32(n), Int32(k))
                 var wrong = 0
                 for i in 0..<m {
                     for j in 0..<n {
                         var s: Int32 = 0
                         for p in 0..<k { s += Int32(a[i * lda + p]) * Int32(b[j * ldb + p]) }
-                        if c[i * ldc + j] != s { wrong += 1 }
+                        if c[i * ldc + j] != s || f[i * ldc + j] != Float(s) { wrong += 1 }
                     }
-                    for j in n..<ldc where c[i * ldc + j] != -7 { wrong += 1 }  // nothing written past n
+                    for j in n..<ldc where c[i * ldc + j] != -7 || f[i * ldc + j] != -7 { wrong += 1 }  // nothing written past n
                 }
                 #expect(wrong == 0, "\(path.name) \(m)x\(n)x\(k): \(wrong) outputs wrong")
             }

@@ -183,6 +183,14 @@ import Testing
         let weight = EffectiveWeight(values: wq.pointer, scale: beta)
         BitLinear.forward(out: out.pointer, inp: x.pointer, params: params.pointer, slots: slots, weight: weight,
                           saved: saved, options: options, rows: n, sequenceLength: n, scratchA: a.pointer, scratchB: b.pointer)
+        // The int8 kernel's product gives the same outputs, bit for bit.
+        let codes = (0..<o * i).map { Int8(wq[$0]) }, integerOut = Buffer(n * o)
+        codes.withUnsafeBufferPointer { codes in
+            let integerWeight = EffectiveWeight(values: wq.pointer, scale: beta, codes: codes.baseAddress)
+            BitLinear.forward(out: integerOut.pointer, inp: x.pointer, params: params.pointer, slots: slots, weight: integerWeight,
+                              saved: saved, options: options, rows: n, sequenceLength: n, scratchA: a.pointer, scratchB: b.pointer)
+        }
+        #expect((0..<n * o).allSatisfy { integerOut[$0].bitPattern == out[$0].bitPattern }, "the int8 product differs from sgemm's")
         let dx = Buffer(n * i), dparams = Buffer(layout.totalCount)
         BitLinear.backward(dinp: dx.pointer, dparams: dparams.pointer, dout: dout.pointer, inp: x.pointer,
                            params: params.pointer, slots: slots, weight: weight, saved: saved, options: options,

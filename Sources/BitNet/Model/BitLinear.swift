@@ -2,6 +2,7 @@
 // projection every block uses; in `fp` mode an ordinary linear layer y = x @ W^T.
 
 import BitNetFormat
+import CBitKernels
 
 /// What a quantized BitLinear saves for its backward pass. Shapes: mean, rstd,
 /// gamma [N]; quantized [N, inFeatures] as Int8 (4x smaller than FP32); eta [N], the
@@ -26,9 +27,12 @@ public struct EffectiveWeight {
     public var values: UnsafeMutablePointer<Float>
     public var scale: Float
     public var rowSums: UnsafePointer<Float>?
+    /// W~ as int8, for the integer forward product (nil: the FP32 product).
+    public var codes: UnsafePointer<Int8>?
 
-    public init(values: UnsafeMutablePointer<Float>, scale: Float, rowSums: UnsafePointer<Float>? = nil) {
-        (self.values, self.scale, self.rowSums) = (values, scale, rowSums)
+    public init(values: UnsafeMutablePointer<Float>, scale: Float, rowSums: UnsafePointer<Float>? = nil,
+                codes: UnsafePointer<Int8>? = nil) {
+        (self.values, self.scale, self.rowSums, self.codes) = (values, scale, rowSums, codes)
     }
 }
 
@@ -65,9 +69,15 @@ public enum BitLinear {
         let quantized = scratchB
         quantizeInput(quantized: quantized, normed: scratchA, saved: saved, inp: inp, gain: params + sub.gain,
                       bias: sub.bias.map { params + $0 }, rows: n, sequenceLength: t, width: i, options: options)
-        // Integer-valued operands: the FP32 sums are exact (|sum| <= 127 * I < 2^24), so
-        // this equals the runtime's integer accumulator before the one rescale per output.
-        Matmul.forward(out, quantized, weight.values, rows: n, inFeatures: i, outFeatures: o)
+        // Integer-valued operands: the FP32 sums are exact (|sum| <= 254 * I < 2^24), so
+        // this equals the runtime's integer accumulator before the one rescale per output,
+        // whether the int8 kernel or FP32 sgemm computes it.
+        if let codes = weight.codes {
+            productOnIntegers(out, saved: saved, codes: codes, rowSums: options.unsigned ? weight.rowSums : nil,
+                              rows: n, inFeatures: i, outFeatures: o)
+        } else {
+            Matmul.forward(out, quantized, weight.values, rows: n, inFeatures: i, outFeatures: o)
+        }
         if options.unsigned, let eta = saved.eta, let rowSums = weight.rowSums {
             rescaleRowsUnsigned(out, gamma: saved.gamma, eta: eta, weightScale: weight.scale, rowSums: rowSums, rows: n, width: o)
         } else {
@@ -118,6 +128,26 @@ public enum BitLinear {
             Quantizers.shareSequenceMaximum(saved.gamma, rows: n, sequenceLength: t)
             Quantizers.quantizeActivations(out: quantized, saved: saved.quantized, inp: normed, gamma: saved.gamma,
                                            rows: n, width: c)
+        }
+    }
+
+    /// The int8 path this CPU runs fastest.
+    static let integerPath = Int32(bitnet_s8_best_path())
+
+    /// out[n, o] = X~ W~^T on the int8 kernel, rows split over the cores: the saved int8
+    /// activation codes against W~'s. Unsigned codes are saved as q - offset, so the
+    /// offset times each row's sum of W~ is added back (still exact integers).
+    static func productOnIntegers(_ out: UnsafeMutablePointer<Float>, saved: BitLinearSaved, codes: UnsafePointer<Int8>,
+                                  rowSums: UnsafePointer<Float>?, rows n: Int, inFeatures i: Int, outFeatures o: Int) {
+        let x = UnsafePointer(saved.quantized), path = integerPath
+        Parallel.forRanges(n, workPerItem: i * o) { rows in
+            bitnet_gemm_s8_f32(path, x, i, codes, i, out, o, Int32(rows.lowerBound), Int32(rows.upperBound), Int32(o), Int32(i))
+            guard let rowSums else { return }
+            let offset = Float(ActivationRange.unsignedOffset)
+            for r in rows {
+                let y = out + r * o
+                for j in 0..<o { y[j] += offset * rowSums[j] }
+            }
         }
     }
 

@@ -18,8 +18,10 @@ public final class Transformer {
         set { options.activationBits = newValue }
     }
 
-    /// W~ of every BitLinear (integer-valued floats) in the quantized modes, and beta.
+    /// W~ of every BitLinear (integer-valued floats) in the quantized modes, and beta;
+    /// `codes` holds the same values as int8 for the integer forward product.
     private let quantized: UnsafeMutablePointer<Float>
+    private let codes: UnsafeMutablePointer<Int8>
     private let quantizedOffsets: [Int]
     /// Per BitLinear: whether its input takes unsigned codes, and then where its rows'
     /// sums of W~ start in `rowSums`.
@@ -56,6 +58,8 @@ public final class Transformer {
         quantizedOffsets = offsets
         quantized = .allocate(capacity: max(total, 1))
         quantized.initialize(repeating: 0, count: max(total, 1))
+        codes = .allocate(capacity: max(total, 1))
+        codes.initialize(repeating: 0, count: max(total, 1))
         weightScales = Array(repeating: 1, count: layout.bitLinears.count)
         let downs = Set(layout.layers.map(\.down.index))
         let unsigned = layout.bitLinears.map { config.usesUnsignedActivations($0, isDownProjection: downs.contains($0.index)) }
@@ -74,6 +78,7 @@ public final class Transformer {
         parameters.deallocate()
         gradients.deallocate()
         quantized.deallocate()
+        codes.deallocate()
         rowSums.deallocate()
     }
 
@@ -138,6 +143,8 @@ public final class Transformer {
             let p = layout.bitLinears[j]
             weightScales[j] = Quantizers.quantizeWeights(config.mode, out: quantized + quantizedOffsets[j],
                                                          weight: parameters + p.weight, count: p.weightCount)
+            let (w, c) = (quantized + quantizedOffsets[j], codes + quantizedOffsets[j])
+            for i in 0..<p.weightCount { c[i] = Int8(truncatingIfNeeded: Int32(w[i])) }  // -1, 0 or +1
         }
         for p in layout.bitLinears where unsignedInputs[p.index] {
             let w = quantized + quantizedOffsets[p.index], sums = rowSums + rowSumOffsets[p.index]
@@ -153,7 +160,8 @@ public final class Transformer {
     func effectiveWeight(_ slots: BitLinearSlots) -> EffectiveWeight {
         if config.mode.isQuantized {
             return EffectiveWeight(values: quantized + quantizedOffsets[slots.index], scale: weightScales[slots.index],
-                                   rowSums: unsignedInputs[slots.index] ? UnsafePointer(rowSums + rowSumOffsets[slots.index]) : nil)
+                                   rowSums: unsignedInputs[slots.index] ? UnsafePointer(rowSums + rowSumOffsets[slots.index]) : nil,
+                                   codes: UnsafePointer(codes + quantizedOffsets[slots.index]))
         }
         return EffectiveWeight(values: parameters + slots.weight, scale: 1)
     }

@@ -1,5 +1,6 @@
 // Training throughput (the trainer's own step, on random tokens or a data directory's
-// batches), and the machine's sgemm peak to compare it with.
+// batches), and the machine's sgemm peak to compare it with; the int8 product against sgemm.
+import CBitKernels
 import Foundation
 
 public enum Benchmark {
@@ -80,5 +81,61 @@ public enum Benchmark {
             return kb * 1024
         }
         return 0
+    }
+}
+
+// MARK: The int8 product against sgemm
+
+extension Benchmark {
+    /// One forward product shape timed on each int8 path and with sgemm, same threads.
+    public struct ProductTiming: Sendable {
+        public var rows: Int, inFeatures: Int, outFeatures: Int
+        /// Giga-operations per second (2 per multiply-add) by path name, best of the runs.
+        public var integer: [(path: String, gops: Double)]
+        public var sgemmGflops: Double
+    }
+
+    public static let integerPathNames = [(Int32(BITNET_S8_SCALAR), "scalar"), (Int32(BITNET_S8_AVX2), "avx2"),
+                                          (Int32(BITNET_S8_AVXVNNI), "avx-vnni"), (Int32(BITNET_S8_AVX512VNNI), "avx512-vnni")]
+
+    /// BitLinear's forward products of `config` (rows = micro-batch x context; each
+    /// distinct projection shape) on every int8 path this CPU has against sgemm on the
+    /// same values as floats, both split over all cores as training splits them.
+    public static func integerProducts(config: RunConfig, seconds: Double = 0.5) -> [ProductTiming] {
+        let n = config.training.microBatchSize * config.model.context
+        let layer = ParameterLayout(config: config.model).layers[0]
+        var shapes: [(Int, Int)] = []
+        for p in layer.projections where !shapes.contains(where: { $0 == (p.inFeatures, p.outFeatures) }) {
+            shapes.append((p.inFeatures, p.outFeatures))
+        }
+        var rng = Xoshiro256(seed: 2)
+        return shapes.map { (i, o) in
+            let x = (0..<n * i).map { _ in Int8(truncatingIfNeeded: rng.below(255) - 127) }
+            let w = (0..<o * i).map { _ in Int8(truncatingIfNeeded: rng.below(3) - 1) }
+            let xf = x.map(Float.init), wf = w.map(Float.init)
+            var out = [Float](repeating: 0, count: n * o)
+            let operations = 2 * Double(n) * Double(i) * Double(o)
+            func rate(_ body: () -> Void) -> Double {
+                body()  // warm-up
+                var best = 0.0
+                let start = Date()
+                repeat {
+                    let t0 = Date()
+                    body()
+                    best = max(best, operations / Date().timeIntervalSince(t0) / 1e9)
+                } while Date().timeIntervalSince(start) < seconds
+                return best
+            }
+            var integer: [(String, Double)] = []
+            for (path, name) in integerPathNames where bitnet_s8_path_supported(path) != 0 {
+                integer.append((name, rate {
+                    Parallel.forRanges(n, workPerItem: i * o) { rows in
+                        bitnet_gemm_s8_f32(path, x, i, w, i, &out, o, Int32(rows.lowerBound), Int32(rows.upperBound), Int32(o), Int32(i))
+                    }
+                }))
+            }
+            let sgemm = rate { Matmul.forward(&out, xf, wf, rows: n, inFeatures: i, outFeatures: o) }
+            return ProductTiming(rows: n, inFeatures: i, outFeatures: o, integer: integer, sgemmGflops: sgemm)
+        }
     }
 }

@@ -70,6 +70,9 @@ int bitnet_s8_best_path(void);
 /// to the scalar one where unsupported.
 void bitnet_gemm_s8(int path, const int8_t *a, size_t lda, const int8_t *b, size_t ldb, int32_t *c, size_t ldc,
                     int row_begin, int row_end, int n, int k);
+/// The same sums written as FP32 (exact while |sum| < 2^24, as BitLinear's are).
+void bitnet_gemm_s8_f32(int path, const int8_t *a, size_t lda, const int8_t *b, size_t ldb, float *c, size_t ldc,
+                        int row_begin, int row_end, int n, int k);
 
 /// 1 when the AVX2 paths are in use (for the benchmark report).
 int bitnet_kernels_use_avx2(void);
