@@ -43,7 +43,7 @@ struct PTQReportCommand: ParsableCommand {
                 ternary: ternary.map { URL(fileURLWithPath: $0) }, data: data, text: text,
                 methods: try parseList(methods, flag: "--methods") { QuantizationMethod(rawValue: $0) },
                 calibrationWindows: calibrationWindows, omniQuant: OmniQuantOptions(epochs: epochs), groupSize: groupSize)
-            let interrupted = InterruptFlag()
+            let interrupted = InterruptFlag(unit: "cell")
             var total = 0
             let results = try PTQReport.run(definition, directory: URL(fileURLWithPath: out), shouldStop: { interrupted.isSet }) { event in
                 switch event {

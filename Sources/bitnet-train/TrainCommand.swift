@@ -137,7 +137,8 @@ final class InterruptFlag: @unchecked Sendable {
     /// The exit status that reports the signal, as shells do.
     var exitStatus: Int32 { 128 + (lock.withLock { received } ?? SIGINT) }
 
-    init() {
+    /// - unit: what finishes before stopping ("step", or "cell" for ptq-report).
+    init(unit: String = "step") {
         for number in [SIGINT, SIGTERM] {
             signal(number, SIG_IGN)
             let s = DispatchSource.makeSignalSource(signal: number, queue: .global())
@@ -148,8 +149,8 @@ final class InterruptFlag: @unchecked Sendable {
                     return self.received != nil
                 }
                 if second { exit(128 + number) }
-                log(number == SIGINT ? "\nstopping after this step (Ctrl-C again to quit at once)"
-                                     : "\nterminated: stopping after this step")
+                log(number == SIGINT ? "\nstopping after this \(unit) (Ctrl-C again to quit at once)"
+                                     : "\nterminated: stopping after this \(unit)")
             }
             s.resume()
             sources.append(s)
