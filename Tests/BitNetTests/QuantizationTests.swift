@@ -340,20 +340,27 @@ import Testing
         }
     }
 
+    /// A tiny fp model whose norm gains and biases are not all ones (a fold must carry
+    /// them), and the generator for the test's further draws.
+    static func modelWithUnevenNorms(_ norm: NormKind, vocabSize: Int, seed: UInt64) -> (Transformer, ModelConfig, Xoshiro256) {
+        var config = Fixtures.tinyRunConfig(mode: .fp, vocabSize: vocabSize).model
+        config.norm = norm
+        let model = Transformer(config: config, batch: 2)
+        model.initializeParameters(seed: seed)
+        var rng = Xoshiro256(seed: seed + 1)
+        for t in model.layout.tensors where t.name.hasSuffix("norm.weight") || t.name.hasSuffix("norm.bias") {
+            for i in 0..<t.count { model.parameters[t.offset + i] = 1 + 0.5 * rng.normal() }
+        }
+        model.parametersDidChange()
+        return (model, config, rng)
+    }
+
     /// SmoothQuant's folding is exact: smoothing without rounding leaves the logits as
     /// they were (to FP32 rounding), with RMSNorm and with LayerNorm (gain and bias).
     @Test(arguments: [NormKind.rms, .layer])
     func smoothingLeavesTheLogitsUnchanged(norm: NormKind) throws {
         let dataset = try TokenDataset(directory: Fixtures.shared.data)
-        var config = Fixtures.tinyRunConfig(mode: .fp, vocabSize: dataset.meta.vocabSize).model
-        config.norm = norm
-        let model = Transformer(config: config, batch: 2)
-        model.initializeParameters(seed: 4)
-        var rng = Xoshiro256(seed: 5)
-        for t in model.layout.tensors where t.name.hasSuffix("norm.weight") || t.name.hasSuffix("norm.bias") {
-            for i in 0..<t.count { model.parameters[t.offset + i] = 1 + 0.5 * rng.normal() }  // not all ones: the fold must carry them
-        }
-        model.parametersDidChange()
+        var (model, config, rng) = Self.modelWithUnevenNorms(norm, vocabSize: dataset.meta.vocabSize, seed: 4)
         let tokens = (0..<2 * config.context).map { _ in Int32(rng.below(config.vocabSize)) }
         func logits() -> [Float] {
             model.forward(tokens: tokens, targets: nil, batch: 2, length: config.context)
@@ -379,15 +386,7 @@ import Testing
     @Test(arguments: [NormKind.rms, .layer])
     func equivalentTransformLeavesTheLogitsUnchanged(norm: NormKind) throws {
         let dataset = try TokenDataset(directory: Fixtures.shared.data)
-        var config = Fixtures.tinyRunConfig(mode: .fp, vocabSize: dataset.meta.vocabSize).model
-        config.norm = norm
-        let model = Transformer(config: config, batch: 2)
-        model.initializeParameters(seed: 6)
-        var rng = Xoshiro256(seed: 7)
-        for t in model.layout.tensors where t.name.hasSuffix("norm.weight") || t.name.hasSuffix("norm.bias") {
-            for i in 0..<t.count { model.parameters[t.offset + i] = 1 + 0.5 * rng.normal() }
-        }
-        model.parametersDidChange()
+        var (model, config, rng) = Self.modelWithUnevenNorms(norm, vocabSize: dataset.meta.vocabSize, seed: 6)
         let tokens = (0..<2 * config.context).map { _ in Int32(rng.below(config.vocabSize)) }
         let targets = (0..<2 * config.context).map { _ in Int32(rng.below(config.vocabSize)) }
         func logits() -> [Float] {
