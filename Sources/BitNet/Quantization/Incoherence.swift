@@ -88,22 +88,7 @@ public struct OrthogonalTransform: Equatable, Sendable {
             }
         }
         if !transpose { mixRows() }
-        // The fast Walsh-Hadamard transform over index a (stride m), normalized.
-        var half = 1
-        while half < p {
-            for start in stride(from: 0, to: p, by: 2 * half) {
-                for a in start..<(start + half) {
-                    for b in 0..<m {
-                        let (u, v) = (x[a * m + b], x[(a + half) * m + b])
-                        x[a * m + b] = u + v
-                        x[(a + half) * m + b] = u - v
-                    }
-                }
-            }
-            half *= 2
-        }
-        let norm = 1 / Float(p).squareRoot()
-        if p > 1 { for i in 0..<size { x[i] *= norm } }
+        WalshHadamard.transform(x, length: p, interleave: m)  // over index a, for each b
         if transpose {
             mixRows()
             for i in 0..<size { x[i] *= signs[i] }

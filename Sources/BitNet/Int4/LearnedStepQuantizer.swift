@@ -1,0 +1,49 @@
+// LSQ (Esser et al. 2020, "Learned Step Size Quantization"), the INT4 quantizer of
+// "Training Transformers with 4-bit Integers" (Xi et al. 2023): a tensor's values
+// become integers in [-8, 7] times a step s that is itself learned:
+//   q(x) = clamp(round(x / s), -8, 7) s.
+// Backward (straight-through): dq/dx = 1 inside the range, 0 where clamped;
+// dq/ds = round(x / s) - x / s inside, the clamped level outside; the step's gradient
+// is scaled by g = 1 / sqrt(count * 7), LSQ's rule for keeping the step's updates in
+// proportion to the weights' whatever the tensor's size.
+import Foundation
+
+enum LearnedStepQuantizer {
+    static let lowest: Float = -8, highest: Float = 7
+
+    /// out = q(x) (dequantized), codes = the integers (INT4 values in int8 lanes).
+    static func forward(_ x: UnsafePointer<Float>, count: Int, step s: Float, out: UnsafeMutablePointer<Float>,
+                        codes: UnsafeMutablePointer<Int8>?) {
+        let inverse = 1 / s
+        for i in 0..<count {
+            let k = min(max((x[i] * inverse).rounded(.toNearestOrEven), lowest), highest)
+            out[i] = k * s
+            codes?[i] = Int8(k)
+        }
+    }
+
+    /// dx = dout where x is inside the range (0 elsewhere); returns dL/ds, LSQ-scaled.
+    static func backward(_ x: UnsafePointer<Float>, count: Int, step s: Float, dout: UnsafePointer<Float>,
+                         dx: UnsafeMutablePointer<Float>) -> Float {
+        let inverse = 1 / s
+        var ds: Double = 0
+        for i in 0..<count {
+            let v = x[i] * inverse, k = v.rounded(.toNearestOrEven)
+            if k < lowest || k > highest {
+                dx[i] = 0
+                ds += Double(dout[i] * (k < lowest ? lowest : highest))
+            } else {
+                dx[i] = dout[i]
+                ds += Double(dout[i] * (k - v))
+            }
+        }
+        return Float(ds) / (Float(count) * highest).squareRoot()
+    }
+
+    /// LSQ's initial step: 2 mean |x| / sqrt(7).
+    static func initialStep(_ x: UnsafePointer<Float>, count: Int) -> Float {
+        var sum: Double = 0
+        for i in 0..<count { sum += Double(abs(x[i])) }
+        return max(Float(2 * sum / Double(max(count, 1))) / highest.squareRoot(), 1e-8)
+    }
+}

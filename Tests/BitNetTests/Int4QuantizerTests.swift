@@ -1,0 +1,89 @@
+// INT4 training's quantizers (issue 12): the block-diagonal Walsh-Hadamard transform
+// against the dense Sylvester matrix and its own inverse; the Hadamard quantizer's error
+// below plain INT4's with planted outlier columns; LSQ's step gradient against finite
+// differences of its straight-through surrogate.
+import Foundation
+import Testing
+@testable import BitNet
+
+@Suite struct Int4QuantizerTests {
+    @Test(arguments: [1, 2, 8, 32])
+    func blockHadamardEqualsTheDenseMatrixAndInvertsItself(block: Int) {
+        var rng = Xoshiro256(seed: UInt64(60 + block))
+        let (rows, width) = (3, 64)
+        let x = (0..<rows * width).map { _ in rng.normal() }
+        var y = x
+        WalshHadamard.blockDiagonal(&y, rows: rows, width: width, block: block)
+        var worst: Float = 0
+        for r in 0..<rows {
+            for c in 0..<width {
+                let start = c / block * block
+                var expected = 0.0
+                for k in start..<(start + block) {
+                    let sign: Double = ((c - start) & (k - start)).nonzeroBitCount % 2 == 0 ? 1 : -1
+                    expected += sign * Double(x[r * width + k])
+                }
+                expected /= Double(block).squareRoot()
+                worst = max(worst, abs(Float(expected) - y[r * width + c]))
+            }
+        }
+        #expect(worst < 1e-5, "block \(block): differs from the dense transform by \(worst)")
+        WalshHadamard.blockDiagonal(&y, rows: rows, width: width, block: block)
+        #expect(zip(x, y).allSatisfy { abs($0 - $1) < 1e-5 }, "block \(block): H H x is not x")
+    }
+
+    /// With two outlier columns 40x the rest, INT4 after the Hadamard transform (back in
+    /// the original basis) reconstructs X with a smaller error than INT4 of X itself,
+    /// each at its own best step.
+    @Test func hadamardQuantizerBeatsPlainInt4OnOutliers() {
+        var rng = Xoshiro256(seed: 63)
+        let (rows, width) = (64, 128)
+        var x = (0..<rows * width).map { _ in rng.normal() }
+        for r in 0..<rows { for c in [5, 77] { x[r * width + c] *= 40 } }
+        func error(_ y: [Float]) -> Double { zip(x, y).reduce(0) { $0 + Double(($1.0 - $1.1) * ($1.0 - $1.1)) } }
+        let steps = (1...400).map { Float($0) * 0.05 }
+        var plain = Double.infinity, hadamard = Double.infinity
+        let hq = HadamardQuantizer(block: 32)
+        for s in steps {
+            var out = [Float](repeating: 0, count: x.count)
+            LearnedStepQuantizer.forward(x, count: x.count, step: s, out: &out, codes: nil)
+            plain = min(plain, error(out))
+            var transformed = out, dequantized = out
+            hq.quantize(x, rows: rows, width: width, step: s, transformed: &transformed, dequantized: &dequantized, codes: nil)
+            hq.restore(&dequantized, rows: rows, width: width)
+            hadamard = min(hadamard, error(dequantized))
+        }
+        #expect(hadamard < 0.5 * plain, "HQ error \(hadamard) against plain INT4 \(plain)")
+    }
+
+    /// LSQ's dL/ds for L = sum (q(x) - t)^2 against a central difference of the
+    /// straight-through surrogate: s round(x / s) with round(x / s) - x / s frozen at s0
+    /// inside the range and the clamped level outside, times LSQ's gradient scale.
+    @Test func stepGradientMatchesFiniteDifferences() {
+        var rng = Xoshiro256(seed: 64)
+        let count = 500
+        let x = (0..<count).map { _ in rng.normal() * 2 }, t = (0..<count).map { _ in rng.normal() }
+        let s0: Float = 0.3  // x / s reaches past [-8, 7]: both clamps occur
+        var out = [Float](repeating: 0, count: count)
+        LearnedStepQuantizer.forward(x, count: count, step: s0, out: &out, codes: nil)
+        let dout = (0..<count).map { 2 * (out[$0] - t[$0]) }
+        var dx = [Float](repeating: 0, count: count)
+        let ds = LearnedStepQuantizer.backward(x, count: count, step: s0, dout: dout, dx: &dx)
+        #expect(x.contains { $0 / s0 > 7.5 } && x.contains { $0 / s0 < -8.5 })
+        func surrogate(_ s: Double) -> Double {
+            (0..<count).reduce(0.0) { sum, i in
+                let v = Double(x[i]) / Double(s0), k = v.rounded(.toNearestOrEven)
+                let q = k < -8 || k > 7 ? s * min(max(k, -8), 7) : Double(x[i]) + s * (k - v)
+                return sum + (q - Double(t[i])) * (q - Double(t[i]))
+            }
+        }
+        let h = 1e-4
+        let numeric = (surrogate(Double(s0) + h) - surrogate(Double(s0) - h)) / (2 * h) / (Double(count) * 7).squareRoot()
+        #expect(abs(Double(ds) - numeric) < 1e-3 * abs(numeric) + 1e-6, "LSQ gradient \(ds), finite differences \(numeric)")
+        // dx passes inside the range only.
+        for i in 0..<count {
+            let k = (x[i] / s0).rounded(.toNearestOrEven)
+            #expect(dx[i] == (k < -8 || k > 7 ? 0 : dout[i]))
+        }
+    }
+}
