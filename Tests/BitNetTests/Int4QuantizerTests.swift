@@ -87,3 +87,79 @@ import Testing
         }
     }
 }
+
+/// Leverage-score sampling and bit splitting (the INT4 backward).
+@Suite struct LeverageScoreSamplingTests {
+    /// A structurally sparse gradient: 6 of 96 token rows carry almost all of it.
+    static func sparseProduct(seed: UInt64) -> (g: [Float], x: [Float], rows: Int, out: Int, width: Int) {
+        var rng = Xoshiro256(seed: seed)
+        let (rows, out, width) = (96, 12, 10)
+        var g = (0..<rows * out).map { _ in rng.normal() * 0.01 }
+        for r in [3, 17, 40, 41, 70, 95] { for j in 0..<out { g[r * out + j] = rng.normal() * (1 + Float(r % 5)) } }
+        let x = (0..<rows * width).map { _ in rng.normal() }
+        return (g, x, rows, out, width)
+    }
+
+    /// G^T X from the sampled rows, each divided by its probability.
+    static func estimate(_ s: (g: [Float], x: [Float], rows: Int, out: Int, width: Int), kept: [(row: Int, weight: Float)]) -> [Double] {
+        var e = [Double](repeating: 0, count: s.out * s.width)
+        for (r, w) in kept {
+            for j in 0..<s.out { for c in 0..<s.width { e[j * s.width + c] += Double(w * s.g[r * s.out + j] * s.x[r * s.width + c]) } }
+        }
+        return e
+    }
+
+    static func scores(_ s: (g: [Float], x: [Float], rows: Int, out: Int, width: Int)) -> [Float] {
+        (0..<s.rows).map { r in
+            let gn = (0..<s.out).reduce(Float(0)) { $0 + s.g[r * s.out + $1] * s.g[r * s.out + $1] }.squareRoot()
+            let xn = (0..<s.width).reduce(Float(0)) { $0 + s.x[r * s.width + $1] * s.x[r * s.width + $1] }.squareRoot()
+            return gn * xn
+        }
+    }
+
+    @Test func probabilitiesSumToTheBudgetAndFollowTheScores() {
+        let p = LeverageScoreSampling.probabilities(scores: [10, 5, 1, 1, 1, 0, 2], budget: 3)
+        #expect(abs(p.reduce(0, +) - 3) < 1e-5 && p[0] == 1 && p[5] == 0, "\(p)")
+        #expect(abs(p[1] / p[2] - 5) < 1e-4 && abs(p[6] / p[2] - 2) < 1e-4, "\(p)")
+        #expect(LeverageScoreSampling.probabilities(scores: [1, 2, 0], budget: 5) == [1, 1, 0])
+    }
+
+    /// Unbiased: the mean of T sampled estimates approaches G^T X, its error shrinking
+    /// like 1 / sqrt(T); and with the same budget its variance is below uniform sampling's.
+    @Test func samplingIsUnbiasedAndBeatsUniform() {
+        let s = Self.sparseProduct(seed: 71)
+        let exact = Self.estimate(s, kept: (0..<s.rows).map { ($0, 1) })
+        let budget = 24.0
+        let leverage = LeverageScoreSampling.probabilities(scores: Self.scores(s), budget: budget)
+        let uniform = [Float](repeating: Float(budget / Double(s.rows)), count: s.rows)
+        var rng = Xoshiro256(seed: 72)
+        func meanError(_ p: [Float], trials: Int) -> (bias: Double, variance: Double) {
+            var sum = [Double](repeating: 0, count: exact.count), squared = 0.0
+            for _ in 0..<trials {
+                let e = Self.estimate(s, kept: LeverageScoreSampling.sample(p, rng: &rng))
+                for k in e.indices { sum[k] += e[k] }
+                squared += zip(e, exact).reduce(0) { $0 + ($1.0 - $1.1) * ($1.0 - $1.1) }
+            }
+            let bias = zip(sum, exact).reduce(0.0) { $0 + ($1.0 / Double(trials) - $1.1) * ($1.0 / Double(trials) - $1.1) }.squareRoot()
+            return (bias, squared / Double(trials))
+        }
+        let norm = exact.reduce(0) { $0 + $1 * $1 }.squareRoot()
+        let short = meanError(leverage, trials: 25), long = meanError(leverage, trials: 1600)
+        #expect(long.bias < 0.05 * norm, "the mean of 1600 estimates is \(long.bias) from G^T X (norm \(norm))")
+        #expect(long.bias < 0.35 * short.bias, "error after 1600 trials \(long.bias), after 25 \(short.bias): not ~1/sqrt(T)")
+        let uniformVariance = meanError(uniform, trials: 400).variance
+        #expect(long.variance < 0.5 * uniformVariance, "leverage variance \(long.variance), uniform \(uniformVariance)")
+    }
+
+    @Test func bitSplittingCarriesAboutEightBits() {
+        var rng = Xoshiro256(seed: 73)
+        let g = (0..<200).map { _ in rng.normal() * 3 }
+        var hi = [Int8](repeating: 0, count: g.count), lo = hi
+        let (high, low) = LeverageScoreSampling.splitBits(g, count: g.count, hi: &hi, lo: &lo)
+        #expect(hi.allSatisfy { (-8...7).contains($0) } && lo.allSatisfy { (-8...7).contains($0) })
+        for i in g.indices {
+            let back = high * Float(hi[i]) + low * Float(lo[i])
+            #expect(abs(back - g[i]) <= low / 2 * 1.001, "\(g[i]) -> \(back)")
+        }
+    }
+}

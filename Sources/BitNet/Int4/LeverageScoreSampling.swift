@@ -1,0 +1,58 @@
+// The backward half of "Training Transformers with 4-bit Integers" (Xi et al. 2023):
+// output gradients are structurally sparse (a few tokens carry almost all of it), so
+// their INT4 budget goes to the rows that matter.
+//   Bit splitting: a gradient row g is held as two INT4 rows, g ~ s_hi hi + s_lo lo,
+//   hi = round(g / s_hi) in [-8, 7] and lo the residual at a step 15x finer, so the
+//   pair carries about 8 bits; the rows double.
+//   Leverage-score sampling: a product sum_i a_i^T b_i over rows i (the weight gradient
+//   G^T X, or the rows of the activation gradient) keeps row i with probability p_i
+//   proportional to its score ||a_i|| ||b_i|| (capped at 1, scaled so the p_i sum to the
+//   budget) and divides it by p_i: unbiased, with the smallest variance a row-sampling
+//   estimator of this kind can have (Drineas, Kannan, Mahoney 2006).
+import Foundation
+
+enum LeverageScoreSampling {
+    /// p_i = min(1, c score_i) with c such that sum p_i = budget (fewer when fewer rows
+    /// have a non-zero score); rows with score 0 get 0.
+    static func probabilities(scores: [Float], budget: Double) -> [Float] {
+        let positive = scores.filter { $0 > 0 }.count
+        guard positive > 0 else { return scores.map { _ in 0 } }
+        if budget >= Double(positive) { return scores.map { $0 > 0 ? 1 : 0 } }
+        // Water-filling: the largest scores saturate at 1, the rest share what is left.
+        let order = scores.indices.sorted { scores[$0] > scores[$1] }
+        var saturated = 0, rest = scores.reduce(0.0) { $0 + Double($1) }
+        var c = budget / rest
+        while saturated < order.count, Double(scores[order[saturated]]) * c >= 1 {
+            rest -= Double(scores[order[saturated]])
+            saturated += 1
+            c = (budget - Double(saturated)) / rest
+        }
+        return scores.map { Float(min(1, max(0, Double($0) * c))) }
+    }
+
+    /// Independent keep/drop draws: the kept rows with their weights 1 / p_i.
+    static func sample(_ p: [Float], rng: inout Xoshiro256) -> [(row: Int, weight: Float)] {
+        p.indices.compactMap { i in p[i] > 0 && rng.uniform() < p[i] ? (i, 1 / p[i]) : nil }
+    }
+
+    /// A row as two INT4 rows: hi = round(g / s_hi) and lo = round((g - s_hi hi) / s_lo),
+    /// s_hi = max |g| / 7, s_lo = s_hi / 15: the residual is within s_hi / 2 = 7.5 s_lo,
+    /// so lo's 16 levels hold it to half a step.
+    static func splitBits(_ g: UnsafePointer<Float>, count: Int, hi: UnsafeMutablePointer<Int8>,
+                          lo: UnsafeMutablePointer<Int8>) -> (high: Float, low: Float) {
+        var largest: Float = 0
+        for i in 0..<count { largest = max(largest, abs(g[i])) }
+        guard largest > 0 else {
+            hi.update(repeating: 0, count: count)
+            lo.update(repeating: 0, count: count)
+            return (1, 1)
+        }
+        let high = largest / 7, low = high / 15
+        for i in 0..<count {
+            let h = min(max((g[i] / high).rounded(.toNearestOrEven), -8), 7)
+            hi[i] = Int8(h)
+            lo[i] = Int8(min(max(((g[i] - h * high) / low).rounded(.toNearestOrEven), -8), 7))
+        }
+        return (high, low)
+    }
+}
