@@ -174,6 +174,7 @@ struct BitNetRun: ParsableCommand {
                            + "exceed the context of \(m.context)")
         }
         let c = m.config
+        log("machine: \(Machine.description)")
         log("bench: \(model): \(c.ternary ? "ternary" : "binary"), d\(c.dim), \(c.layers) layers, ffn \(c.ffnDim), vocab \(c.vocabSize); "
             + "\(m.threads) thread(s), \(RuntimeBenchmark.kernel) kernels, \(kvCache.rawValue) KV cache; -p \(promptTokens) -n \(genTokens), \(repetitions) repetitions")
         let r = RuntimeBenchmark.run(model: m, promptTokens: promptTokens, genTokens: genTokens, repetitions: repetitions,
@@ -184,7 +185,8 @@ struct BitNetRun: ParsableCommand {
         let bound = bandwidth.map { $0 / Double(bytesPerToken) }
         if json {
             var object: [String: Any] = [
-                "model": model, "threads": m.threads, "kernel": RuntimeBenchmark.kernel, "kv_cache": kvCache.rawValue,
+                "model": model, "machine": Machine.description, "threads": m.threads, "kernel": RuntimeBenchmark.kernel,
+                "kv_cache": kvCache.rawValue,
                 "prompt_tokens": promptTokens, "gen_tokens": genTokens, "repetitions": repetitions,
                 "prompt_tokens_per_second": r.promptTokensPerSecond, "gen_tokens_per_second": r.genTokensPerSecond,
                 "prompt_tokens_per_second_range": [r.promptRange.lowerBound, r.promptRange.upperBound],

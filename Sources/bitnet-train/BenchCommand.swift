@@ -31,6 +31,7 @@ struct BenchCommand: ParsableCommand {
             try dataset?.check(context: config.model.context)
             let threads = Parallel.cores
             if int8Products {
+                log("machine: \(Machine.description)")
                 for t in Benchmark.integerProducts(config: config) {
                     let best = t.integer.max { $0.gops < $1.gops }
                     let line = String(format: "%d x %d -> %d: sgemm %.1f GFLOP/s; ", t.rows, t.inFeatures, t.outFeatures, t.sgemmGflops)
@@ -40,6 +41,7 @@ struct BenchCommand: ParsableCommand {
                 }
                 return
             }
+            if !json { log("machine: \(Machine.description)") }
             if !json { log("measuring the sgemm peak with \(threads) thread(s)...") }
             let peak = Benchmark.sgemmPeak()
             if !json {
@@ -50,7 +52,7 @@ struct BenchCommand: ParsableCommand {
             let m = config.model
             if json {
                 let fields: [String] = [
-                    "\"mode\":\"\(m.mode.rawValue)\"", "\"dim\":\(m.dim)", "\"layers\":\(m.layers)", "\"heads\":\(m.heads)",
+                    "\"mode\":\"\(m.mode.rawValue)\"", "\"machine\":\(Machine.json)", "\"dim\":\(m.dim)", "\"layers\":\(m.layers)", "\"heads\":\(m.heads)",
                     "\"ffn_dim\":\(m.ffnDim)", "\"ffn_activation\":\"\(m.ffnActivation.rawValue)\"", "\"context\":\(m.context)",
                     "\"batch\":\(config.training.batchSize)", "\"vocab_size\":\(m.vocabSize)",
                     "\"parameters\":\(m.totalParameters)", "\"threads\":\(threads)",
