@@ -59,4 +59,24 @@ import Testing
         #expect(ran.contains("scalar") && ran.contains("AVX2"), "ran \(ran)")
         #expect(bitnet_s8_best_path() == Self.paths.last { bitnet_s8_path_supported($0.id) != 0 }?.id)
     }
+
+    /// The three products of a training step (forward X W^T, activation gradient G W,
+    /// weight gradient G^T X) on the best path, split over the cores, against naive sums.
+    @Test func threeLayoutsEqualNaiveProducts() {
+        var rng = Xoshiro256(seed: 52)
+        for (n, i, o) in [(1, 1, 1), (7, 33, 5), (64, 100, 48), (130, 17, 70)] {
+            let x = Self.values(n * i, rng: &rng), w = Self.values(o * i, rng: &rng), g = Self.values(n * o, rng: &rng)
+            var y = [Int32](repeating: 0, count: n * o), dx = [Int32](repeating: 0, count: n * i), dw = [Int32](repeating: 0, count: o * i)
+            var s1 = [Int8](repeating: 0, count: o * n), s2 = [Int8](repeating: 0, count: i * max(n, o))
+            IntegerMatmul.forward(&y, x, w, rows: n, inFeatures: i, outFeatures: o)
+            IntegerMatmul.backwardInput(&dx, g, w, rows: n, inFeatures: i, outFeatures: o, scratch: &s2)
+            IntegerMatmul.backwardWeight(&dw, g, x, rows: n, inFeatures: i, outFeatures: o, scratchG: &s1, scratchX: &s2)
+            func sum(_ count: Int, _ term: (Int) -> Int32) -> Int32 { (0..<count).reduce(0) { $0 + term($1) } }
+            let forwardWrong = (0..<n * o).filter { k in y[k] != sum(i) { Int32(x[k / o * i + $0]) * Int32(w[k % o * i + $0]) } }.count
+            let inputWrong = (0..<n * i).filter { k in dx[k] != sum(o) { Int32(g[k / i * o + $0]) * Int32(w[$0 * i + k % i]) } }.count
+            let weightWrong = (0..<o * i).filter { k in dw[k] != sum(n) { Int32(g[$0 * o + k / i]) * Int32(x[$0 * i + k % i]) } }.count
+            #expect(forwardWrong == 0 && inputWrong == 0 && weightWrong == 0,
+                    "\(n)x\(i)->\(o): wrong outputs \(forwardWrong) (X W^T), \(inputWrong) (G W), \(weightWrong) (G^T X)")
+        }
+    }
 }

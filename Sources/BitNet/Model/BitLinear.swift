@@ -2,7 +2,6 @@
 // projection every block uses; in `fp` mode an ordinary linear layer y = x @ W^T.
 
 import BitNetFormat
-import CBitKernels
 
 /// What a quantized BitLinear saves for its backward pass. Shapes: mean, rstd,
 /// gamma [N]; quantized [N, inFeatures] as Int8 (4x smaller than FP32); eta [N], the
@@ -131,19 +130,15 @@ public enum BitLinear {
         }
     }
 
-    /// The int8 path this CPU runs fastest.
-    static let integerPath = Int32(bitnet_s8_best_path())
-
     /// out[n, o] = X~ W~^T on the int8 kernel, rows split over the cores: the saved int8
     /// activation codes against W~'s. Unsigned codes are saved as q - offset, so the
     /// offset times each row's sum of W~ is added back (still exact integers).
     static func productOnIntegers(_ out: UnsafeMutablePointer<Float>, saved: BitLinearSaved, codes: UnsafePointer<Int8>,
                                   rowSums: UnsafePointer<Float>?, rows n: Int, inFeatures i: Int, outFeatures o: Int) {
-        let x = UnsafePointer(saved.quantized), path = integerPath
-        Parallel.forRanges(n, workPerItem: i * o) { rows in
-            bitnet_gemm_s8_f32(path, x, i, codes, i, out, o, Int32(rows.lowerBound), Int32(rows.upperBound), Int32(o), Int32(i))
-            guard let rowSums else { return }
-            let offset = Float(ActivationRange.unsignedOffset)
+        IntegerMatmul.forward(out, saved.quantized, codes, rows: n, inFeatures: i, outFeatures: o)
+        guard let rowSums else { return }
+        let offset = Float(ActivationRange.unsignedOffset)
+        Parallel.forRanges(n, workPerItem: o) { rows in
             for r in rows {
                 let y = out + r * o
                 for j in 0..<o { y[j] += offset * rowSums[j] }
