@@ -27,22 +27,30 @@ static inline void put(Out c, size_t index, int32_t v) {
     else c.i32[index] = v;
 }
 
-int bitnet_s8_path_supported(int path) {
+static int cpu_supports(int path) {
     switch (path) {
     case BITNET_S8_SCALAR: return 1;
 #ifdef BITNET_X86
-    case BITNET_S8_AVX2:
-        __builtin_cpu_init();
-        return __builtin_cpu_supports("avx2");
-    case BITNET_S8_AVXVNNI:
-        __builtin_cpu_init();
-        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("avxvnni");
+    case BITNET_S8_AVX2: return __builtin_cpu_supports("avx2");
+    case BITNET_S8_AVXVNNI: return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("avxvnni");
     case BITNET_S8_AVX512VNNI:
-        __builtin_cpu_init();
         return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vnni");
 #endif
     default: return 0;
     }
+}
+
+int bitnet_s8_path_supported(int path) {
+    // Asked once per path: the answer is read on every product.
+    static int known[BITNET_S8_AVX512VNNI + 1] = {-1, -1, -1, -1};
+    if (path < BITNET_S8_SCALAR || path > BITNET_S8_AVX512VNNI) return 0;
+    if (known[path] < 0) {
+#ifdef BITNET_X86
+        __builtin_cpu_init();
+#endif
+        known[path] = cpu_supports(path);
+    }
+    return known[path];
 }
 
 int bitnet_s8_best_path(void) {

@@ -103,7 +103,12 @@ public enum PTQReport {
     public static func run(_ d: PTQReportDefinition, directory: URL, shouldStop: () -> Bool = { false },
                            progress: (Event) -> Void = { _ in }) throws -> [PTQResult] {
         let dataset = try TokenDataset(directory: d.data)
-        let fpConfig = try Checkpoint.loadModel(runDirectory: d.fp, batch: 1).1
+        /// A run's config (its checkpoint is read, and checked, when it is first scored below).
+        func config(_ run: URL, flag: String) throws -> RunConfig {
+            guard let config = try RunDirectory(run).readConfig() else { throw BitNetError.file("\(flag) \(run.path): no config.json") }
+            return config
+        }
+        let fpConfig = try config(d.fp, flag: "--fp")
         guard fpConfig.model.mode == .fp else { throw BitNetError.invalid("--fp \(d.fp.path): a \(fpConfig.model.mode.rawValue) run, not fp") }
         guard dataset.meta.vocabSize == fpConfig.model.vocabSize else {
             throw BitNetError.invalid("\(d.data): vocabulary of \(dataset.meta.vocabSize) does not match the fp run's \(fpConfig.model.vocabSize)")
@@ -111,7 +116,7 @@ public enum PTQReport {
         try dataset.check(context: fpConfig.model.context)
         for (flag, run, mode) in [("--bitnet", d.binary, WeightMode.binary), ("--ternary", d.ternary, .ternary)] {
             guard let run else { continue }
-            let config = try Checkpoint.loadModel(runDirectory: run, batch: 1).1
+            let config = try config(run, flag: flag)
             guard config.model.mode == mode else { throw BitNetError.invalid("\(flag) \(run.path): a \(config.model.mode.rawValue) run, not \(mode.rawValue)") }
             guard config.model.vocabSize == fpConfig.model.vocabSize else {
                 throw BitNetError.invalid("\(flag) \(run.path): vocabulary of \(config.model.vocabSize) does not match the fp run's")

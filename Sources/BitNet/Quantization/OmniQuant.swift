@@ -141,7 +141,8 @@ enum OmniQuant {
         @discardableResult
         func apply(_ parameters: [Float]?, model: Transformer, keepCodes: Bool = false, rounding: Bool = true) -> [String: QuantizedMatrix] {
             var result: [String: QuantizedMatrix] = [:]
-            parameters.withUnsafeBufferPointerIfPresent { params in
+            (parameters ?? []).withUnsafeBufferPointer { buffer in
+                let params = parameters == nil ? nil : buffer.baseAddress
                 // Norms: gain / s, bias / s (attention norm: s_attention; ffn norm: s_ffn).
                 for (k, norm) in norms.enumerated() {
                     for c in 0..<dim {
@@ -354,13 +355,5 @@ enum OmniQuant {
         }
         model.postTrainingActivationBits = activationBits
         return (matrices, losses)
-    }
-}
-
-extension Optional where Wrapped == [Float] {
-    /// Calls `body` with a pointer to the array's elements, or nil.
-    func withUnsafeBufferPointerIfPresent<R>(_ body: (UnsafePointer<Float>?) throws -> R) rethrows -> R {
-        guard let array = self else { return try body(nil) }
-        return try array.withUnsafeBufferPointer { try body($0.baseAddress) }
     }
 }
