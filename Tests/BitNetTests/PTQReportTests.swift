@@ -50,4 +50,23 @@ import Testing
         #expect(PTQReport.groupSize(limit: 100, widths: [768, 2048]) == 64)
         #expect(PTQReport.groupSize(limit: 64, widths: [100, 60]) == nil)
     }
+
+    /// Bad runs get one line naming the flag and nothing is scored.
+    @Test func badRunsAreRefusedWithOneLine() throws {
+        let directory = Fixtures.temporaryDirectory("ptq-report-bad")
+        func message(fp: URL, binary: URL?) -> String {
+            let d = PTQReportDefinition(fp: fp, binary: binary, ternary: nil, data: Fixtures.shared.data, text: nil, methods: [.rtn],
+                                        calibrationWindows: 8, omniQuant: OmniQuantOptions(epochs: 1), groupSize: 64)
+            do { _ = try PTQReport.run(d, directory: directory.appendingPathComponent("out")); return "" } catch { return "\(error)" }
+        }
+        let fp = QuantizationTests.fpRun
+        let missing = message(fp: directory.appendingPathComponent("nothing"), binary: nil)
+        #expect(missing.contains("--fp") && missing.contains("no config.json"), "\(missing)")
+        let wrongMode = message(fp: fp, binary: fp)
+        #expect(wrongMode.contains("--bitnet") && wrongMode.contains("a fp run, not binary") && !wrongMode.contains("\n"), "\(wrongMode)")
+        #expect(!FileManager.default.fileExists(atPath: directory.appendingPathComponent("out/results.jsonl").path))
+        let cli = try Fixtures.run(["ptq-report", "--fp", fp.path, "--bitnet", fp.path, "--data", Fixtures.shared.data,
+                                    "--out", directory.appendingPathComponent("cli").path])
+        #expect(cli.status == 1 && cli.stderr.split(separator: "\n").count == 1 && cli.stderr.contains("--bitnet"), "\(cli.stderr)")
+    }
 }
