@@ -59,7 +59,7 @@ struct ExportCommand: ParsableCommand {
                 description = "step \(state.step), \(config.model.mode.rawValue)"
             } else {
                 let run = try options.runConfig(vocabSize: nil), config = run.model
-                guard config.mode.isQuantized else { throw ValidationError("--mode must be binary or ternary for a packed model") }
+                guard config.mode.isBitNet else { throw ValidationError("--mode must be binary or ternary for a packed model") }
                 let tokenizer = try RandomModel.tokenizer(size: config.vocabSize)
                 log("generating \(formatCount(config.totalParameters)) random \(config.mode.rawValue) parameters")
                 try PackedModel.write(config: config, tensors: RandomModel.tensors(config: config, seed: run.training.seed),

@@ -151,15 +151,29 @@ import Testing
         #expect(long.variance < 0.5 * uniformVariance, "leverage variance \(long.variance), uniform \(uniformVariance)")
     }
 
-    @Test func bitSplittingCarriesAboutEightBits() {
+    /// Two INT4 parts hold each value to one low step (max |g| / 98), and the stochastic
+    /// rounding of the low part makes the pair unbiased: the mean of many splits is g.
+    @Test func bitSplittingIsFineAndUnbiased() {
         var rng = Xoshiro256(seed: 73)
         let g = (0..<200).map { _ in rng.normal() * 3 }
         var hi = [Int8](repeating: 0, count: g.count), lo = hi
-        let (high, low) = LeverageScoreSampling.splitBits(g, count: g.count, hi: &hi, lo: &lo)
-        #expect(hi.allSatisfy { (-8...7).contains($0) } && lo.allSatisfy { (-8...7).contains($0) })
-        for i in g.indices {
-            let back = high * Float(hi[i]) + low * Float(lo[i])
-            #expect(abs(back - g[i]) <= low / 2 * 1.001, "\(g[i]) -> \(back)")
+        var mean = [Double](repeating: 0, count: g.count)
+        let trials = 2000
+        var low: Float = 0
+        for _ in 0..<trials {
+            let scales = LeverageScoreSampling.splitBits(g, count: g.count, hi: &hi, lo: &lo, rng: &rng)
+            low = scales.low
+            #expect(hi.allSatisfy { (-7...7).contains($0) } && lo.allSatisfy { (-7...7).contains($0) })
+            for i in g.indices {
+                let back = scales.high * Float(hi[i]) + scales.low * Float(lo[i])
+                #expect(abs(back - g[i]) <= scales.low * 1.001, "\(g[i]) -> \(back)")
+                mean[i] += Double(back) / Double(trials)
+            }
         }
+        let largest = g.map { abs($0) }.max() ?? 0
+        #expect(abs(Double(low) - Double(largest) / 98) < 1e-6)
+        // Each split's error is up to one low step; the mean's falls as 1 / sqrt(trials).
+        let worst = zip(mean, g).map { abs($0 - Double($1)) }.max() ?? 0
+        #expect(worst < 0.1 * Double(low), "mean of \(trials) splits is \(worst) from g (low step \(low))")
     }
 }

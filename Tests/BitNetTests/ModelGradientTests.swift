@@ -67,7 +67,7 @@ import Testing
         model.backward()
         var reference = ReferenceModel(model: model)
         // The quantizers' offsets at this point: the surrogate's value equals the model's here.
-        let offsets = variant.mode.isQuantized ? reference.loss(tokens: tokens, targets: targets, t: t).offsets : nil
+        let offsets = variant.mode.isBitNet ? reference.loss(tokens: tokens, targets: targets, t: t).offsets : nil
         var rng = Xoshiro256(seed: 9)
         for tensor in model.layout.tensors {
             let picks = (0..<min(8, tensor.count)).map { _ in tensor.offset + rng.below(tensor.count) }

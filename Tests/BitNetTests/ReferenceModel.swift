@@ -43,7 +43,7 @@ struct ReferenceModel {
     /// The weight a BitLinear multiplies by: W (fp), W~ beta (quantized), or W + offset.
     func effectiveWeight(_ s: BitLinearSlots, offsets: Offsets?, record: inout Offsets) -> [Double] {
         let w = vector(s.weight, s.weightCount)
-        guard config.mode.isQuantized else { return w }
+        guard config.mode.isBitNet else { return w }
         if let offset = offsets?.weights[s.index] { return zip(w, offset).map { $0 + $1 } }
         let n = Double(w.count), meanAbs = w.reduce(0) { $0 + abs($1) } / n
         let quantized: [Double]
@@ -61,7 +61,7 @@ struct ReferenceModel {
     func linear(_ x: [[Double]], _ s: BitLinearSlots, key: String, t: Int, offsets: Offsets?, record: inout Offsets) -> [[Double]] {
         let w = effectiveWeight(s, offsets: offsets, record: &record)
         var input = x
-        if config.mode.isQuantized, let sub = s.subNorm {
+        if config.mode.isBitNet, let sub = s.subNorm {
             let h = norm(x, sub)
             if let offset = offsets?.activations[key] {
                 input = h.enumerated().map { r, row in row.indices.map { row[$0] + offset[r * row.count + $0] } }

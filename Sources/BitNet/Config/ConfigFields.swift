@@ -10,7 +10,8 @@ extension ModelConfig {
     static let fields: [ConfigField<ModelConfig>] = [
         .init("mode", \.mode, rule: .anyChoice, default: "`binary`",
               help: "Weights of every projection (Q, K, V, attention output, feed-forward): fp (FP32 baseline), "
-                  + "binary (BitNet: Sign of the centred weights) or ternary (BitNet b1.58: absmean {-1, 0, +1})."),
+                  + "binary (BitNet: Sign of the centred weights), ternary (BitNet b1.58: absmean {-1, 0, +1}) or "
+                  + "int4 (INT4 training: Hadamard quantizer forward, bit splitting and leverage-score sampling backward)."),
         .init("vocab_size", \.vocabSize, rule: .range(1...(1 << 24)), default: "from the data",
               help: "Vocabulary size; set by the tokenizer the data was prepared with."),
         .init("dim", \.dim, rule: .range(1...65536), default: "preset", help: "Model width."),
@@ -36,6 +37,12 @@ extension ModelConfig {
               help: "Rotary embedding base frequency."),
         .init("norm_epsilon", \.normEpsilon, rule: ConfigRule("in (0, 1)") { $0 > 0 && $0 < 1 }, default: "1e-05",
               help: "Epsilon inside every norm's square root."),
+        .init("hadamard_block", \.hadamardBlock, rule: ConfigRule("0 or a power of two in [1, 4096]") { $0 >= 0 && $0 <= 4096 && $0 & ($0 - 1) == 0 },
+              default: "0 (auto)", help: "int4: columns per block of the Hadamard quantizer's block-diagonal transform, "
+                  + "dividing dim and ffn_dim; 0: the largest power of two up to 32 that does."),
+        .init("int4_backward", \.int4Backward, rule: .anyChoice, default: "`lss`",
+              help: "int4: backward products with bit splitting and leverage-score sampling on integers (lss), or in "
+                  + "FP32 on the dequantized operands (exact, the paper's ablation)."),
     ]
 }
 
@@ -47,7 +54,7 @@ extension TrainingConfig {
         .init("steps", \.steps, rule: .range(1...(1 << 40)), default: "preset", help: "Optimizer steps."),
         .init("learning_rate", \.learningRate, flag: "--lr",
               rule: ConfigRule("in (0, 1000]") { $0.map { $0 > 0 && $0 <= 1000 } ?? true },
-              default: "1e-3 (`fp`), 3e-3 (quantized)",
+              default: "1e-3 (`fp`, `int4`), 3e-3 (`binary`, `ternary`)",
               help: "Peak learning rate; BitNet trains stably at larger rates than fp (the paper's section 3)."),
         .init("warmup_steps", \.warmupSteps, rule: .nonNegative, default: "preset",
               help: "Linear warm-up steps; when steps is set without it, capped at a tenth of the run."),

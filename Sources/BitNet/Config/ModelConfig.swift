@@ -10,8 +10,22 @@ public enum WeightMode: String, ConfigChoice {
     case binary
     /// BitNet b1.58: absmean ternary weights {-1, 0, +1}, scaled by mean |W|.
     case ternary
+    /// INT4 training (Xi et al. 2023): every projection's three products on 4-bit
+    /// integers, Hadamard quantizer forward, bit splitting and leverage-score sampling
+    /// backward; no SubLN (it is the paper's plain linear layer, quantized).
+    case int4
 
-    public var isQuantized: Bool { self != .fp }
+    /// The BitNet modes: BitLinear with SubLN, int8 activations, 1- or 1.58-bit weights.
+    public var isBitNet: Bool { self == .binary || self == .ternary }
+}
+
+/// How an `int4` projection computes its two backward products.
+public enum Int4Backward: String, ConfigChoice {
+    /// Bit splitting and leverage-score sampling, on the integer kernel (the paper's).
+    case lss
+    /// FP32 products of the output gradient with the dequantized operands (the paper's
+    /// ablation: INT4 forward, full-precision backward).
+    case exact
 }
 
 public enum NormKind: String, ConfigChoice {
@@ -60,6 +74,10 @@ public struct ModelConfig: ConfigTable, Sendable, Equatable {
     /// RoPE base frequency.
     public var ropeTheta: Float = 10000
     public var normEpsilon: Float = 1e-5
+    /// `int4`: columns per block of the Hadamard quantizer (a power of two dividing dim and
+    /// ffn_dim); 0 picks `hadamardBlockSize`'s default.
+    public var hadamardBlock: Int = 0
+    public var int4Backward: Int4Backward = .lss
 
     public init() {}
 
@@ -69,9 +87,18 @@ public struct ModelConfig: ConfigTable, Sendable, Equatable {
 
     public var headDim: Int { dim / heads }
 
+    /// The Hadamard block in use: hadamard_block, or the largest power of two up to 32
+    /// that divides both dim and ffn_dim.
+    public var hadamardBlockSize: Int {
+        if hadamardBlock > 0 { return hadamardBlock }
+        var block = 32
+        while block > 1 && (dim % block != 0 || ffnDim % block != 0) { block /= 2 }
+        return block
+    }
+
     /// Whether the BitLinear at `slots` quantizes its input to the unsigned range.
     public func usesUnsignedActivations(_ slots: BitLinearSlots, isDownProjection: Bool) -> Bool {
-        mode.isQuantized && activationRange.isUnsigned(isDownProjection: isDownProjection,
+        mode.isBitNet && activationRange.isUnsigned(isDownProjection: isDownProjection,
                                                        ffnActivation: ffnActivation.rawValue, norm: norm.rawValue)
     }
 
@@ -82,6 +109,9 @@ public struct ModelConfig: ConfigTable, Sendable, Equatable {
         if dim % heads != 0 { throw BitNetError.field("heads", problem: "(\(heads)) must divide dim (\(dim))") }
         if headDim % 2 != 0 {
             throw BitNetError.field("heads", problem: "must leave an even head size dim/heads for rotary embeddings, got \(dim)/\(heads)")
+        }
+        if mode == .int4 && (dim % hadamardBlockSize != 0 || ffnDim % hadamardBlockSize != 0) {
+            throw BitNetError.field("hadamard_block", problem: "(\(hadamardBlock)) must divide dim (\(dim)) and ffn_dim (\(ffnDim))")
         }
     }
 

@@ -45,7 +45,7 @@ public struct TrainingConfig: ConfigTable, Sendable, Equatable {
     /// BitNet trains stably at larger learning rates than FP (the paper's section 3),
     /// so the quantized modes default higher.
     public static func defaultLearningRate(for mode: WeightMode) -> Float {
-        mode == .fp ? 1e-3 : 3e-3
+        mode.isBitNet ? 3e-3 : 1e-3
     }
 
     public func peakLearningRate(for mode: WeightMode) -> Float {

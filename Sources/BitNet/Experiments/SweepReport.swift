@@ -17,7 +17,7 @@ public struct SweepReport {
         }
     }
 
-    static let modeColors: [WeightMode: String] = [.fp: "#1f77b4", .binary: "#d62728", .ternary: "#2ca02c"]
+    static let modeColors: [WeightMode: String] = [.fp: "#1f77b4", .binary: "#d62728", .ternary: "#2ca02c", .int4: "#9467bd"]
 
     var modes: [WeightMode] { WeightMode.allCases.filter { m in results.contains { $0.mode == m } } }
 

@@ -64,7 +64,7 @@ public enum PackedModel {
     /// embedding (and an untied head) in 16 bits; norms always stay FP32.
     public static func tensors(of model: Transformer, embeddingsAsF16: Bool) throws -> [PackedTensor] {
         let config = model.config
-        guard config.mode.isQuantized else {
+        guard config.mode.isBitNet else {
             throw BitNetError.invalid("export writes packed 1-bit models: this run is in fp mode; train with mode binary or ternary")
         }
         var entries: [PackedTensor] = []

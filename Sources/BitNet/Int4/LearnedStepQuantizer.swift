@@ -22,22 +22,24 @@ enum LearnedStepQuantizer {
         }
     }
 
-    /// dx = dout where x is inside the range (0 elsewhere); returns dL/ds, LSQ-scaled.
+    /// dx = dout where x is inside the range (0 elsewhere); returns dL/ds, LSQ-scaled for
+    /// a tensor of `scaleCount` values (default: `count`; a chunk of a larger tensor
+    /// passes the whole tensor's). dx may be dout.
     static func backward(_ x: UnsafePointer<Float>, count: Int, step s: Float, dout: UnsafePointer<Float>,
-                         dx: UnsafeMutablePointer<Float>) -> Float {
+                         dx: UnsafeMutablePointer<Float>, scaleCount: Int? = nil) -> Float {
         let inverse = 1 / s
         var ds: Double = 0
         for i in 0..<count {
-            let v = x[i] * inverse, k = v.rounded(.toNearestOrEven)
+            let v = x[i] * inverse, k = v.rounded(.toNearestOrEven), d = dout[i]  // read before dx (may alias)
             if k < lowest || k > highest {
                 dx[i] = 0
-                ds += Double(dout[i] * (k < lowest ? lowest : highest))
+                ds += Double(d * (k < lowest ? lowest : highest))
             } else {
-                dx[i] = dout[i]
-                ds += Double(dout[i] * (k - v))
+                dx[i] = d
+                ds += Double(d * (k - v))
             }
         }
-        return Float(ds) / (Float(count) * highest).squareRoot()
+        return Float(ds) / (Float(scaleCount ?? count) * highest).squareRoot()
     }
 
     /// LSQ's initial step: 2 mean |x| / sqrt(7).

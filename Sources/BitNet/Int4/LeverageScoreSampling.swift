@@ -1,9 +1,9 @@
 // The backward half of "Training Transformers with 4-bit Integers" (Xi et al. 2023):
 // output gradients are structurally sparse (a few tokens carry almost all of it), so
 // their INT4 budget goes to the rows that matter.
-//   Bit splitting: a gradient row g is held as two INT4 rows, g ~ s_hi hi + s_lo lo,
-//   hi = round(g / s_hi) in [-8, 7] and lo the residual at a step 15x finer, so the
-//   pair carries about 8 bits; the rows double.
+//   Bit splitting: the gradient is held as two INT4 tensors, g ~ s_hi hi + s_lo lo, hi
+//   rounded to a step of max|g| / 7 and lo the residual at a step 14x finer, so the pair
+//   carries about 7.6 bits; the rows double.
 //   Leverage-score sampling: a product sum_i a_i^T b_i over rows i (the weight gradient
 //   G^T X, or the rows of the activation gradient) keeps row i with probability p_i
 //   proportional to its score ||a_i|| ||b_i|| (capped at 1, scaled so the p_i sum to the
@@ -35,11 +35,13 @@ enum LeverageScoreSampling {
         p.indices.compactMap { i in p[i] > 0 && rng.uniform() < p[i] ? (i, 1 / p[i]) : nil }
     }
 
-    /// A row as two INT4 rows: hi = round(g / s_hi) and lo = round((g - s_hi hi) / s_lo),
-    /// s_hi = max |g| / 7, s_lo = s_hi / 15: the residual is within s_hi / 2 = 7.5 s_lo,
-    /// so lo's 16 levels hold it to half a step.
+    /// A tensor as two INT4 tensors with one step each (so both backward products stay
+    /// integer sums): hi = round(g / s_hi), s_hi = max |g| / 7, and lo the residual at
+    /// s_lo = s_hi / 14, rounded stochastically (floor(v + u), u uniform in [0, 1)) as in
+    /// the paper's reference code, so E[s_hi hi + s_lo lo] = g. The residual is within
+    /// s_hi / 2 = 7 s_lo, so lo stays in [-7, 7] without clipping.
     static func splitBits(_ g: UnsafePointer<Float>, count: Int, hi: UnsafeMutablePointer<Int8>,
-                          lo: UnsafeMutablePointer<Int8>) -> (high: Float, low: Float) {
+                          lo: UnsafeMutablePointer<Int8>, rng: inout Xoshiro256) -> (high: Float, low: Float) {
         var largest: Float = 0
         for i in 0..<count { largest = max(largest, abs(g[i])) }
         guard largest > 0 else {
@@ -47,11 +49,12 @@ enum LeverageScoreSampling {
             lo.update(repeating: 0, count: count)
             return (1, 1)
         }
-        let high = largest / 7, low = high / 15
+        let high = largest / 7, low = high / 14
         for i in 0..<count {
-            let h = min(max((g[i] / high).rounded(.toNearestOrEven), -8), 7)
+            let h = min(max((g[i] / high).rounded(.toNearestOrEven), -7), 7)
             hi[i] = Int8(h)
-            lo[i] = Int8(min(max(((g[i] - h * high) / low).rounded(.toNearestOrEven), -8), 7))
+            let v = (g[i] - h * high) / low
+            lo[i] = Int8(min(max((v + rng.uniform()).rounded(.down), -7), 7))
         }
         return (high, low)
     }

@@ -101,7 +101,7 @@ public struct ActivationViews {
             let up = large[9], gate = gated ? large[10] : up, hidden = large[large.count - 1]
             let anm = f.take(n), anr = f.take(n), fnm = f.take(n), fnr = f.take(n)
             var saved: [BitLinearSaved] = []
-            if config.mode.isQuantized {
+            if config.mode.isBitNet {
                 for p in layout.layers[l].projections {
                     let unsigned = config.usesUnsignedActivations(p, isDownProjection: p.index == layout.layers[l].down.index)
                     saved.append(BitLinearSaved(mean: f.take(n), rstd: f.take(n), gamma: f.take(n),

@@ -56,7 +56,7 @@ public enum BitLinear {
         rows n: Int, sequenceLength t: Int, scratchA: UnsafeMutablePointer<Float>, scratchB: UnsafeMutablePointer<Float>
     ) {
         let i = slots.inFeatures, o = slots.outFeatures
-        guard options.mode.isQuantized, let sub = slots.subNorm, let saved else {
+        guard options.mode.isBitNet, let sub = slots.subNorm, let saved else {
             var input = inp
             if let bits = options.activationBits {
                 Quantizers.fakeQuantizeRows(out: scratchA, inp: inp, rows: n, width: i, bits: bits)
@@ -183,7 +183,7 @@ public enum BitLinear {
         scratchA: UnsafeMutablePointer<Float>, scratchB: UnsafeMutablePointer<Float>
     ) {
         let i = slots.inFeatures, o = slots.outFeatures
-        guard options.mode.isQuantized, let sub = slots.subNorm, let saved else {
+        guard options.mode.isBitNet, let sub = slots.subNorm, let saved else {
             Matmul.backwardInput(dinp, dout, params + slots.weight, rows: n, inFeatures: i, outFeatures: o)
             // dW from the input the product used: rounded per token when it was.
             var input = inp

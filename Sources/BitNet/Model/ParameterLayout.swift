@@ -17,11 +17,18 @@ public struct NormSlots: Sendable {
     public let bias: Int?
 }
 
+/// Offsets of an `int4` projection's two LSQ step sizes (one float each).
+public struct StepSlots: Sendable {
+    public let input: Int
+    public let weight: Int
+}
+
 /// Offsets of one BitLinear: its weight [outFeatures, inFeatures] and, in the
-/// quantized modes, its SubLN.
+/// BitNet modes, its SubLN; in `int4` mode, its learned step sizes.
 public struct BitLinearSlots: Sendable {
     public let weight: Int
     public let subNorm: NormSlots?
+    public var steps: StepSlots? = nil
     public let inFeatures: Int
     public let outFeatures: Int
     /// Index of this projection among all BitLinears of the model (for side buffers).
@@ -89,10 +96,13 @@ public struct ParameterLayout: Sendable {
     }
 
     private mutating func addBitLinear(_ name: String, _ inFeatures: Int, _ outFeatures: Int, _ config: ModelConfig) -> BitLinearSlots {
-        let subNorm = config.mode.isQuantized ? addNorm(name + ".sub_norm", inFeatures, config.norm) : nil
+        let subNorm = config.mode.isBitNet ? addNorm(name + ".sub_norm", inFeatures, config.norm) : nil
         let weight = add(name + ".weight", [outFeatures, inFeatures])
-        let slots = BitLinearSlots(weight: weight, subNorm: subNorm, inFeatures: inFeatures,
+        var slots = BitLinearSlots(weight: weight, subNorm: subNorm, inFeatures: inFeatures,
                                    outFeatures: outFeatures, index: bitLinears.count)
+        if config.mode == .int4 {
+            slots.steps = StepSlots(input: add(name + ".input_step", [1]), weight: add(name + ".weight_step", [1]))
+        }
         bitLinears.append(slots)
         return slots
     }

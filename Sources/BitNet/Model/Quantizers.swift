@@ -224,11 +224,12 @@ public enum Quantizers {
         return scale
     }
 
-    /// Quantizes a weight matrix by `mode`; fp copies it and returns 1.
+    /// Quantizes a weight matrix by `mode`; fp copies it and returns 1 (`int4` weights
+    /// need their learned step: Int4Linear quantizes those).
     @discardableResult
     public static func quantizeWeights(_ mode: WeightMode, out: UnsafeMutablePointer<Float>, weight: UnsafePointer<Float>, count: Int) -> Float {
         switch mode {
-        case .fp:
+        case .fp, .int4:
             out.update(from: weight, count: count)
             return 1
         case .binary: return binarizeWeights(out: out, weight: weight, count: count)

@@ -18,8 +18,9 @@ public final class Transformer {
         set { options.activationBits = newValue }
     }
 
-    /// W~ of every BitLinear (integer-valued floats) in the quantized modes, and beta;
-    /// `codes` holds the same values as int8 for the integer forward product.
+    /// W~ of every BitLinear (integer-valued floats) in the BitNet modes, and beta;
+    /// `codes` holds the same values as int8 for the integer forward product. In `int4`
+    /// mode: W H (FP32), its INT4 codes, and the weight steps.
     private let quantized: UnsafeMutablePointer<Float>
     private let codes: UnsafeMutablePointer<Int8>
     private let quantizedOffsets: [Int]
@@ -35,6 +36,10 @@ public final class Transformer {
     public var quantizationSnapshot: [Int8] = []
 
     private var lastBatch = 0, lastLength = 0, hasTargets = false
+    /// `int4`: scratch of the integer products, and the seed of the next backward's
+    /// leverage-score sampling (the trainer draws it from the run's generator).
+    private let int4Workspace: Int4Workspace?
+    public var samplingSeed: UInt64 = 0
 
     /// - Parameters:
     ///   - batch: the largest batch `forward` will be given.
@@ -53,7 +58,7 @@ public final class Transformer {
         var offsets: [Int] = [], total = 0
         for p in layout.bitLinears {
             offsets.append(total)
-            total += config.mode.isQuantized ? p.weightCount : 0
+            total += config.mode != .fp ? p.weightCount : 0
         }
         quantizedOffsets = offsets
         quantized = .allocate(capacity: max(total, 1))
@@ -72,6 +77,8 @@ public final class Transformer {
         rowSumOffsets = sumOffsets
         rowSums = .allocate(capacity: max(sumTotal, 1))
         rowSums.initialize(repeating: 0, count: max(sumTotal, 1))
+        int4Workspace = config.mode == .int4
+            ? Int4Workspace(rows: batch * config.context, wide: max(config.dim, config.ffnDim)) : nil
     }
 
     deinit {
@@ -92,8 +99,11 @@ public final class Transformer {
                          + 2 * b * t * Double(config.vocabSize) + 2 * Double(config.vocabSize) * c)
         if bound > 1e15 { return Int(1e15) }
         let layout = ParameterLayout(config: config)
-        let quantizedCount = config.mode.isQuantized ? layout.bitLinears.reduce(0) { $0 + $1.weightCount } : 0
-        return 4 * (4 * layout.totalCount + quantizedCount) + Activations.bytesNeeded(config: config, batch: batch, storage: storage)
+        let quantizedCount = config.mode != .fp ? layout.bitLinears.reduce(0) { $0 + $1.weightCount } : 0
+        let workspace = config.mode == .int4
+            ? Int4Workspace.bytesNeeded(rows: batch * config.context, wide: max(config.dim, config.ffnDim)) : 0
+        return 4 * (4 * layout.totalCount + quantizedCount) + quantizedCount + workspace
+            + Activations.bytesNeeded(config: config, batch: batch, storage: storage)
     }
 
     /// Why a model of this shape cannot train (or run) with batch `batch` within `limit`
@@ -125,6 +135,16 @@ public final class Transformer {
                 for i in 0..<tensor.count { p[i] = rng.normal() * std }
             }
         }
+        // int4: LSQ's initial weight step from W H; the input step (0) waits for data.
+        for p in layout.bitLinears {
+            guard let steps = p.steps else { continue }
+            let wh = UnsafeMutablePointer<Float>.allocate(capacity: p.weightCount)
+            defer { wh.deallocate() }
+            Int4Linear.transform(parameters + p.weight, into: wh, rows: p.outFeatures, width: p.inFeatures,
+                                 block: config.hadamardBlockSize)
+            parameters[steps.weight] = LearnedStepQuantizer.initialStep(wh, count: p.weightCount)
+            parameters[steps.input] = 0
+        }
         parametersDidChange()
     }
 
@@ -138,7 +158,18 @@ public final class Transformer {
     private func refreshQuantizedWeights() {
         guard quantizedWeightsAreStale else { return }
         quantizedWeightsAreStale = false
-        guard config.mode.isQuantized else { return }
+        if config.mode == .int4 {
+            for p in layout.bitLinears {
+                guard let steps = p.steps else { continue }
+                let wh = quantized + quantizedOffsets[p.index]
+                Int4Linear.transform(parameters + p.weight, into: wh, rows: p.outFeatures, width: p.inFeatures,
+                                     block: config.hadamardBlockSize)
+                weightScales[p.index] = Int4Linear.step(parameters[steps.weight])
+                Int4Linear.encode(wh, count: p.weightCount, step: weightScales[p.index], codes: codes + quantizedOffsets[p.index])
+            }
+            return
+        }
+        guard config.mode.isBitNet else { return }
         Parallel.forEach(layout.bitLinears.count) { j in
             let p = layout.bitLinears[j]
             weightScales[j] = Quantizers.quantizeWeights(config.mode, out: quantized + quantizedOffsets[j],
@@ -158,12 +189,17 @@ public final class Transformer {
     }
 
     func effectiveWeight(_ slots: BitLinearSlots) -> EffectiveWeight {
-        if config.mode.isQuantized {
+        if config.mode.isBitNet {
             return EffectiveWeight(values: quantized + quantizedOffsets[slots.index], scale: weightScales[slots.index],
                                    rowSums: unsignedInputs[slots.index] ? UnsafePointer(rowSums + rowSumOffsets[slots.index]) : nil,
                                    codes: UnsafePointer(codes + quantizedOffsets[slots.index]))
         }
         return EffectiveWeight(values: parameters + slots.weight, scale: 1)
+    }
+
+    func int4Weight(_ slots: BitLinearSlots) -> Int4Weight {
+        Int4Weight(transformed: quantized + quantizedOffsets[slots.index], codes: codes + quantizedOffsets[slots.index],
+                   step: weightScales[slots.index])
     }
 
     /// W~ of one BitLinear as the forward pass uses it (values in {-1, 0, +1} unless fp).
@@ -176,7 +212,7 @@ public final class Transformer {
     /// Fraction of quantized weights whose value changed since the previous call
     /// (nil on the first call) and fraction of zeros (ternary). Nil values in fp mode.
     public func quantizationStatistics() -> (flipFraction: Double?, zeroFraction: Double?) {
-        guard config.mode.isQuantized else { return (nil, nil) }
+        guard config.mode.isBitNet else { return (nil, nil) }
         refreshQuantizedWeights()
         let total = quantizedOffsets.last.map { $0 + layout.bitLinears.last!.weightCount } ?? 0
         var zeros = 0, flips = 0
@@ -259,6 +295,12 @@ public final class Transformer {
         let x = a.layers[l]
         let next = l + 1 < config.layers ? a.layers[l + 1].input : a.output
         func linear(_ s: BitLinearSlots, _ out: UnsafeMutablePointer<Float>, _ inp: UnsafePointer<Float>) {
+            if let steps = s.steps, let workspace = int4Workspace {
+                Int4Linear.forward(out: out, inp: inp, params: parameters, slots: s, steps: steps, weight: int4Weight(s),
+                                   block: config.hadamardBlockSize, rows: n, sequenceLength: t, scratch: a.scratchA,
+                                   workspace: workspace)
+                return
+            }
             BitLinear.forward(out: out, inp: inp, params: params, slots: s, weight: effectiveWeight(s),
                               saved: saved(x, s, slots), options: options(s), rows: n, sequenceLength: t,
                               scratchA: a.scratchA, scratchB: a.scratchB)
@@ -295,6 +337,15 @@ public final class Transformer {
         x.restore()  // BF16 storage: the layer's saved tensors back into the working layer
         func linearBackward(_ s: BitLinearSlots, dinp: UnsafeMutablePointer<Float>, dout: UnsafePointer<Float>,
                             inp: UnsafePointer<Float>) {
+            if let steps = s.steps, let workspace = int4Workspace {
+                // One independent stream per projection and backward pass.
+                var mixer = Xoshiro256(seed: samplingSeed ^ (UInt64(s.index + 1) &* 0x9E37_79B9_7F4A_7C15))
+                Int4Linear.backward(dinp: dinp, dparams: grads, dout: dout, inp: inp, params: params, slots: s, steps: steps,
+                                    weight: int4Weight(s), block: config.hadamardBlockSize, mode: config.int4Backward,
+                                    seed: mixer.next(), rows: n, sequenceLength: t, scratchA: a.scratchA, scratchB: a.scratchB,
+                                    workspace: workspace)
+                return
+            }
             BitLinear.backward(dinp: dinp, dparams: grads, dout: dout, inp: inp, params: params, slots: s,
                                weight: effectiveWeight(s), saved: saved(x, s, slots), options: options(s), rows: n,
                                scratchA: a.scratchA, scratchB: a.scratchB)
@@ -354,7 +405,7 @@ public final class Transformer {
     }
 
     private func saved(_ x: LayerActivations, _ s: BitLinearSlots, _ slots: LayerSlots) -> BitLinearSaved? {
-        config.mode.isQuantized ? x.saved[s.index - slots.query.index] : nil
+        config.mode.isBitNet ? x.saved[s.index - slots.query.index] : nil
     }
 
     private func normForward(_ s: NormSlots, out: UnsafeMutablePointer<Float>, mean: UnsafeMutablePointer<Float>,

@@ -83,7 +83,7 @@ public final class Trainer {
         // Wall time carries over from earlier segments of a resumed run.
         let start = Date().addingTimeInterval(-state.elapsedSeconds)
         var windowStart = Date(), windowTokens = 0
-        if state.step == 0 && m.mode.isQuantized { _ = model.quantizationStatistics() }
+        if state.step == 0 && m.mode.isBitNet { _ = model.quantizationStatistics() }
 
         while state.step < t.steps {
             if shouldStop() {
@@ -108,7 +108,7 @@ public final class Trainer {
                                         learningRate: result.learningRate, gradNorm: result.gradNorm,
                                         tokensPerSecond: Double(windowTokens) / now.timeIntervalSince(windowStart),
                                         elapsedSeconds: now.timeIntervalSince(start))
-                if m.mode.isQuantized { (entry.flipFraction, entry.zeroFraction) = model.quantizationStatistics() }
+                if m.mode.isBitNet { (entry.flipFraction, entry.zeroFraction) = model.quantizationStatistics() }
                 if state.step % t.evalEvery == 0 || last { entry.valLoss = validationLoss() }
                 try metrics.write(contentsOf: Data((entry.jsonLine + "\n").utf8))
                 report(.step(entry))

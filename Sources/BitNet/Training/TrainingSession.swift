@@ -79,6 +79,7 @@ public final class TrainingSession {
                     targets[i] = Int32(rng.below(m.vocabSize))
                 }
             }
+            if m.mode == .int4 { model.samplingSeed = rng.next() }  // the backward's sampling, resumable
             loss += Double(model.forward(tokens: tokens, targets: targets, batch: micro, length: context))
             model.backward(lossScale: 1 / Float(accumulation))
         }
