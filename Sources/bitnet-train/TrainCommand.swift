@@ -53,7 +53,8 @@ struct TrainCommand: ParsableCommand {
         let c = trainer.config, m = c.model, t = c.training
         let memory = Double(Transformer.trainingBytes(config: m, batch: t.microBatchSize, storage: t.activationStorage)) / 1e9
         log("run: \(out)  data: \(data) (\(trainer.dataset.train.count) train / \(trainer.dataset.val.count) val tokens)")
-        log("model: preset \(c.preset ?? "custom"), mode \(m.mode.rawValue), dim \(m.dim), layers \(m.layers), heads \(m.heads), "
+        let int4 = m.mode == .int4 ? " (Hadamard block \(m.hadamardBlockSize), \(m.int4Backward.rawValue) backward)" : ""
+        log("model: preset \(c.preset ?? "custom"), mode \(m.mode.rawValue)\(int4), dim \(m.dim), layers \(m.layers), heads \(m.heads), "
             + "ffn \(m.ffnDim) (\(m.ffnActivation.rawValue)), context \(m.context), vocab \(m.vocabSize), norm \(m.norm.rawValue), "
             + "activations \(m.activationScaling.rawValue), tied \(m.tiedEmbeddings)")
         log(String(format: "parameters: %@ total, %@ non-embedding; %.1f MFLOP per token (training); peak memory ~%.2f GB "

@@ -65,7 +65,7 @@ public enum PackedModel {
     public static func tensors(of model: Transformer, embeddingsAsF16: Bool) throws -> [PackedTensor] {
         let config = model.config
         guard config.mode.isBitNet else {
-            throw BitNetError.invalid("export writes packed 1-bit models: this run is in fp mode; train with mode binary or ternary")
+            throw BitNetError.invalid("export writes packed 1-bit models: this run is in \(config.mode.rawValue) mode; train with mode binary or ternary")
         }
         var entries: [PackedTensor] = []
         let bitLinearAt = Dictionary(uniqueKeysWithValues: model.layout.bitLinears.map { ($0.weight, $0) })
