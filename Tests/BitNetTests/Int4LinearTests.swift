@@ -12,9 +12,11 @@ import Testing
         let n = 24, i = 32, o = 16, block = 8
         let params: Buffer, x: Buffer, g: Buffer
         let slots: BitLinearSlots, steps: StepSlots
-        let transformed: Buffer, codes: UnsafeMutablePointer<Int8>
+        let transformed: Buffer, codes: UnsafeMutablePointer<Int8>, transposedCodes: UnsafeMutablePointer<Int8>
         let workspace: Int4Workspace
-        var weight: Int4Weight { Int4Weight(transformed: transformed.pointer, codes: codes, step: params[o * i + 1]) }
+        var weight: Int4Weight {
+            Int4Weight(transformed: transformed.pointer, codes: codes, transposedCodes: transposedCodes, step: params[o * i + 1])
+        }
 
         /// A structurally sparse output gradient (a few token rows carry most of it).
         init(seed: UInt64) {
@@ -34,6 +36,8 @@ import Testing
             Int4Linear.transform(params.pointer, into: transformed.pointer, rows: o, width: i, block: block)
             params[o * i + 1] = LearnedStepQuantizer.initialStep(transformed.pointer, count: o * i)
             Int4Linear.encode(transformed.pointer, count: o * i, step: params[o * i + 1], codes: codes)
+            transposedCodes = .allocate(capacity: o * i)
+            IntegerMatmul.transpose(codes, rows: o, cols: i, into: transposedCodes)
             workspace = Int4Workspace(rows: n, wide: max(i, o))
         }
 

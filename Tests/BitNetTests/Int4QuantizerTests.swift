@@ -160,8 +160,8 @@ import Testing
         var mean = [Double](repeating: 0, count: g.count)
         let trials = 2000
         var low: Float = 0
-        for _ in 0..<trials {
-            let scales = LeverageScoreSampling.splitBits(g, count: g.count, hi: &hi, lo: &lo, rng: &rng)
+        for trial in 0..<trials {
+            let scales = LeverageScoreSampling.splitBits(g, count: g.count, hi: &hi, lo: &lo, key: UInt32(trial))
             low = scales.low
             #expect(hi.allSatisfy { (-7...7).contains($0) } && lo.allSatisfy { (-7...7).contains($0) })
             for i in g.indices {

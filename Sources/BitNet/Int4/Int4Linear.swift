@@ -10,10 +10,12 @@
 import Foundation
 
 /// An `int4` projection's weight as the forward pass uses it: W H (FP32, for the
-/// backward's straight-through mask), its INT4 codes and its step s_w.
+/// backward's straight-through mask), its INT4 codes [o, i], the same transposed [i, o]
+/// (the activation gradient's operand, made once per step) and its step s_w.
 struct Int4Weight {
     var transformed: UnsafePointer<Float>
     var codes: UnsafePointer<Int8>
+    var transposedCodes: UnsafePointer<Int8>
     var step: Float
 }
 
@@ -28,7 +30,7 @@ final class Int4Workspace {
     /// Transposes inside the integer products, [max(2 rows, wide), wide] each.
     let transposeA, transposeB: UnsafeMutablePointer<Int8>
     let products: UnsafeMutablePointer<Int32>
-    /// FP32 operands (rows sampled with p < 1, the exact backward), and dL/d(W H).
+    /// FP32 operands of the exact backward, and dL/d(W H).
     let floatA, floatB, weightGradient: UnsafeMutablePointer<Float>
 
     init(rows: Int, wide: Int) {
@@ -110,7 +112,8 @@ enum Int4Linear {
             Matmul.backwardWeight(dwh, g, ws.floatA, rows: n, inFeatures: i, outFeatures: o)
         case .lss:
             var rng = Xoshiro256(seed: seed)
-            let scales = LeverageScoreSampling.splitBits(g, count: n * o, hi: ws.high, lo: ws.low, rng: &rng)
+            let scales = LeverageScoreSampling.splitBits(g, count: n * o, hi: ws.high, lo: ws.low,
+                                                         key: UInt32(truncatingIfNeeded: rng.next()))
             let parts = GradientParts(high: UnsafePointer(ws.high), low: UnsafePointer(ws.low),
                                       highScale: scales.high, lowScale: scales.low, rows: n, width: o)
             activationGradient(dxh, parts: parts, weight: weight, inFeatures: i, rng: &rng, workspace: ws)
@@ -152,54 +155,69 @@ enum Int4Linear {
     static func activationGradient(_ dxh: UnsafeMutablePointer<Float>, parts: GradientParts, weight: Int4Weight,
                                    inFeatures i: Int, rng: inout Xoshiro256, workspace ws: Int4Workspace) {
         let n = parts.rows, o = parts.width
-        let scores = (0..<2 * n).map { parts.norm($0) }
+        let scores = rowValues(2 * n, width: o) { parts.norm($0) }
         let kept = LeverageScoreSampling.sample(LeverageScoreSampling.probabilities(scores: scores, budget: Double(n)), rng: &rng)
         guard !kept.isEmpty else { return }
         for (j, k) in kept.enumerated() { (ws.gatheredParts + j * o).update(from: parts.codes(k.row), count: o) }
-        IntegerMatmul.backwardInput(ws.products, ws.gatheredParts, weight.codes, rows: kept.count, inFeatures: i,
-                                    outFeatures: o, scratch: ws.transposeA)
-        // Rows of one token (its high and low part) land in the same output row: serial
-        // over kept rows, vectorized along the row.
-        for (j, k) in kept.enumerated() {
-            let factor = parts.scale(k.row) * k.weight * weight.step
-            let y = dxh + (k.row % n) * i, p = ws.products + j * i
-            for c in 0..<i { y[c] += factor * Float(p[c]) }
+        IntegerMatmul.forward(ws.products, ws.gatheredParts, weight.transposedCodes, rows: kept.count, inFeatures: o,
+                              outFeatures: i)
+        // A token's high and low part land in the same output row: the cores take
+        // column ranges, so no two write one value.
+        let products = ws.products
+        Parallel.forRanges(i, workPerItem: kept.count) { columns in
+            for (j, k) in kept.enumerated() {
+                let factor = parts.scale(k.row) * k.weight * weight.step
+                let y = dxh + (k.row % n) * i, p = products + j * i
+                for c in columns { y[c] += factor * Float(p[c]) }
+            }
         }
     }
 
-    /// dL/d(WH) += sum over kept part rows r of (scale_r / p_r) part_r^T q(x_r H) s_x. Rows
-    /// kept with p = 1 go through the integer product (one per part, each with its scale);
-    /// the few with p < 1 carry a weight 1 / p no INT4 code can hold, so they take an FP32
-    /// product, as in the paper's reference kernels.
+    /// dL/d(WH) += sum over kept part rows r of (scale_r / p_r) part_r^T q(x_r H) s_x, in
+    /// three integer products: the rows kept with p = 1 of each part (each part has its own
+    /// step), and the rows kept with p < 1, whose weight 1 / p no INT4 code can hold. Those
+    /// are multiplied out and rounded again to INT4 at one common step, stochastically, so
+    /// the estimate stays unbiased. (The paper's reference kernels take them in FP16.)
     static func weightGradient(_ dwh: UnsafeMutablePointer<Float>, parts: GradientParts, inputStep sx: Float,
                                inFeatures i: Int, rng: inout Xoshiro256, workspace ws: Int4Workspace) {
         let n = parts.rows, o = parts.width
-        let inputNorms = (0..<n).map { sx * codeNorm(ws.inputCodes + $0 * i, i) }
-        let scores = (0..<2 * n).map { parts.norm($0) * inputNorms[$0 % n] }
+        let inputCodes = UnsafePointer(ws.inputCodes)
+        let inputNorms = rowValues(n, width: i) { sx * codeNorm(inputCodes + $0 * i, i) }
+        let scores = rowValues(2 * n, width: o) { parts.norm($0) * inputNorms[$0 % n] }
         let kept = LeverageScoreSampling.sample(LeverageScoreSampling.probabilities(scores: scores, budget: Double(n)), rng: &rng)
-        for part in 0..<2 {
-            let whole = kept.filter { ($0.row < n) == (part == 0) && $0.weight == 1 }
-            guard !whole.isEmpty else { continue }
-            for (j, k) in whole.enumerated() {
-                (ws.gatheredParts + j * o).update(from: parts.codes(k.row), count: o)
+        let groups = [kept.filter { $0.row < n && $0.weight == 1 }, kept.filter { $0.row >= n && $0.weight == 1 },
+                      kept.filter { $0.weight != 1 }]
+        for (group, rows) in groups.enumerated() where !rows.isEmpty {
+            var step = parts.scale(rows[0].row)
+            if group < 2 {
+                for (j, k) in rows.enumerated() { (ws.gatheredParts + j * o).update(from: parts.codes(k.row), count: o) }
+            } else {
+                var largest: Float = 0
+                for k in rows { largest = max(largest, parts.scale(k.row) * k.weight * Float(maxCode(parts.codes(k.row), o))) }
+                guard largest > 0 else { continue }
+                step = largest / 7
+                let key = UInt32(truncatingIfNeeded: rng.next()), gathered = ws.gatheredParts
+                Parallel.forRanges(rows.count, workPerItem: o) { range in
+                    for j in range {
+                        let k = rows[j], factor = parts.scale(k.row) * k.weight / step, codes = parts.codes(k.row)
+                        // |codes * factor| <= 7, so floor(v + u) stays in [-7, 7].
+                        for c in 0..<o {
+                            let u = CounterRandom.uniform(key: key, index: j * o + c)
+                            gathered[j * o + c] = Int8((Float(codes[c]) * factor + u).rounded(.down))
+                        }
+                    }
+                }
+            }
+            for (j, k) in rows.enumerated() {
                 (ws.gatheredInputs + j * i).update(from: ws.inputCodes + (k.row % n) * i, count: i)
             }
-            IntegerMatmul.backwardWeight(ws.products, ws.gatheredParts, ws.gatheredInputs, rows: whole.count, inFeatures: i,
+            IntegerMatmul.backwardWeight(ws.products, ws.gatheredParts, ws.gatheredInputs, rows: rows.count, inFeatures: i,
                                          outFeatures: o, scratchG: ws.transposeA, scratchX: ws.transposeB)
-            let factor = parts.scale(whole[0].row) * sx, products = ws.products
+            let factor = step * sx, products = ws.products
             Parallel.forRanges(o * i) { range in
                 for k in range { dwh[k] += factor * Float(products[k]) }
             }
         }
-        let sampled = kept.filter { $0.weight != 1 }
-        guard !sampled.isEmpty else { return }
-        for (j, k) in sampled.enumerated() {
-            let factor = parts.scale(k.row) * k.weight, codes = parts.codes(k.row)
-            let a = ws.floatA + j * o, x = ws.floatB + j * i, xc = ws.inputCodes + (k.row % n) * i
-            for c in 0..<o { a[c] = factor * Float(codes[c]) }
-            for c in 0..<i { x[c] = sx * Float(xc[c]) }
-        }
-        Matmul.backwardWeight(dwh, ws.floatA, ws.floatB, rows: sampled.count, inFeatures: i, outFeatures: o)
     }
 
     // MARK: Helpers
@@ -225,6 +243,23 @@ enum Int4Linear {
         Parallel.forRanges(count) { range in
             for k in range { out[k] = Float(codes[k]) * s }
         }
+    }
+
+    /// [f(0), ..., f(count - 1)] computed on all cores (each f reads a row of `width`).
+    static func rowValues(_ count: Int, width: Int, _ f: (Int) -> Float) -> [Float] {
+        [Float](unsafeUninitializedCapacity: count) { buffer, initialized in
+            let out = buffer.baseAddress!
+            Parallel.forRanges(count, workPerItem: width) { range in
+                for r in range { out[r] = f(r) }
+            }
+            initialized = count
+        }
+    }
+
+    static func maxCode(_ codes: UnsafePointer<Int8>, _ width: Int) -> Int8 {
+        var m: Int8 = 0
+        for c in 0..<width { m = max(m, codes[c] < 0 ? -codes[c] : codes[c]) }  // codes >= -8: no overflow
+        return m
     }
 
     static func codeNorm(_ codes: UnsafePointer<Int8>, _ width: Int) -> Float {

@@ -37,11 +37,11 @@ enum LeverageScoreSampling {
 
     /// A tensor as two INT4 tensors with one step each (so both backward products stay
     /// integer sums): hi = round(g / s_hi), s_hi = max |g| / 7, and lo the residual at
-    /// s_lo = s_hi / 14, rounded stochastically (floor(v + u), u uniform in [0, 1)) as in
-    /// the paper's reference code, so E[s_hi hi + s_lo lo] = g. The residual is within
-    /// s_hi / 2 = 7 s_lo, so lo stays in [-7, 7] without clipping.
+    /// s_lo = s_hi / 14, rounded stochastically (floor(v + u), u uniform in [0, 1), drawn
+    /// from stream `key`) as in the paper's reference code, so E[s_hi hi + s_lo lo] = g.
+    /// The residual is within s_hi / 2 = 7 s_lo, so lo stays in [-7, 7] without clipping.
     static func splitBits(_ g: UnsafePointer<Float>, count: Int, hi: UnsafeMutablePointer<Int8>,
-                          lo: UnsafeMutablePointer<Int8>, rng: inout Xoshiro256) -> (high: Float, low: Float) {
+                          lo: UnsafeMutablePointer<Int8>, key: UInt32) -> (high: Float, low: Float) {
         var largest: Float = 0
         for i in 0..<count { largest = max(largest, abs(g[i])) }
         guard largest > 0 else {
@@ -49,12 +49,19 @@ enum LeverageScoreSampling {
             lo.update(repeating: 0, count: count)
             return (1, 1)
         }
-        let high = largest / 7, low = high / 14
-        for i in 0..<count {
-            let h = min(max((g[i] / high).rounded(.toNearestOrEven), -7), 7)
-            hi[i] = Int8(h)
-            let v = (g[i] - h * high) / low
-            lo[i] = Int8(min(max((v + rng.uniform()).rounded(.down), -7), 7))
+        let high = largest / 7, low = high / 14, inverseHigh = 1 / high, inverseLow = 1 / low
+        // Adding 1.5 * 2^23 rounds to the nearest integer (half to even) and leaves it in
+        // the low mantissa bits: a truncation, not a checked conversion, so the loop
+        // vectorizes. floor(v + u) is taken as round(v + u - 1/2), equal but at exact ties
+        // (u on a 2^-24 grid makes them rare, and either neighbour keeps the estimate close).
+        let magic: Float = 12_582_912
+        Parallel.forRanges(count) { range in
+            for i in range {
+                let h = min(max(g[i] * inverseHigh, -7), 7) + magic - magic
+                hi[i] = Int8(truncatingIfNeeded: (h + magic).bitPattern)
+                let v = (g[i] - h * high) * inverseLow + (CounterRandom.uniform(key: key, index: i) - 0.5)
+                lo[i] = Int8(truncatingIfNeeded: (min(max(v, -7), 7) + magic).bitPattern)
+            }
         }
         return (high, low)
     }

@@ -42,13 +42,16 @@ enum IntegerMatmul {
         forward(dw, scratchG, scratchX, rows: o, inFeatures: n, outFeatures: i)
     }
 
-    /// out[c, r] = a[r, c], in tiles that stay in cache.
+    /// out[c, r] = a[r, c], in tiles that stay in cache; the cores take column tiles.
     static func transpose(_ a: UnsafePointer<Int8>, rows: Int, cols: Int, into out: UnsafeMutablePointer<Int8>) {
         let tile = 64
-        for r0 in stride(from: 0, to: rows, by: tile) {
-            for c0 in stride(from: 0, to: cols, by: tile) {
-                for r in r0..<min(r0 + tile, rows) {
-                    for c in c0..<min(c0 + tile, cols) { out[c * rows + r] = a[r * cols + c] }
+        Parallel.forRanges((cols + tile - 1) / tile, workPerItem: rows * tile) { tiles in
+            for t in tiles {
+                let c0 = t * tile
+                for r0 in stride(from: 0, to: rows, by: tile) {
+                    for r in r0..<min(r0 + tile, rows) {
+                        for c in c0..<min(c0 + tile, cols) { out[c * rows + r] = a[r * cols + c] }
+                    }
                 }
             }
         }

@@ -3,7 +3,11 @@
 import Foundation
 
 public struct Xoshiro256: Sendable, Equatable {
-    public private(set) var state: [UInt64]
+    // Four stored words, not an array: next() is on the sampling paths' hot loops.
+    private var s0, s1, s2, s3: UInt64
+
+    /// The four words a checkpoint saves.
+    public var state: [UInt64] { [s0, s1, s2, s3] }
 
     public init(seed: UInt64) {
         // SplitMix64 expands the seed into a well-mixed nonzero state.
@@ -16,25 +20,25 @@ public struct Xoshiro256: Sendable, Equatable {
             x = (x ^ (x >> 27)) &* 0x94D0_49BB_1331_11EB
             s.append(x ^ (x >> 31))
         }
-        state = s
+        (s0, s1, s2, s3) = (s[0], s[1], s[2], s[3])
     }
 
     public init(state: [UInt64]) throws {
         guard state.count == 4, state.contains(where: { $0 != 0 }) else {
             throw BitNetError.invalid("random generator state must be four words, not all zero")
         }
-        self.state = state
+        (s0, s1, s2, s3) = (state[0], state[1], state[2], state[3])
     }
 
     public mutating func next() -> UInt64 {
-        let result = ((state[1] &* 5) << 7 | (state[1] &* 5) >> 57) &* 9
-        let t = state[1] << 17
-        state[2] ^= state[0]
-        state[3] ^= state[1]
-        state[1] ^= state[2]
-        state[0] ^= state[3]
-        state[2] ^= t
-        state[3] = state[3] << 45 | state[3] >> 19
+        let result = ((s1 &* 5) << 7 | (s1 &* 5) >> 57) &* 9
+        let t = s1 << 17
+        s2 ^= s0
+        s3 ^= s1
+        s1 ^= s2
+        s0 ^= s3
+        s2 ^= t
+        s3 = s3 << 45 | s3 >> 19
         return result
     }
 
@@ -56,3 +60,19 @@ public struct Xoshiro256: Sendable, Equatable {
     }
 }
 
+
+/// Stateless uniform numbers: value `index` of stream `key`, a 32-bit integer hash
+/// (Chris Wellons' lowbias32) of both. Any thread draws the same value for an index, so
+/// loops that round stochastically can run on all cores and still repeat exactly.
+enum CounterRandom {
+    @inline(__always)
+    static func uniform(key: UInt32, index: Int) -> Float {
+        var x = UInt32(truncatingIfNeeded: index) &* 0x9E37_79B9 ^ key
+        x ^= x >> 16
+        x &*= 0x7FEB_352D
+        x ^= x >> 15
+        x &*= 0x846C_A68B
+        x ^= x >> 16
+        return Float(x >> 8) * (1 / Float(1 << 24))
+    }
+}

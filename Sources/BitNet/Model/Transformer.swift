@@ -23,6 +23,8 @@ public final class Transformer {
     /// mode: W H (FP32), its INT4 codes, and the weight steps.
     private let quantized: UnsafeMutablePointer<Float>
     private let codes: UnsafeMutablePointer<Int8>
+    /// `int4`: the codes of each projection transposed (empty otherwise).
+    private let transposedCodes: UnsafeMutablePointer<Int8>
     private let quantizedOffsets: [Int]
     /// Per BitLinear: whether its input takes unsigned codes, and then where its rows'
     /// sums of W~ start in `rowSums`.
@@ -65,6 +67,9 @@ public final class Transformer {
         quantized.initialize(repeating: 0, count: max(total, 1))
         codes = .allocate(capacity: max(total, 1))
         codes.initialize(repeating: 0, count: max(total, 1))
+        let transposedCount = config.mode == .int4 ? total : 1
+        transposedCodes = .allocate(capacity: transposedCount)
+        transposedCodes.initialize(repeating: 0, count: transposedCount)
         weightScales = Array(repeating: 1, count: layout.bitLinears.count)
         let downs = Set(layout.layers.map(\.down.index))
         let unsigned = layout.bitLinears.map { config.usesUnsignedActivations($0, isDownProjection: downs.contains($0.index)) }
@@ -86,6 +91,7 @@ public final class Transformer {
         gradients.deallocate()
         quantized.deallocate()
         codes.deallocate()
+        transposedCodes.deallocate()
         rowSums.deallocate()
     }
 
@@ -102,7 +108,8 @@ public final class Transformer {
         let quantizedCount = config.mode != .fp ? layout.bitLinears.reduce(0) { $0 + $1.weightCount } : 0
         let workspace = config.mode == .int4
             ? Int4Workspace.bytesNeeded(rows: batch * config.context, wide: max(config.dim, config.ffnDim)) : 0
-        return 4 * (4 * layout.totalCount + quantizedCount) + quantizedCount + workspace
+        let codeCount = quantizedCount * (config.mode == .int4 ? 2 : 1)
+        return 4 * (4 * layout.totalCount + quantizedCount) + codeCount + workspace
             + Activations.bytesNeeded(config: config, batch: batch, storage: storage)
     }
 
@@ -166,6 +173,8 @@ public final class Transformer {
                                      block: config.hadamardBlockSize)
                 weightScales[p.index] = Int4Linear.step(parameters[steps.weight])
                 Int4Linear.encode(wh, count: p.weightCount, step: weightScales[p.index], codes: codes + quantizedOffsets[p.index])
+                IntegerMatmul.transpose(codes + quantizedOffsets[p.index], rows: p.outFeatures, cols: p.inFeatures,
+                                        into: transposedCodes + quantizedOffsets[p.index])
             }
             return
         }
@@ -199,7 +208,7 @@ public final class Transformer {
 
     func int4Weight(_ slots: BitLinearSlots) -> Int4Weight {
         Int4Weight(transformed: quantized + quantizedOffsets[slots.index], codes: codes + quantizedOffsets[slots.index],
-                   step: weightScales[slots.index])
+                   transposedCodes: transposedCodes + quantizedOffsets[slots.index], step: weightScales[slots.index])
     }
 
     /// W~ of one BitLinear as the forward pass uses it (values in {-1, 0, +1} unless fp).
