@@ -83,7 +83,7 @@ enum Int4Linear {
         }
         let sx = step(params[steps.input])
         encode(scratch, count: n * i, step: sx, codes: ws.inputCodes)
-        IntegerMatmul.forward(out, ws.inputCodes, weight.codes, rows: n, inFeatures: i, outFeatures: o)
+        IntegerMatmul.forward(out, ws.inputCodes, weight.codes, rows: n, inFeatures: i, outFeatures: o, values: .int4)
         let scale = sx * weight.step
         Parallel.forRanges(n * o) { range in
             for k in range { out[k] *= scale }
@@ -160,7 +160,7 @@ enum Int4Linear {
         guard !kept.isEmpty else { return }
         for (j, k) in kept.enumerated() { (ws.gatheredParts + j * o).update(from: parts.codes(k.row), count: o) }
         IntegerMatmul.forward(ws.products, ws.gatheredParts, weight.transposedCodes, rows: kept.count, inFeatures: o,
-                              outFeatures: i)
+                              outFeatures: i, values: .int4)
         // A token's high and low part land in the same output row: the cores take
         // column ranges, so no two write one value.
         let products = ws.products
@@ -212,7 +212,7 @@ enum Int4Linear {
                 (ws.gatheredInputs + j * i).update(from: ws.inputCodes + (k.row % n) * i, count: i)
             }
             IntegerMatmul.backwardWeight(ws.products, ws.gatheredParts, ws.gatheredInputs, rows: rows.count, inFeatures: i,
-                                         outFeatures: o, scratchG: ws.transposeA, scratchX: ws.transposeB)
+                                         outFeatures: o, scratchG: ws.transposeA, scratchX: ws.transposeB, values: .int4)
             let factor = step * sx, products = ws.products
             Parallel.forRanges(o * i) { range in
                 for k in range { dwh[k] += factor * Float(products[k]) }

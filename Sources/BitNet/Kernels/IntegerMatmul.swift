@@ -10,36 +10,44 @@ enum IntegerMatmul {
     /// The int8 path this CPU runs fastest.
     static let path = Int32(bitnet_s8_best_path())
 
+    /// What the operands hold: any int8, or INT4 values in [-8, 7] only (a faster kernel
+    /// on AVX2; on other paths the same).
+    enum Values { case int8, int4 }
+
     /// out[n, o] = x[n, i] w[o, i]^T (the forward product), as int32 or as FP32 (exact
     /// while |sum| < 2^24).
     static func forward(_ out: UnsafeMutablePointer<Int32>, _ x: UnsafePointer<Int8>, _ w: UnsafePointer<Int8>,
-                        rows n: Int, inFeatures i: Int, outFeatures o: Int) {
+                        rows n: Int, inFeatures i: Int, outFeatures o: Int, values: Values = .int8) {
+        let kernel = values == .int4 ? bitnet_gemm_s4 : bitnet_gemm_s8
         Parallel.forRanges(n, workPerItem: i * o) { r in
-            bitnet_gemm_s8(path, x, i, w, i, out, o, Int32(r.lowerBound), Int32(r.upperBound), Int32(o), Int32(i))
+            kernel(path, x, i, w, i, out, o, Int32(r.lowerBound), Int32(r.upperBound), Int32(o), Int32(i))
         }
     }
 
     static func forward(_ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Int8>, _ w: UnsafePointer<Int8>,
-                        rows n: Int, inFeatures i: Int, outFeatures o: Int) {
+                        rows n: Int, inFeatures i: Int, outFeatures o: Int, values: Values = .int8) {
+        let kernel = values == .int4 ? bitnet_gemm_s4_f32 : bitnet_gemm_s8_f32
         Parallel.forRanges(n, workPerItem: i * o) { r in
-            bitnet_gemm_s8_f32(path, x, i, w, i, out, o, Int32(r.lowerBound), Int32(r.upperBound), Int32(o), Int32(i))
+            kernel(path, x, i, w, i, out, o, Int32(r.lowerBound), Int32(r.upperBound), Int32(o), Int32(i))
         }
     }
 
     /// dx[n, i] = g[n, o] w[o, i] (the activation gradient); `scratch` holds i * o.
     static func backwardInput(_ dx: UnsafeMutablePointer<Int32>, _ g: UnsafePointer<Int8>, _ w: UnsafePointer<Int8>,
-                              rows n: Int, inFeatures i: Int, outFeatures o: Int, scratch: UnsafeMutablePointer<Int8>) {
+                              rows n: Int, inFeatures i: Int, outFeatures o: Int, scratch: UnsafeMutablePointer<Int8>,
+                              values: Values = .int8) {
         transpose(w, rows: o, cols: i, into: scratch)  // w^T [i, o]
-        forward(dx, g, scratch, rows: n, inFeatures: o, outFeatures: i)
+        forward(dx, g, scratch, rows: n, inFeatures: o, outFeatures: i, values: values)
     }
 
     /// dw[o, i] = g[n, o]^T x[n, i] (the weight gradient); the scratches hold o * n and i * n.
     static func backwardWeight(_ dw: UnsafeMutablePointer<Int32>, _ g: UnsafePointer<Int8>, _ x: UnsafePointer<Int8>,
                                rows n: Int, inFeatures i: Int, outFeatures o: Int,
-                               scratchG: UnsafeMutablePointer<Int8>, scratchX: UnsafeMutablePointer<Int8>) {
+                               scratchG: UnsafeMutablePointer<Int8>, scratchX: UnsafeMutablePointer<Int8>,
+                               values: Values = .int8) {
         transpose(g, rows: n, cols: o, into: scratchG)  // g^T [o, n]
         transpose(x, rows: n, cols: i, into: scratchX)  // x^T [i, n]
-        forward(dw, scratchG, scratchX, rows: o, inFeatures: n, outFeatures: i)
+        forward(dw, scratchG, scratchX, rows: o, inFeatures: n, outFeatures: i, values: values)
     }
 
     /// out[c, r] = a[r, c], in tiles that stay in cache; the cores take column tiles.

@@ -134,6 +134,11 @@ extension Benchmark {
                     }
                 }))
             }
+            // INT4 operands (the int4 mode's) on the best path's INT4 kernel.
+            let x4 = x.map { $0 / 16 }, w4 = (0..<o * i).map { _ in Int8(truncatingIfNeeded: rng.below(16) - 8) }
+            integer.append(("int4", rate {
+                IntegerMatmul.forward(&out, x4, w4, rows: n, inFeatures: i, outFeatures: o, values: .int4)
+            }))
             let sgemm = rate { Matmul.forward(&out, xf, wf, rows: n, inFeatures: i, outFeatures: o) }
             return ProductTiming(rows: n, inFeatures: i, outFeatures: o, integer: integer, sgemmGflops: sgemm)
         }
