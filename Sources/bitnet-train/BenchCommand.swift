@@ -18,6 +18,10 @@ struct BenchCommand: ParsableCommand {
     @Flag(name: .customLong("int8-products"),
           help: "Time the model's forward product shapes on each int8 path this CPU has against sgemm, instead of training.")
     var int8Products = false
+    @Flag(name: .customLong("int4-operator"),
+          help: ArgumentHelp("Time one int4 projection's whole training operator (quantizers, forward, both backward "
+                             + "products) on the model's shapes against the FP32 operator, instead of training."))
+    var int4Operator = false
 
     func validate() throws {
         if benchSteps <= 0 { throw ValidationError("--bench-steps must be positive, got \(benchSteps)") }
@@ -38,6 +42,15 @@ struct BenchCommand: ParsableCommand {
                         + t.integer.map { String(format: "%@ %.1f GOP/s", $0.path, $0.gops) }.joined(separator: ", ")
                         + (best.map { String(format: " (best %.2fx sgemm)", $0.gops / t.sgemmGflops) } ?? "")
                     try printLine(line + ", \(threads) thread(s)")
+                }
+                return
+            }
+            if int4Operator {
+                log("machine: \(Machine.description); Hadamard block \(config.model.hadamardBlockSize)")
+                for t in Benchmark.int4Operator(config: config) {
+                    try printLine(String(format: "%d x %d -> %d: FP32 %.2f ms; int4 %.2f ms (%.2fx); int4 exact backward %.2f ms "
+                                         + "(%.2fx), %d thread(s)", t.rows, t.inFeatures, t.outFeatures, t.fp32, t.int4,
+                                         t.fp32 / t.int4, t.int4Exact, t.fp32 / t.int4Exact, threads))
                 }
                 return
             }

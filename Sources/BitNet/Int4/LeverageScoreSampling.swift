@@ -15,19 +15,27 @@ enum LeverageScoreSampling {
     /// p_i = min(1, c score_i) with c such that sum p_i = budget (fewer when fewer rows
     /// have a non-zero score); rows with score 0 get 0.
     static func probabilities(scores: [Float], budget: Double) -> [Float] {
-        let positive = scores.filter { $0 > 0 }.count
+        let positive = scores.reduce(0) { $0 + ($1 > 0 ? 1 : 0) }
         guard positive > 0 else { return scores.map { _ in 0 } }
         if budget >= Double(positive) { return scores.map { $0 > 0 ? 1 : 0 } }
-        // Water-filling: the largest scores saturate at 1, the rest share what is left.
-        let order = scores.indices.sorted { scores[$0] > scores[$1] }
-        var saturated = 0, rest = scores.reduce(0.0) { $0 + Double($1) }
-        var c = budget / rest
-        while saturated < order.count, Double(scores[order[saturated]]) * c >= 1 {
-            rest -= Double(scores[order[saturated]])
-            saturated += 1
+        // Water-filling without sorting: rows whose c score reaches 1 saturate and leave
+        // the rest of the budget to the others; c only grows, so once no new row
+        // saturates it is final (a few passes; at most one per saturating row).
+        var saturated = 0, c = 0.0
+        var isSaturated = [Bool](repeating: false, count: scores.count)
+        while true {
+            var rest = 0.0
+            for (k, v) in scores.enumerated() where !isSaturated[k] { rest += Double(v) }
             c = (budget - Double(saturated)) / rest
+            var changed = false
+            for (k, v) in scores.enumerated() where !isSaturated[k] && Double(v) * c >= 1 {
+                isSaturated[k] = true
+                saturated += 1
+                changed = true
+            }
+            if !changed { break }
         }
-        return scores.map { Float(min(1, max(0, Double($0) * c))) }
+        return scores.indices.map { isSaturated[$0] ? 1 : Float(min(1, max(0, Double(scores[$0]) * c))) }
     }
 
     /// Independent keep/drop draws: the kept rows with their weights 1 / p_i.

@@ -144,3 +144,84 @@ extension Benchmark {
         }
     }
 }
+
+// MARK: The int4 linear operator against FP32
+
+extension Benchmark {
+    /// One projection shape's whole training operator (forward and both backward
+    /// products, with every quantization step) timed three ways, in milliseconds.
+    public struct OperatorTiming: Sendable {
+        public var rows: Int, inFeatures: Int, outFeatures: Int
+        /// FP32: sgemm forward, activation gradient and weight gradient.
+        public var fp32: Double
+        /// int4: Hadamard quantizer + INT4 forward, bit splitting + leverage-score sampling backward.
+        public var int4: Double
+        /// int4 with the FP32 backward (`--int4-backward exact`).
+        public var int4Exact: Double
+    }
+
+    /// The int4 operator of every distinct projection shape of `config` (rows = micro-batch
+    /// x context) against the FP32 operator on the same values, both on all cores.
+    public static func int4Operator(config: RunConfig, seconds: Double = 0.5) -> [OperatorTiming] {
+        let n = config.training.microBatchSize * config.model.context
+        var shapes: [(Int, Int)] = []
+        for p in ParameterLayout(config: config.model).layers[0].projections where !shapes.contains(where: { $0 == (p.inFeatures, p.outFeatures) }) {
+            shapes.append((p.inFeatures, p.outFeatures))
+        }
+        let block = config.model.hadamardBlockSize
+        var rng = Xoshiro256(seed: 3)
+        return shapes.map { (i, o) in
+            func floats(_ count: Int, _ scale: Float) -> UnsafeMutablePointer<Float> {
+                let p = UnsafeMutablePointer<Float>.allocate(capacity: count)
+                for k in 0..<count { p[k] = rng.normal() * scale }
+                return p
+            }
+            let x = floats(n * i, 1), g = floats(n * o, 1e-3), params = floats(o * i + 2, 0.02)
+            let out = floats(n * o, 0), dx = floats(n * i, 0), dparams = floats(o * i + 2, 0)
+            let a = floats(n * i, 0), b = floats(n * i, 0), transformed = floats(o * i, 0)
+            let codes = UnsafeMutablePointer<Int8>.allocate(capacity: o * i), transposed = UnsafeMutablePointer<Int8>.allocate(capacity: o * i)
+            defer {
+                for p in [x, g, params, out, dx, dparams, a, b, transformed] { p.deallocate() }
+                codes.deallocate()
+                transposed.deallocate()
+            }
+            let steps = StepSlots(input: o * i, weight: o * i + 1)
+            var slots = BitLinearSlots(weight: 0, subNorm: nil, inFeatures: i, outFeatures: o, index: 0)
+            slots.steps = steps
+            Int4Linear.transform(params, into: transformed, rows: o, width: i, block: block)
+            params[o * i] = 0
+            params[o * i + 1] = LearnedStepQuantizer.initialStep(transformed, count: o * i)
+            Int4Linear.encode(transformed, count: o * i, step: params[o * i + 1], codes: codes)
+            IntegerMatmul.transpose(codes, rows: o, cols: i, into: transposed)
+            let weight = Int4Weight(transformed: transformed, codes: codes, transposedCodes: transposed, step: params[o * i + 1])
+            let workspace = Int4Workspace(rows: n, wide: max(i, o))
+            var seed: UInt64 = 0
+            func int4(_ mode: Int4Backward) {
+                Int4Linear.forward(out: out, inp: x, params: params, slots: slots, steps: steps, weight: weight, block: block,
+                                   rows: n, sequenceLength: config.model.context, scratch: a, workspace: workspace)
+                seed &+= 1
+                Int4Linear.backward(dinp: dx, dparams: dparams, dout: g, inp: x, params: params, slots: slots, steps: steps,
+                                    weight: weight, block: block, mode: mode, seed: seed, rows: n,
+                                    sequenceLength: config.model.context, scratchA: a, scratchB: b, workspace: workspace)
+            }
+            func milliseconds(_ body: () -> Void) -> Double {
+                body()  // warm-up
+                var best = Double.infinity
+                let start = Date()
+                repeat {
+                    let t0 = Date()
+                    body()
+                    best = min(best, Date().timeIntervalSince(t0) * 1000)
+                } while Date().timeIntervalSince(start) < seconds
+                return best
+            }
+            let fp32 = milliseconds {
+                Matmul.forward(out, x, params, rows: n, inFeatures: i, outFeatures: o)
+                Matmul.backwardInput(dx, g, params, rows: n, inFeatures: i, outFeatures: o)
+                Matmul.backwardWeight(dparams, g, x, rows: n, inFeatures: i, outFeatures: o)
+            }
+            return OperatorTiming(rows: n, inFeatures: i, outFeatures: o, fp32: fp32, int4: milliseconds { int4(.lss) },
+                                  int4Exact: milliseconds { int4(.exact) })
+        }
+    }
+}
