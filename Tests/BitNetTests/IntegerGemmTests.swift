@@ -103,6 +103,45 @@ import Testing
         #expect(ran.contains("scalar") && ran.contains("AVX2"), "ran \(ran)")
     }
 
+    /// BitLinear's forward product (activations in [-127, 127], weights in {-1, 0, +1}) on
+    /// every path against naive sums, past the AVX2 kernel's 4096-wide int16 chunks at the
+    /// largest magnitudes.
+    @Test func everyPathEqualsTheNaiveTernaryWeightProduct() {
+        var rng = Xoshiro256(seed: 54)
+        var ran: [String] = []
+        for path in Self.paths where bitnet_s8_path_supported(path.id) != 0 {
+            ran.append(path.name)
+            for (m, n, k) in [(1, 1, 1), (4, 2, 32), (5, 3, 33), (7, 9, 31), (9, 7, 128), (4, 3, 4100), (11, 13, 257)] {
+                let (lda, ldb, ldc) = (k + 3, k + 1, n + 2)
+                let a = (0..<m * lda).map { _ in [-127, 127, Int8(rng.below(255) - 127)][min(rng.below(4), 2)] }
+                let b = (0..<n * ldb).map { _ in Int8(rng.below(3) - 1) }
+                var c = [Int32](repeating: -7, count: m * ldc), f = [Float](repeating: -7, count: m * ldc)
+                bitnet_gemm_s8t(path.id, a, lda, b, ldb, &c, ldc, 0, Int32(m / 2), Int32(n), Int32(k))
+                bitnet_gemm_s8t(path.id, a, lda, b, ldb, &c, ldc, Int32(m / 2), Int32(m), Int32(n), Int32(k))
+                bitnet_gemm_s8t_f32(path.id, a, lda, b, ldb, &f, ldc, 0, Int32(m), Int32(n), Int32(k))
+                var wrong = 0
+                for i in 0..<m {
+                    for j in 0..<n {
+                        var s: Int32 = 0
+                        for p in 0..<k { s += Int32(a[i * lda + p]) * Int32(b[j * ldb + p]) }
+                        if c[i * ldc + j] != s || f[i * ldc + j] != Float(s) { wrong += 1 }
+                    }
+                    for j in n..<ldc where c[i * ldc + j] != -7 || f[i * ldc + j] != -7 { wrong += 1 }
+                }
+                #expect(wrong == 0, "\(path.name) ternary-weight \(m)x\(n)x\(k): \(wrong) outputs wrong")
+            }
+            let k = 65536
+            for (x, y) in [(Int8(127), Int8(1)), (-127, 1), (127, -1), (-127, -1)] {
+                let a = [Int8](repeating: x, count: k), b = [Int8](repeating: y, count: k)
+                var c: [Int32] = [0]
+                bitnet_gemm_s8t(path.id, a, k, b, k, &c, 1, 0, 1, 1, Int32(k))
+                #expect(c[0] == Int32(x) * Int32(y) * Int32(k), "\(path.name): \(x) x \(y) over \(k) gives \(c[0])")
+            }
+        }
+        print("ternary-weight product paths tested on this CPU: \(ran.joined(separator: ", "))")
+        #expect(ran.contains("scalar") && ran.contains("AVX2"), "ran \(ran)")
+    }
+
     /// The three products of a training step (forward X W^T, activation gradient G W,
     /// weight gradient G^T X) on the best path, split over the cores, against naive sums.
     @Test func threeLayoutsEqualNaiveProducts() {

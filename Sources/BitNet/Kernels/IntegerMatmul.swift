@@ -10,15 +10,20 @@ enum IntegerMatmul {
     /// The int8 path this CPU runs fastest.
     static let path = Int32(bitnet_s8_best_path())
 
-    /// What the operands hold: any int8, or INT4 values in [-8, 7] only (a faster kernel
-    /// on AVX2; on other paths the same).
-    enum Values { case int8, int4 }
+    /// What the operands hold: any int8; INT4 values in [-8, 7] only; or BitLinear's
+    /// activations in [-127, 127] against weights in {-1, 0, +1}. The last two have faster
+    /// kernels of their own on AVX2 (the other paths run the int8 ones).
+    enum Values { case int8, int4, ternaryWeights }
 
     /// out[n, o] = x[n, i] w[o, i]^T (the forward product), as int32 or as FP32 (exact
     /// while |sum| < 2^24).
     static func forward(_ out: UnsafeMutablePointer<Int32>, _ x: UnsafePointer<Int8>, _ w: UnsafePointer<Int8>,
                         rows n: Int, inFeatures i: Int, outFeatures o: Int, values: Values = .int8) {
-        let kernel = values == .int4 ? bitnet_gemm_s4 : bitnet_gemm_s8
+        let kernel = switch values {
+        case .int8: bitnet_gemm_s8
+        case .int4: bitnet_gemm_s4
+        case .ternaryWeights: bitnet_gemm_s8t
+        }
         Parallel.forRanges(n, workPerItem: i * o) { r in
             kernel(path, x, i, w, i, out, o, Int32(r.lowerBound), Int32(r.upperBound), Int32(o), Int32(i))
         }
@@ -26,7 +31,11 @@ enum IntegerMatmul {
 
     static func forward(_ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Int8>, _ w: UnsafePointer<Int8>,
                         rows n: Int, inFeatures i: Int, outFeatures o: Int, values: Values = .int8) {
-        let kernel = values == .int4 ? bitnet_gemm_s4_f32 : bitnet_gemm_s8_f32
+        let kernel = switch values {
+        case .int8: bitnet_gemm_s8_f32
+        case .int4: bitnet_gemm_s4_f32
+        case .ternaryWeights: bitnet_gemm_s8t_f32
+        }
         Parallel.forRanges(n, workPerItem: i * o) { r in
             kernel(path, x, i, w, i, out, o, Int32(r.lowerBound), Int32(r.upperBound), Int32(o), Int32(i))
         }

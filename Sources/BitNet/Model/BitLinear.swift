@@ -135,7 +135,7 @@ public enum BitLinear {
     /// offset times each row's sum of W~ is added back (still exact integers).
     static func productOnIntegers(_ out: UnsafeMutablePointer<Float>, saved: BitLinearSaved, codes: UnsafePointer<Int8>,
                                   rowSums: UnsafePointer<Float>?, rows n: Int, inFeatures i: Int, outFeatures o: Int) {
-        IntegerMatmul.forward(out, saved.quantized, codes, rows: n, inFeatures: i, outFeatures: o)
+        IntegerMatmul.forward(out, saved.quantized, codes, rows: n, inFeatures: i, outFeatures: o, values: .ternaryWeights)
         guard let rowSums else { return }
         let offset = Float(ActivationRange.unsignedOffset)
         Parallel.forRanges(n, workPerItem: o) { rows in

@@ -134,7 +134,11 @@ extension Benchmark {
                     }
                 }))
             }
-            // INT4 operands (the int4 mode's) on the best path's INT4 kernel.
+            // BitLinear's operands (these) on the best path's ternary-weight kernel, and INT4
+            // operands (the int4 mode's) on its INT4 kernel.
+            integer.append(("ternary-weights", rate {
+                IntegerMatmul.forward(&out, x, w, rows: n, inFeatures: i, outFeatures: o, values: .ternaryWeights)
+            }))
             let x4 = x.map { $0 / 16 }, w4 = (0..<o * i).map { _ in Int8(truncatingIfNeeded: rng.below(16) - 8) }
             integer.append(("int4", rate {
                 IntegerMatmul.forward(&out, x4, w4, rows: n, inFeatures: i, outFeatures: o, values: .int4)

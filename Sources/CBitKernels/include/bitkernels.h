@@ -82,6 +82,14 @@ void bitnet_gemm_s4(int path, const int8_t *a, size_t lda, const int8_t *b, size
 void bitnet_gemm_s4_f32(int path, const int8_t *a, size_t lda, const int8_t *b, size_t ldb, float *c, size_t ldc,
                         int row_begin, int row_end, int n, int k);
 
+/// The same product for BitLinear's operands: every value of a in [-127, 127] and of b
+/// in {-1, 0, +1} (others give wrong sums on the AVX2 path, whose own vpsignb +
+/// vpmaddubsw kernel this is; the int8 kernels on the other paths).
+void bitnet_gemm_s8t(int path, const int8_t *a, size_t lda, const int8_t *b, size_t ldb, int32_t *c, size_t ldc,
+                     int row_begin, int row_end, int n, int k);
+void bitnet_gemm_s8t_f32(int path, const int8_t *a, size_t lda, const int8_t *b, size_t ldb, float *c, size_t ldc,
+                         int row_begin, int row_end, int n, int k);
+
 /// 1 when the AVX2 paths are in use (for the benchmark report).
 int bitnet_kernels_use_avx2(void);
 /// Forces the scalar paths (tests compare the two); returns the previous setting.
