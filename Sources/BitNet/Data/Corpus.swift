@@ -42,68 +42,271 @@ public enum Corpus {
         public var trainTokens: Int
         public var valTokens: Int
         public var vocabSize: Int
+        public var documents: Int = 0
+        public var validationDocuments: Int = 0
+        /// Files found in directories but left out for holding no text.
+        public var skippedDocuments: Int = 0
+        public var bytes: Int = 0
     }
 
-    /// Encodes `inputs` (each ending with end-of-sequence) and writes the data directory.
-    /// The last `validationFraction` of the token stream becomes the validation split.
-    public static func prepare(inputs: [String], tokenizerPath: String, output: String,
-                               validationFraction: Double = 0.05,
-                               progress: (String) -> Void = { _ in }) throws -> Summary {
+    /// Where `prepare` is: for a progress line with a rate and an ETA.
+    public struct Progress: Sendable {
+        public var bytesDone: Int, totalBytes: Int, tokens: Int, documentsDone: Int, documents: Int
+    }
+
+    /// With at least this many documents (files), validation is a set of whole documents;
+    /// with fewer, the last fraction of the token stream (a single book, say).
+    public static let documentSplitMinimum = 20
+
+    /// Encodes the documents `inputs` name (files, or directories filtered by `glob`; each
+    /// document ends with end-of-sequence) and writes the data directory. Streams: text is
+    /// read `blockBytes` at a time (cut at a blank line, else a line end), encoded on all
+    /// cores and appended to the token files, so memory stays flat however large the
+    /// corpus. Validation: whole documents chosen by a hash of their names (about
+    /// `validationFraction` of them) when there are at least `documentSplitMinimum`, else
+    /// the last `validationFraction` of the token stream.
+    public static func prepare(inputs: [String], glob: String? = nil, tokenizerPath: String, output: String,
+                               validationFraction: Double = 0.05, blockBytes: Int = 8 << 20,
+                               progress: (Progress) -> Void = { _ in }) throws -> Summary {
         guard validationFraction > 0 && validationFraction < 1 else {
             throw BitNetError.invalid("the validation fraction must be in (0, 1), got \(validationFraction)")
         }
-        guard !inputs.isEmpty else { throw BitNetError.invalid("give at least one text file") }
+        let documents = try CorpusFiles.list(inputs, glob: glob)
+        let named = Set(inputs)
         let tokenizer = try Tokenizer(path: tokenizerPath)
-        var tokens: [Int32] = []
-        for input in inputs {
-            let text = try readText(input)
-            let pieces = chunks(text)
-            var encoded = [[Int32]](repeating: [], count: pieces.count)
-            var failure: Error?
-            let lock = NSLock()
-            encoded.withUnsafeMutableBufferPointer { out in
-                let base = out.baseAddress!
-                Parallel.forEach(pieces.count) { i in
-                    do {
-                        (base + i).pointee = try tokenizer.encode(String(pieces[i]))
-                    } catch {
-                        lock.withLock { failure = error }
-                    }
-                }
-            }
-            if let failure { throw failure }
-            let before = tokens.count
-            for e in encoded { tokens.append(contentsOf: e) }
-            if tokenizer.eosID >= 0 { tokens.append(tokenizer.eosID) }
-            progress("\(input): \(text.utf8.count) bytes -> \(tokens.count - before) tokens")
-        }
-        let valCount = max(1, Int(Double(tokens.count) * validationFraction))
-        let trainCount = tokens.count - valCount
-        guard trainCount > 1 else { throw BitNetError.invalid("corpus too small: \(tokens.count) tokens") }
-
         let directory = URL(fileURLWithPath: output)
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         // meta.json goes last: a directory without it is not a finished data directory.
         try? FileManager.default.removeItem(at: directory.appendingPathComponent("meta.json"))
-        let meta = DatasetMeta(vocabSize: tokenizer.vocabSize, dtype: tokenizer.vocabSize <= 65536 ? "uint16" : "uint32",
-                               trainTokens: trainCount, valTokens: valCount, tokenizer: "tokenizer.model")
-        try writeTokens(tokens[0..<trainCount], dtype: meta.dtype, to: directory.appendingPathComponent("train.bin"))
-        try writeTokens(tokens[trainCount...], dtype: meta.dtype, to: directory.appendingPathComponent("val.bin"))
+        let wide = tokenizer.vocabSize > 65536
+        let train = try TokenStreamWriter(url: directory.appendingPathComponent("train.bin"), wide: wide)
+        let val = try TokenStreamWriter(url: directory.appendingPathComponent("val.bin"), wide: wide)
+        defer {
+            train.discard()
+            val.discard()
+        }
+        let byDocument = documents.count >= documentSplitMinimum
+        let validation = byDocument ? validationSet(documents, fraction: validationFraction) : []
+        var summary = Summary(trainTokens: 0, valTokens: 0, vocabSize: tokenizer.vocabSize, documents: documents.count)
+        let totalBytes = documents.reduce(0) { $0 + $1.bytes }
+        for (index, document) in documents.enumerated() {
+            let writer = validation.contains(index) ? val : train
+            let before = writer.count
+            let hasText = try encode(document, tokenizer: tokenizer, blockBytes: blockBytes, into: writer) { bytes in
+                progress(Progress(bytesDone: summary.bytes + bytes, totalBytes: totalBytes,
+                                  tokens: train.count + val.count, documentsDone: index, documents: documents.count))
+            }
+            summary.bytes += document.bytes
+            if !hasText {
+                if named.contains(document.path) {
+                    throw BitNetError.file("\(document.path): " + (document.bytes == 0 ? "file is empty" : "file holds only whitespace"))
+                }
+                writer.dropTail(from: before)
+                summary.skippedDocuments += 1
+                continue
+            }
+            if tokenizer.eosID >= 0 { try writer.append([tokenizer.eosID]) }
+            if validation.contains(index) { summary.validationDocuments += 1 }
+        }
+        if !byDocument { try train.moveTail(fraction: validationFraction, to: val) }
+        summary.trainTokens = train.count
+        summary.valTokens = val.count
+        guard summary.trainTokens > 1, summary.valTokens > 0 else {
+            throw BitNetError.invalid("corpus too small: \(summary.trainTokens + summary.valTokens) tokens")
+        }
+        try train.finish()
+        try val.finish()
+        let meta = DatasetMeta(vocabSize: tokenizer.vocabSize, dtype: wide ? "uint32" : "uint16",
+                               trainTokens: summary.trainTokens, valTokens: summary.valTokens, tokenizer: "tokenizer.model")
         let tokenizerData = try Data(contentsOf: URL(fileURLWithPath: tokenizerPath))
         try AtomicFile.write(tokenizerData, to: directory.appendingPathComponent("tokenizer.model"))
         try AtomicFile.writeJSON(meta, to: directory.appendingPathComponent("meta.json"))
-        return Summary(trainTokens: trainCount, valTokens: valCount, vocabSize: tokenizer.vocabSize)
+        return summary
     }
 
-    static func writeTokens(_ tokens: ArraySlice<Int32>, dtype: String, to url: URL) throws {
-        var data = Data()
-        if dtype == "uint16" {
-            data.reserveCapacity(tokens.count * 2)
-            for t in tokens { withUnsafeBytes(of: UInt16(t).littleEndian) { data.append(contentsOf: $0) } }
-        } else {
-            data.reserveCapacity(tokens.count * 4)
-            for t in tokens { withUnsafeBytes(of: UInt32(t).littleEndian) { data.append(contentsOf: $0) } }
+    /// Indices of the validation documents: those CorpusFiles.isValidation picks, and at
+    /// least one document on each side.
+    static func validationSet(_ documents: [CorpusDocument], fraction: Double) -> Set<Int> {
+        var chosen = Set(documents.indices.filter { CorpusFiles.isValidation(documents[$0], fraction: fraction) })
+        let byHash = documents.indices.sorted { CorpusFiles.hash(documents[$0].name) < CorpusFiles.hash(documents[$1].name) }
+        if chosen.isEmpty, let first = byHash.first { chosen.insert(first) }
+        if chosen.count == documents.count, let last = byHash.last { chosen.remove(last) }
+        return chosen
+    }
+
+    /// Reads one document block by block, encodes each block's pieces on all cores, and
+    /// appends the ids in order. Returns whether it held any non-whitespace text.
+    static func encode(_ document: CorpusDocument, tokenizer: Tokenizer, blockBytes: Int, into writer: TokenStreamWriter,
+                       progress: (Int) -> Void) throws -> Bool {
+        let handle: FileHandle
+        do {
+            handle = try FileHandle(forReadingFrom: URL(fileURLWithPath: document.path))
+        } catch {
+            throw BitNetError.file("\(document.path): file does not exist or is not readable")
         }
-        try AtomicFile.write(data, to: url)
+        defer { try? handle.close() }
+        var carry = Data(), offset = 0, hasText = false
+        while true {
+            let chunk: Data
+            do {
+                chunk = try handle.read(upToCount: blockBytes) ?? Data()
+            } catch {
+                throw BitNetError.file("\(document.path): cannot read: \(error.localizedDescription)")
+            }
+            // A regular file returns whole blocks until its end: a short one is the last.
+            let atEnd = chunk.count < blockBytes
+            var block = carry
+            block.append(chunk)
+            carry = Data()
+            if !atEnd {
+                let cut = blockEnd(block)
+                carry = block.subdata(in: cut..<block.count)
+                block = block.subdata(in: 0..<cut)
+            }
+            if !block.isEmpty {
+                guard let text = String(data: block, encoding: .utf8) else {
+                    throw BitNetError.file("\(document.path): not valid UTF-8 text (in bytes \(offset)..<\(offset + block.count))")
+                }
+                if !hasText { hasText = text.contains { !$0.isWhitespace } }
+                let pieces = chunks(text)
+                var encoded = [[Int32]](repeating: [], count: pieces.count)
+                var failure: Error?
+                let lock = NSLock()
+                encoded.withUnsafeMutableBufferPointer { out in
+                    let base = out.baseAddress!
+                    Parallel.forEach(pieces.count) { i in
+                        do {
+                            (base + i).pointee = try tokenizer.encode(String(pieces[i]))
+                        } catch {
+                            lock.withLock { failure = error }
+                        }
+                    }
+                }
+                if let failure { throw failure }
+                for e in encoded { try writer.append(e) }
+                offset += block.count
+                progress(offset)
+            }
+            if atEnd { return hasText }
+        }
+    }
+
+    /// Where a block read from the middle of a file ends: after its last blank line, else
+    /// its last line end, else its last whole UTF-8 character.
+    static func blockEnd(_ block: Data) -> Int {
+        block.withUnsafeBytes { raw -> Int in
+            let bytes = raw.bindMemory(to: UInt8.self)
+            var lastNewline = -1
+            var i = bytes.count - 1
+            while i >= 0 {
+                if bytes[i] == 0x0A {
+                    if lastNewline < 0 { lastNewline = i }
+                    if i > 0 && bytes[i - 1] == 0x0A { return i + 1 }
+                }
+                i -= 1
+                // A blank line far back is not worth a tiny block: settle for a line end.
+                if lastNewline >= 0 && lastNewline - i > (1 << 16) { break }
+            }
+            if lastNewline >= 0 { return lastNewline + 1 }
+            var end = bytes.count
+            while end > 0 && bytes[end - 1] & 0xC0 == 0x80 { end -= 1 }  // continuation bytes
+            return max(end - 1, 0) > 0 ? end - 1 : bytes.count
+        }
+    }
+}
+
+/// Token ids appended to a temporary file beside their target, buffered; `finish`
+/// renames it into place, `discard` removes it.
+final class TokenStreamWriter {
+    let url: URL, temporary: URL
+    let wide: Bool
+    private let handle: FileHandle
+    private var buffer: [UInt8] = []
+    private(set) var count = 0
+    private var finished = false
+
+    init(url: URL, wide: Bool) throws {
+        (self.url, self.wide) = (url, wide)
+        temporary = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).tmp-\(ProcessInfo.processInfo.processIdentifier)")
+        guard FileManager.default.createFile(atPath: temporary.path, contents: nil),
+              let handle = try? FileHandle(forUpdating: temporary) else {
+            throw BitNetError.file("\(url.path): cannot create a file in \(url.deletingLastPathComponent().path)")
+        }
+        self.handle = handle
+        buffer.reserveCapacity(1 << 22)
+    }
+
+    var tokenBytes: Int { wide ? 4 : 2 }
+
+    func append(_ ids: [Int32]) throws {
+        for id in ids {
+            if wide {
+                withUnsafeBytes(of: UInt32(truncatingIfNeeded: id).littleEndian) { buffer.append(contentsOf: $0) }
+            } else {
+                withUnsafeBytes(of: UInt16(truncatingIfNeeded: id).littleEndian) { buffer.append(contentsOf: $0) }
+            }
+        }
+        count += ids.count
+        if buffer.count >= 1 << 22 { try flush() }
+    }
+
+    private func flush() throws {
+        guard !buffer.isEmpty else { return }
+        do {
+            try handle.write(contentsOf: buffer)
+        } catch {
+            throw BitNetError.file("\(url.path): cannot write: \(error.localizedDescription)")
+        }
+        buffer.removeAll(keepingCapacity: true)
+    }
+
+    /// Forgets the tokens from `start` on (a document that turned out to hold no text),
+    /// as far as they are still in the buffer (megabytes of whitespace would not be).
+    func dropTail(from start: Int) {
+        let keep = start - (count - buffer.count / tokenBytes)
+        if keep >= 0 {
+            buffer.removeLast(buffer.count - keep * tokenBytes)
+            count = start
+        }
+    }
+
+    /// Moves the last `fraction` of the tokens (at least one) to `other`, copying in
+    /// bounded pieces, then truncates this file.
+    func moveTail(fraction: Double, to other: TokenStreamWriter) throws {
+        try flush()
+        let moved = max(1, Int(Double(count) * fraction)), start = count - moved
+        guard start > 0 else { return }
+        var position = start * tokenBytes
+        let end = count * tokenBytes
+        while position < end {
+            let size = min(1 << 22, end - position)
+            try handle.seek(toOffset: UInt64(position))
+            guard let data = try handle.read(upToCount: size), data.count == size else {
+                throw BitNetError.file("\(temporary.path): could not read back the tokens just written")
+            }
+            other.buffer.append(contentsOf: data)
+            other.count += size / tokenBytes
+            try other.flush()
+            position += size
+        }
+        try handle.truncate(atOffset: UInt64(start * tokenBytes))
+        try handle.seekToEnd()
+        count = start
+    }
+
+    func finish() throws {
+        try flush()
+        try handle.synchronize()
+        try handle.close()
+        guard rename(temporary.path, url.path) == 0 else {
+            throw BitNetError.file("\(url.path): cannot rename the finished file into place: \(String(cString: strerror(errno)))")
+        }
+        finished = true
+    }
+
+    func discard() {
+        guard !finished else { return }
+        try? handle.close()
+        try? FileManager.default.removeItem(at: temporary)
     }
 }

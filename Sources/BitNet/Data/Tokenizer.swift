@@ -67,10 +67,29 @@ public final class Tokenizer: @unchecked Sendable {
     }
 
     /// Trains a SentencePiece model on text files and writes `output` (and its
-    /// `.vocab` companion beside it).
+    /// `.vocab` companion beside it). When the files hold more than `maxSentences` lines
+    /// (SentencePiece's sentences), it trains on a sample of about that many, each line
+    /// kept by a hash of (`seed`, its position): a corpus of any size trains in bounded
+    /// memory, and the same seed gives the same model.
     public static func train(inputs: [String], vocabSize: Int, kind: TokenizerKind, output: String,
                              characterCoverage: Double = 1.0, byteFallback: Bool = true,
-                             maxSentences: Int = 2_000_000) throws {
+                             maxSentences: Int = 2_000_000, seed: UInt32 = 1) throws {
+        let lines = try TextLines.count(inputs)
+        guard lines > maxSentences else {
+            try trainSentencePiece(inputs: inputs, vocabSize: vocabSize, kind: kind, output: output,
+                                   characterCoverage: characterCoverage, byteFallback: byteFallback, maxSentences: maxSentences)
+            return
+        }
+        let sample = URL(fileURLWithPath: output).deletingLastPathComponent()
+            .appendingPathComponent(".tokenizer-sample-\(ProcessInfo.processInfo.processIdentifier).txt").path
+        defer { try? FileManager.default.removeItem(atPath: sample) }
+        try TextLines.sample(inputs, keep: Double(maxSentences) / Double(lines), seed: seed, to: sample)
+        try trainSentencePiece(inputs: [sample], vocabSize: vocabSize, kind: kind, output: output,
+                               characterCoverage: characterCoverage, byteFallback: byteFallback, maxSentences: maxSentences)
+    }
+
+    static func trainSentencePiece(inputs: [String], vocabSize: Int, kind: TokenizerKind, output: String,
+                                   characterCoverage: Double, byteFallback: Bool, maxSentences: Int) throws {
         guard output.hasSuffix(".model") else { throw BitNetError.file("\(output): a tokenizer file's name must end in .model") }
         for input in inputs where input.contains(",") {
             throw BitNetError.file("\(input): SentencePiece cannot take input paths that contain a comma")
@@ -86,7 +105,7 @@ public final class Tokenizer: @unchecked Sendable {
             ("character_coverage", String(characterCoverage)),
             ("byte_fallback", byteFallback ? "true" : "false"),
             ("input_sentence_size", String(maxSentences)),
-            ("shuffle_input_sentence", "true"),
+            ("shuffle_input_sentence", "false"),
             ("max_sentence_length", "16384"),
             ("split_digits", "true"),
             // Identity normalization keeps text as written (newlines survive as byte
@@ -114,5 +133,68 @@ public final class Tokenizer: @unchecked Sendable {
                 throw BitNetError.file("\(prefix + ext): cannot write: \(String(cString: strerror(errno)))")
             }
         }
+    }
+}
+
+/// Lines of text files, read in blocks (memory stays flat): counted, or sampled.
+enum TextLines {
+    static func forEachBlock(_ path: String, _ body: (Data) throws -> Void) throws {
+        guard let handle = FileHandle(forReadingAtPath: path) else { throw BitNetError.file("\(path): file is not readable") }
+        defer { try? handle.close() }
+        while true {
+            let block: Data
+            do { block = try handle.read(upToCount: 1 << 22) ?? Data() } catch {
+                throw BitNetError.file("\(path): cannot read: \(error.localizedDescription)")
+            }
+            if block.isEmpty { return }
+            try body(block)
+        }
+    }
+
+    static func count(_ paths: [String]) throws -> Int {
+        var lines = 0
+        for path in paths {
+            var last: UInt8 = 0x0A
+            try forEachBlock(path) { block in
+                block.withUnsafeBytes { raw in for b in raw where b == 0x0A { lines += 1 } }
+                last = block.last ?? last
+            }
+            if last != 0x0A { lines += 1 }  // a last line without its newline
+        }
+        return lines
+    }
+
+    /// Writes the lines whose hash of (seed, running line number) falls below `keep`.
+    static func sample(_ paths: [String], keep: Double, seed: UInt32, to output: String) throws {
+        guard FileManager.default.createFile(atPath: output, contents: nil), let out = FileHandle(forWritingAtPath: output) else {
+            throw BitNetError.file("\(output): cannot create the tokenizer's sample file")
+        }
+        defer { try? out.close() }
+        let threshold = Float(keep)
+        var index = 0, pending = Data(), kept = Data()
+        func take(_ line: Data) {
+            if CounterRandom.uniform(key: seed, index: index) < threshold { kept.append(line) }
+            index += 1
+        }
+        for path in paths {
+            try forEachBlock(path) { block in
+                pending.append(block)
+                var start = pending.startIndex
+                while let newline = pending[start...].firstIndex(of: 0x0A) {
+                    take(pending[start...newline])
+                    start = newline + 1
+                }
+                pending = Data(pending[start...])
+                if kept.count >= 1 << 22 {
+                    try out.write(contentsOf: kept)
+                    kept.removeAll(keepingCapacity: true)
+                }
+            }
+            if !pending.isEmpty {
+                take(pending + Data([0x0A]))
+                pending.removeAll()
+            }
+        }
+        try out.write(contentsOf: kept)
     }
 }
