@@ -156,14 +156,25 @@ static int32_t row_sum(const int8_t *bj, int whole) {
     return s;
 }
 
-/// The INT4 product on AVX2 (operands in [-8, 7], INT4 values in int8 lanes): A made
-/// unsigned as a + 8 in [0, 15], vpmaddubsw multiplies 32 pairs at once and sums them in
-/// pairs to int16 without saturating (|2 * 15 * 8| = 240), and the int16 sums are added
-/// up for at most 128 steps (|sum| <= 30720 < 2^15) before vpmaddwd widens them to int32:
-/// two instructions per 32 products, against the int8 path's four per 16. The excess
-/// 8 * sum(b) is taken off at the end. Blocks of 4 rows x 2 columns keep the eight int16
-/// sums, the two B vectors and one A vector in registers; edges go one output at a time.
-enum { S4_CHUNK = 128 * 32 };
+/// Two AVX2 kernels for operands whose range lets vpmaddubsw (u8 x s8, 32 products per
+/// instruction, summed in pairs to int16) run without saturating; one body, specialized
+/// by `kind` (a constant wherever it is inlined):
+///   PAIRS_INT4: a, b in [-8, 7]. A is made unsigned as a + 8 in [0, 15]; pair sums are
+///     at most |2 * 15 * 8| = 240; the excess 8 * sum(b) is taken off at the end.
+///   PAIRS_TERNARY: a in [-127, 127], b in {-1, 0, +1} (BitLinear's forward). vpsignb
+///     moves b's sign onto a (zero where b is), vpmaddubsw multiplies by |b| in {0, 1};
+///     pair sums are at most 254; no correction.
+/// The int16 sums are added up for at most 128 steps (|sum| <= 32512 < 2^15) before
+/// vpmaddwd widens them to int32: two or three instructions per 32 products, against
+/// the int8 path's four per 16. Blocks of 4 rows x 2 columns keep the eight int16 sums,
+/// the two B vectors and one A vector in registers; edges go one output at a time.
+enum { PAIRS_INT4, PAIRS_TERNARY };
+enum { PAIRS_CHUNK = 128 * 32 };
+
+__attribute__((target("avx2"), always_inline)) static inline __m256i pair_sums(int kind, __m256i a, __m256i b) {
+    if (kind == PAIRS_INT4) return _mm256_maddubs_epi16(_mm256_add_epi8(a, _mm256_set1_epi8(8)), b);
+    return _mm256_maddubs_epi16(_mm256_abs_epi8(b), _mm256_sign_epi8(a, b));
+}
 
 __attribute__((target("avx2"))) static inline __m256i widen_pairs(__m256i h) {
     return _mm256_madd_epi16(h, _mm256_set1_epi16(1));
@@ -175,71 +186,70 @@ __attribute__((target("avx2"))) static inline void store_four_sums(int32_t *v, c
     _mm_storeu_si128((__m128i *)v, _mm_add_epi32(_mm256_castsi256_si128(t), _mm256_extracti128_si256(t, 1)));
 }
 
-__attribute__((target("avx2"))) static int32_t dot_s4_avx2(const int8_t *a, const int8_t *b, int whole, int k) {
-    const __m256i eight = _mm256_set1_epi8(8);
+/// What the kind adds to every product with row b over the first `whole` columns.
+static inline int32_t pair_excess(int kind, const int8_t *b, int whole) {
+    return kind == PAIRS_INT4 ? 8 * row_sum(b, whole) : 0;
+}
+
+__attribute__((target("avx2"), always_inline)) static inline int32_t dot_pairs_avx2(int kind, const int8_t *a, const int8_t *b,
+                                                                                int whole, int k) {
     __m256i s = _mm256_setzero_si256();
-    for (int p0 = 0; p0 < whole; p0 += S4_CHUNK) {
-        const int p1 = p0 + S4_CHUNK < whole ? p0 + S4_CHUNK : whole;
+    for (int p0 = 0; p0 < whole; p0 += PAIRS_CHUNK) {
+        const int p1 = p0 + PAIRS_CHUNK < whole ? p0 + PAIRS_CHUNK : whole;
         __m256i h = _mm256_setzero_si256();
         for (int p = p0; p < p1; p += 32) {
-            const __m256i y = _mm256_add_epi8(_mm256_loadu_si256((const __m256i *)(a + p)), eight);
-            h = _mm256_add_epi16(h, _mm256_maddubs_epi16(y, _mm256_loadu_si256((const __m256i *)(b + p))));
+            h = _mm256_add_epi16(h, pair_sums(kind, _mm256_loadu_si256((const __m256i *)(a + p)),
+                                              _mm256_loadu_si256((const __m256i *)(b + p))));
         }
         s = _mm256_add_epi32(s, widen_pairs(h));
     }
-    return sum8(s) - 8 * row_sum(b, whole) + dot_scalar(a, b, whole, k);
+    return sum8(s) - pair_excess(kind, b, whole) + dot_scalar(a, b, whole, k);
 }
 
-__attribute__((target("avx2"))) static void gemm_s4_avx2(const int8_t *a, size_t lda, const int8_t *b, size_t ldb,
-                                                        Out c, size_t ldc, int row_begin, int row_end, int n, int k) {
+__attribute__((target("avx2"), always_inline)) static inline void gemm_pairs_avx2(
+    int kind, const int8_t *a, size_t lda, const int8_t *b, size_t ldb, Out c, size_t ldc, int row_begin, int row_end,
+    int n, int k) {
     const int whole = k & ~31;
-    const __m256i eight = _mm256_set1_epi8(8);
-    // 8 * each B row's sum, once per call (not once per block of A rows).
+    // Each B row's excess once per call (not once per block of A rows).
     int32_t *excess = malloc((size_t)n * sizeof(int32_t));
     if (!excess) {
         gemm_scalar(a, lda, b, ldb, c, ldc, row_begin, row_end, n, k);
         return;
     }
-    for (int j = 0; j < n; j++) excess[j] = 8 * row_sum(b + (size_t)j * ldb, whole);
+    for (int j = 0; j < n; j++) excess[j] = pair_excess(kind, b + (size_t)j * ldb, whole);
     int i = row_begin;
     for (; i + 4 <= row_end; i += 4) {
-        const int8_t *a0 = a + (size_t)i * lda, *a1 = a0 + lda, *a2 = a1 + lda, *a3 = a2 + lda;
+        const int8_t *rows[4] = {a + (size_t)i * lda, a + (size_t)(i + 1) * lda, a + (size_t)(i + 2) * lda,
+                                 a + (size_t)(i + 3) * lda};
         int j = 0;
         for (; j + 2 <= n; j += 2) {
             const int8_t *b0 = b + (size_t)j * ldb, *b1 = b0 + ldb;
             __m256i s[8];
             for (int t = 0; t < 8; t++) s[t] = _mm256_setzero_si256();
-            for (int p0 = 0; p0 < whole; p0 += S4_CHUNK) {
-                const int p1 = p0 + S4_CHUNK < whole ? p0 + S4_CHUNK : whole;
+            for (int p0 = 0; p0 < whole; p0 += PAIRS_CHUNK) {
+                const int p1 = p0 + PAIRS_CHUNK < whole ? p0 + PAIRS_CHUNK : whole;
                 __m256i h00 = _mm256_setzero_si256(), h01 = h00, h10 = h00, h11 = h00, h20 = h00, h21 = h00, h30 = h00, h31 = h00;
                 for (int p = p0; p < p1; p += 32) {
                     const __m256i x0 = _mm256_loadu_si256((const __m256i *)(b0 + p)), x1 = _mm256_loadu_si256((const __m256i *)(b1 + p));
-                    __m256i y = _mm256_add_epi8(_mm256_loadu_si256((const __m256i *)(a0 + p)), eight);
-                    h00 = _mm256_add_epi16(h00, _mm256_maddubs_epi16(y, x0));
-                    h01 = _mm256_add_epi16(h01, _mm256_maddubs_epi16(y, x1));
-                    y = _mm256_add_epi8(_mm256_loadu_si256((const __m256i *)(a1 + p)), eight);
-                    h10 = _mm256_add_epi16(h10, _mm256_maddubs_epi16(y, x0));
-                    h11 = _mm256_add_epi16(h11, _mm256_maddubs_epi16(y, x1));
-                    y = _mm256_add_epi8(_mm256_loadu_si256((const __m256i *)(a2 + p)), eight);
-                    h20 = _mm256_add_epi16(h20, _mm256_maddubs_epi16(y, x0));
-                    h21 = _mm256_add_epi16(h21, _mm256_maddubs_epi16(y, x1));
-                    y = _mm256_add_epi8(_mm256_loadu_si256((const __m256i *)(a3 + p)), eight);
-                    h30 = _mm256_add_epi16(h30, _mm256_maddubs_epi16(y, x0));
-                    h31 = _mm256_add_epi16(h31, _mm256_maddubs_epi16(y, x1));
+                    __m256i y = _mm256_loadu_si256((const __m256i *)(rows[0] + p));
+                    h00 = _mm256_add_epi16(h00, pair_sums(kind, y, x0));
+                    h01 = _mm256_add_epi16(h01, pair_sums(kind, y, x1));
+                    y = _mm256_loadu_si256((const __m256i *)(rows[1] + p));
+                    h10 = _mm256_add_epi16(h10, pair_sums(kind, y, x0));
+                    h11 = _mm256_add_epi16(h11, pair_sums(kind, y, x1));
+                    y = _mm256_loadu_si256((const __m256i *)(rows[2] + p));
+                    h20 = _mm256_add_epi16(h20, pair_sums(kind, y, x0));
+                    h21 = _mm256_add_epi16(h21, pair_sums(kind, y, x1));
+                    y = _mm256_loadu_si256((const __m256i *)(rows[3] + p));
+                    h30 = _mm256_add_epi16(h30, pair_sums(kind, y, x0));
+                    h31 = _mm256_add_epi16(h31, pair_sums(kind, y, x1));
                 }
-                s[0] = _mm256_add_epi32(s[0], widen_pairs(h00));
-                s[1] = _mm256_add_epi32(s[1], widen_pairs(h01));
-                s[2] = _mm256_add_epi32(s[2], widen_pairs(h10));
-                s[3] = _mm256_add_epi32(s[3], widen_pairs(h11));
-                s[4] = _mm256_add_epi32(s[4], widen_pairs(h20));
-                s[5] = _mm256_add_epi32(s[5], widen_pairs(h21));
-                s[6] = _mm256_add_epi32(s[6], widen_pairs(h30));
-                s[7] = _mm256_add_epi32(s[7], widen_pairs(h31));
+                const __m256i h[8] = {h00, h01, h10, h11, h20, h21, h30, h31};
+                for (int t = 0; t < 8; t++) s[t] = _mm256_add_epi32(s[t], widen_pairs(h[t]));
             }
-            const int8_t *rows[4] = {a0, a1, a2, a3};
             for (int r = 0; r < 4; r += 2) {
                 int32_t v[4];
-                store_four_sums(v, s + 2 * r);
+                store_four_sums(v, s + 2 * r);  // (r c0, r c1, r+1 c0, r+1 c1)
                 for (int q = 0; q < 4; q++) {
                     const int row = r + q / 2, col = q % 2;
                     put(c, (size_t)(i + row) * ldc + j + col,
@@ -248,93 +258,23 @@ __attribute__((target("avx2"))) static void gemm_s4_avx2(const int8_t *a, size_t
             }
         }
         for (; j < n; j++) {
-            const int8_t *bj = b + (size_t)j * ldb;
-            for (int r = 0; r < 4; r++) put(c, (size_t)(i + r) * ldc + j, dot_s4_avx2(a + (size_t)(i + r) * lda, bj, whole, k));
+            for (int r = 0; r < 4; r++) put(c, (size_t)(i + r) * ldc + j, dot_pairs_avx2(kind, rows[r], b + (size_t)j * ldb, whole, k));
         }
     }
     for (; i < row_end; i++) {
-        for (int j = 0; j < n; j++) put(c, (size_t)i * ldc + j, dot_s4_avx2(a + (size_t)i * lda, b + (size_t)j * ldb, whole, k));
+        for (int j = 0; j < n; j++) put(c, (size_t)i * ldc + j, dot_pairs_avx2(kind, a + (size_t)i * lda, b + (size_t)j * ldb, whole, k));
     }
     free(excess);
 }
 
-/// BitLinear's forward product on AVX2: activations in [-127, 127] against weights in
-/// {-1, 0, +1}. vpsignb moves each weight's sign onto the activation (zero where the
-/// weight is), vpmaddubsw multiplies by |w| in {0, 1} and sums pairs to int16 (at most
-/// 254), and the int16 sums are added up for 128 steps (at most 32512) before widening:
-/// three instructions per 32 products, no correction term. Same blocking as the INT4 one.
-__attribute__((target("avx2"))) static int32_t dot_s8t_avx2(const int8_t *a, const int8_t *b, int whole, int k) {
-    __m256i s = _mm256_setzero_si256();
-    for (int p0 = 0; p0 < whole; p0 += S4_CHUNK) {
-        const int p1 = p0 + S4_CHUNK < whole ? p0 + S4_CHUNK : whole;
-        __m256i h = _mm256_setzero_si256();
-        for (int p = p0; p < p1; p += 32) {
-            const __m256i x = _mm256_loadu_si256((const __m256i *)(b + p));
-            const __m256i y = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)(a + p)), x);
-            h = _mm256_add_epi16(h, _mm256_maddubs_epi16(_mm256_abs_epi8(x), y));
-        }
-        s = _mm256_add_epi32(s, widen_pairs(h));
-    }
-    return sum8(s) + dot_scalar(a, b, whole, k);
+__attribute__((target("avx2"))) static void gemm_s4_avx2(const int8_t *a, size_t lda, const int8_t *b, size_t ldb, Out c,
+                                                        size_t ldc, int row_begin, int row_end, int n, int k) {
+    gemm_pairs_avx2(PAIRS_INT4, a, lda, b, ldb, c, ldc, row_begin, row_end, n, k);
 }
 
-__attribute__((target("avx2"))) static void gemm_s8t_avx2(const int8_t *a, size_t lda, const int8_t *b, size_t ldb,
-                                                         Out c, size_t ldc, int row_begin, int row_end, int n, int k) {
-    const int whole = k & ~31;
-    int i = row_begin;
-    for (; i + 4 <= row_end; i += 4) {
-        const int8_t *a0 = a + (size_t)i * lda, *a1 = a0 + lda, *a2 = a1 + lda, *a3 = a2 + lda;
-        int j = 0;
-        for (; j + 2 <= n; j += 2) {
-            const int8_t *b0 = b + (size_t)j * ldb, *b1 = b0 + ldb;
-            __m256i s[8];
-            for (int t = 0; t < 8; t++) s[t] = _mm256_setzero_si256();
-            for (int p0 = 0; p0 < whole; p0 += S4_CHUNK) {
-                const int p1 = p0 + S4_CHUNK < whole ? p0 + S4_CHUNK : whole;
-                __m256i h00 = _mm256_setzero_si256(), h01 = h00, h10 = h00, h11 = h00, h20 = h00, h21 = h00, h30 = h00, h31 = h00;
-                for (int p = p0; p < p1; p += 32) {
-                    const __m256i x0 = _mm256_loadu_si256((const __m256i *)(b0 + p)), x1 = _mm256_loadu_si256((const __m256i *)(b1 + p));
-                    const __m256i u0 = _mm256_abs_epi8(x0), u1 = _mm256_abs_epi8(x1);
-                    __m256i y = _mm256_loadu_si256((const __m256i *)(a0 + p));
-                    h00 = _mm256_add_epi16(h00, _mm256_maddubs_epi16(u0, _mm256_sign_epi8(y, x0)));
-                    h01 = _mm256_add_epi16(h01, _mm256_maddubs_epi16(u1, _mm256_sign_epi8(y, x1)));
-                    y = _mm256_loadu_si256((const __m256i *)(a1 + p));
-                    h10 = _mm256_add_epi16(h10, _mm256_maddubs_epi16(u0, _mm256_sign_epi8(y, x0)));
-                    h11 = _mm256_add_epi16(h11, _mm256_maddubs_epi16(u1, _mm256_sign_epi8(y, x1)));
-                    y = _mm256_loadu_si256((const __m256i *)(a2 + p));
-                    h20 = _mm256_add_epi16(h20, _mm256_maddubs_epi16(u0, _mm256_sign_epi8(y, x0)));
-                    h21 = _mm256_add_epi16(h21, _mm256_maddubs_epi16(u1, _mm256_sign_epi8(y, x1)));
-                    y = _mm256_loadu_si256((const __m256i *)(a3 + p));
-                    h30 = _mm256_add_epi16(h30, _mm256_maddubs_epi16(u0, _mm256_sign_epi8(y, x0)));
-                    h31 = _mm256_add_epi16(h31, _mm256_maddubs_epi16(u1, _mm256_sign_epi8(y, x1)));
-                }
-                s[0] = _mm256_add_epi32(s[0], widen_pairs(h00));
-                s[1] = _mm256_add_epi32(s[1], widen_pairs(h01));
-                s[2] = _mm256_add_epi32(s[2], widen_pairs(h10));
-                s[3] = _mm256_add_epi32(s[3], widen_pairs(h11));
-                s[4] = _mm256_add_epi32(s[4], widen_pairs(h20));
-                s[5] = _mm256_add_epi32(s[5], widen_pairs(h21));
-                s[6] = _mm256_add_epi32(s[6], widen_pairs(h30));
-                s[7] = _mm256_add_epi32(s[7], widen_pairs(h31));
-            }
-            const int8_t *rows[4] = {a0, a1, a2, a3};
-            for (int r = 0; r < 4; r += 2) {
-                int32_t v[4];
-                store_four_sums(v, s + 2 * r);
-                for (int q = 0; q < 4; q++) {
-                    const int row = r + q / 2, col = q % 2;
-                    put(c, (size_t)(i + row) * ldc + j + col, v[q] + dot_scalar(rows[row], col ? b1 : b0, whole, k));
-                }
-            }
-        }
-        for (; j < n; j++) {
-            const int8_t *bj = b + (size_t)j * ldb;
-            for (int r = 0; r < 4; r++) put(c, (size_t)(i + r) * ldc + j, dot_s8t_avx2(a + (size_t)(i + r) * lda, bj, whole, k));
-        }
-    }
-    for (; i < row_end; i++) {
-        for (int j = 0; j < n; j++) put(c, (size_t)i * ldc + j, dot_s8t_avx2(a + (size_t)i * lda, b + (size_t)j * ldb, whole, k));
-    }
+__attribute__((target("avx2"))) static void gemm_s8t_avx2(const int8_t *a, size_t lda, const int8_t *b, size_t ldb, Out c,
+                                                         size_t ldc, int row_begin, int row_end, int n, int k) {
+    gemm_pairs_avx2(PAIRS_TERNARY, a, lda, b, ldb, c, ldc, row_begin, row_end, n, k);
 }
 
 __attribute__((target("avx2,avxvnni"))) static void gemm_avxvnni(const int8_t *a, size_t lda, const int8_t *b, size_t ldb,
