@@ -65,6 +65,9 @@ int bitnet_s8_best_path(void) {
     return best;
 }
 
+/// Narrow operand kinds with AVX2 kernels of their own (see gemm_pairs_avx2).
+enum { PAIRS_INT4, PAIRS_TERNARY };
+
 static inline int32_t dot_scalar(const int8_t *a, const int8_t *b, int from, int k) {
     int32_t s = 0;
     for (int p = from; p < k; p++) s += (int32_t)a[p] * (int32_t)b[p];
@@ -168,7 +171,6 @@ static int32_t row_sum(const int8_t *bj, int whole) {
 /// vpmaddwd widens them to int32: two or three instructions per 32 products, against
 /// the int8 path's four per 16. Blocks of 4 rows x 2 columns keep the eight int16 sums,
 /// the two B vectors and one A vector in registers; edges go one output at a time.
-enum { PAIRS_INT4, PAIRS_TERNARY };
 enum { PAIRS_CHUNK = 128 * 32 };
 
 __attribute__((target("avx2"), always_inline)) static inline __m256i pair_sums(int kind, __m256i a, __m256i b) {
@@ -367,25 +369,15 @@ void bitnet_gemm_s8_f32(int path, const int8_t *a, size_t lda, const int8_t *b, 
     gemm(path, a, lda, b, ldb, out, ldc, row_begin, row_end, n, k);
 }
 
-/// INT4 operands: the AVX2 path has a kernel of its own; the VNNI paths' int8 kernels
-/// are already as fast for them, and the scalar one is the scalar one.
-static void gemm_s4(int path, const int8_t *a, size_t lda, const int8_t *b, size_t ldb, Out c, size_t ldc,
-                    int row_begin, int row_end, int n, int k) {
+/// INT4 operands or ternary weights (`kind`): the AVX2 path has a kernel of its own for
+/// each; the VNNI paths' int8 kernels are already as fast for them, and the scalar one
+/// is the scalar one.
+static void gemm_narrow(int kind, int path, const int8_t *a, size_t lda, const int8_t *b, size_t ldb, Out c, size_t ldc,
+                        int row_begin, int row_end, int n, int k) {
 #ifdef BITNET_X86
     if (path == BITNET_S8_AVX2 && bitnet_s8_path_supported(path) && row_begin < row_end && n > 0) {
-        gemm_s4_avx2(a, lda, b, ldb, c, ldc, row_begin, row_end, n, k);
-        return;
-    }
-#endif
-    gemm(path, a, lda, b, ldb, c, ldc, row_begin, row_end, n, k);
-}
-
-/// Ternary weights: the AVX2 path has its own kernel; the others are the int8 ones.
-static void gemm_s8t(int path, const int8_t *a, size_t lda, const int8_t *b, size_t ldb, Out c, size_t ldc,
-                     int row_begin, int row_end, int n, int k) {
-#ifdef BITNET_X86
-    if (path == BITNET_S8_AVX2 && bitnet_s8_path_supported(path) && row_begin < row_end && n > 0) {
-        gemm_s8t_avx2(a, lda, b, ldb, c, ldc, row_begin, row_end, n, k);
+        if (kind == PAIRS_INT4) gemm_s4_avx2(a, lda, b, ldb, c, ldc, row_begin, row_end, n, k);
+        else gemm_s8t_avx2(a, lda, b, ldb, c, ldc, row_begin, row_end, n, k);
         return;
     }
 #endif
@@ -394,24 +386,20 @@ static void gemm_s8t(int path, const int8_t *a, size_t lda, const int8_t *b, siz
 
 void bitnet_gemm_s8t(int path, const int8_t *a, size_t lda, const int8_t *b, size_t ldb, int32_t *c, size_t ldc,
                      int row_begin, int row_end, int n, int k) {
-    Out out = {c, 0};
-    gemm_s8t(path, a, lda, b, ldb, out, ldc, row_begin, row_end, n, k);
+    gemm_narrow(PAIRS_TERNARY, path, a, lda, b, ldb, (Out){c, 0}, ldc, row_begin, row_end, n, k);
 }
 
 void bitnet_gemm_s8t_f32(int path, const int8_t *a, size_t lda, const int8_t *b, size_t ldb, float *c, size_t ldc,
                          int row_begin, int row_end, int n, int k) {
-    Out out = {0, c};
-    gemm_s8t(path, a, lda, b, ldb, out, ldc, row_begin, row_end, n, k);
+    gemm_narrow(PAIRS_TERNARY, path, a, lda, b, ldb, (Out){0, c}, ldc, row_begin, row_end, n, k);
 }
 
 void bitnet_gemm_s4(int path, const int8_t *a, size_t lda, const int8_t *b, size_t ldb, int32_t *c, size_t ldc,
                     int row_begin, int row_end, int n, int k) {
-    Out out = {c, 0};
-    gemm_s4(path, a, lda, b, ldb, out, ldc, row_begin, row_end, n, k);
+    gemm_narrow(PAIRS_INT4, path, a, lda, b, ldb, (Out){c, 0}, ldc, row_begin, row_end, n, k);
 }
 
 void bitnet_gemm_s4_f32(int path, const int8_t *a, size_t lda, const int8_t *b, size_t ldb, float *c, size_t ldc,
                         int row_begin, int row_end, int n, int k) {
-    Out out = {0, c};
-    gemm_s4(path, a, lda, b, ldb, out, ldc, row_begin, row_end, n, k);
+    gemm_narrow(PAIRS_INT4, path, a, lda, b, ldb, (Out){0, c}, ldc, row_begin, row_end, n, k);
 }

@@ -22,22 +22,29 @@ import Testing
         }
     }
 
-    @Test func everyPathEqualsTheNaiveProduct() throws {
-        var rng = Xoshiro256(seed: 51)
+    typealias Kernel32 = (Int32, UnsafePointer<Int8>?, Int, UnsafePointer<Int8>?, Int, UnsafeMutablePointer<Int32>?, Int,
+                          Int32, Int32, Int32, Int32) -> Void
+    typealias KernelF32 = (Int32, UnsafePointer<Int8>?, Int, UnsafePointer<Int8>?, Int, UnsafeMutablePointer<Float>?, Int,
+                           Int32, Int32, Int32, Int32) -> Void
+
+    /// One kernel (int32 and FP32 outputs) on every path this CPU has, against naive
+    /// sums: awkward shapes with strides wider than the rows, rows in two ranges as the
+    /// cores split them, nothing written past the last column, and k = 65536 products
+    /// of each extreme pair. Returns the paths that ran.
+    func checkEveryPath(_ name: String, _ kernel: Kernel32, _ kernelF32: KernelF32, shapes: [(Int, Int, Int)],
+                        a values: (inout Xoshiro256) -> Int8, b bValues: (inout Xoshiro256) -> Int8,
+                        extremes: [(Int8, Int8)], seed: UInt64) {
+        var rng = Xoshiro256(seed: seed)
         var ran: [String] = []
         for path in Self.paths where bitnet_s8_path_supported(path.id) != 0 {
             ran.append(path.name)
-            for (m, n, k) in [(1, 1, 1), (4, 2, 16), (5, 3, 17), (7, 9, 31), (8, 4, 32), (3, 5, 63), (9, 7, 64), (6, 2, 65),
-                              (4, 3, 130), (11, 13, 257), (2, 1, 1000)] {
-                let (lda, ldb, ldc) = (k + 3, k + 1, n + 2)  // strides wider than the rows
-                let a = Self.values(m * lda, rng: &rng), b = Self.values(n * ldb, rng: &rng)
-                var c = [Int32](repeating: -7, count: m * ldc)
-                // Two row ranges, as the caller splits rows across cores.
-                let half = m / 2
-                bitnet_gemm_s8(path.id, a, lda, b, ldb, &c, ldc, 0, Int32(half), Int32(n), Int32(k))
-                bitnet_gemm_s8(path.id, a, lda, b, ldb, &c, ldc, Int32(half), Int32(m), Int32(n), Int32(k))
-                var f = [Float](repeating: -7, count: m * ldc)
-                bitnet_gemm_s8_f32(path.id, a, lda, b, ldb, &f, ldc, 0, Int32(m), Int32(n), Int32(k))
+            for (m, n, k) in shapes {
+                let (lda, ldb, ldc) = (k + 3, k + 1, n + 2)
+                let a = (0..<m * lda).map { _ in values(&rng) }, b = (0..<n * ldb).map { _ in bValues(&rng) }
+                var c = [Int32](repeating: -7, count: m * ldc), f = [Float](repeating: -7, count: m * ldc)
+                kernel(path.id, a, lda, b, ldb, &c, ldc, 0, Int32(m / 2), Int32(n), Int32(k))
+                kernel(path.id, a, lda, b, ldb, &c, ldc, Int32(m / 2), Int32(m), Int32(n), Int32(k))
+                kernelF32(path.id, a, lda, b, ldb, &f, ldc, 0, Int32(m), Int32(n), Int32(k))
                 var wrong = 0
                 for i in 0..<m {
                     for j in 0..<n {
@@ -45,101 +52,47 @@ import Testing
                         for p in 0..<k { s += Int32(a[i * lda + p]) * Int32(b[j * ldb + p]) }
                         if c[i * ldc + j] != s || f[i * ldc + j] != Float(s) { wrong += 1 }
                     }
-                    for j in n..<ldc where c[i * ldc + j] != -7 || f[i * ldc + j] != -7 { wrong += 1 }  // nothing written past n
+                    for j in n..<ldc where c[i * ldc + j] != -7 || f[i * ldc + j] != -7 { wrong += 1 }
                 }
-                #expect(wrong == 0, "\(path.name) \(m)x\(n)x\(k): \(wrong) outputs wrong")
+                #expect(wrong == 0, "\(path.name) \(name) \(m)x\(n)x\(k): \(wrong) outputs wrong")
             }
-            // The extreme sum: k = 65536 products of -128 x -128 = 2^30 in total.
-            let k = 65536, a = [Int8](repeating: -128, count: k)
-            var c: [Int32] = [0]
-            bitnet_gemm_s8(path.id, a, k, a, k, &c, 1, 0, 1, 1, Int32(k))
-            #expect(c[0] == 1 << 30, "\(path.name): all -128 over 65536 gives \(c[0])")
+            let k = 65536
+            for (x, y) in extremes {
+                let a = [Int8](repeating: x, count: k), b = [Int8](repeating: y, count: k)
+                var c: [Int32] = [0]
+                kernel(path.id, a, k, b, k, &c, 1, 0, 1, 1, Int32(k))
+                #expect(c[0] == Int32(x) * Int32(y) * Int32(k), "\(path.name) \(name): \(x) x \(y) over \(k) gives \(c[0])")
+            }
         }
-        print("int8 product paths tested on this CPU: \(ran.joined(separator: ", "))")
+        print("\(name) product paths tested on this CPU: \(ran.joined(separator: ", "))")
         #expect(ran.contains("scalar") && ran.contains("AVX2"), "ran \(ran)")
+    }
+
+    /// Any int8 (the extremes -128 and 127 over-represented).
+    @Test func everyPathEqualsTheNaiveProduct() {
+        checkEveryPath("int8", bitnet_gemm_s8, bitnet_gemm_s8_f32,
+                       shapes: [(1, 1, 1), (4, 2, 16), (5, 3, 17), (7, 9, 31), (8, 4, 32), (3, 5, 63), (9, 7, 64), (6, 2, 65),
+                                (4, 3, 130), (11, 13, 257), (2, 1, 1000)],
+                       a: { Self.values(1, rng: &$0)[0] }, b: { Self.values(1, rng: &$0)[0] }, extremes: [(-128, -128)], seed: 51)
         #expect(bitnet_s8_best_path() == Self.paths.last { bitnet_s8_path_supported($0.id) != 0 }?.id)
     }
 
-    /// The INT4 product (operands in [-8, 7]) on every path against naive sums, the
-    /// extremes -8 and 7 over-represented, on awkward shapes, and past the AVX2 kernel's
+    /// INT4 operands in [-8, 7] (the extremes over-represented), past the AVX2 kernel's
     /// 4096-wide int16 chunks at the largest magnitudes.
     @Test func everyPathEqualsTheNaiveInt4Product() {
-        var rng = Xoshiro256(seed: 53)
-        func values(_ count: Int) -> [Int8] {
-            (0..<count).map { _ in [-8, 7, Int8(rng.below(16)) - 8][min(rng.below(4), 2)] }
-        }
-        var ran: [String] = []
-        for path in Self.paths where bitnet_s8_path_supported(path.id) != 0 {
-            ran.append(path.name)
-            for (m, n, k) in [(1, 1, 1), (4, 2, 32), (5, 3, 33), (7, 9, 31), (3, 5, 95), (9, 7, 128), (4, 3, 4100), (11, 13, 257)] {
-                let (lda, ldb, ldc) = (k + 3, k + 1, n + 2)
-                let a = values(m * lda), b = values(n * ldb)
-                var c = [Int32](repeating: -7, count: m * ldc), f = [Float](repeating: -7, count: m * ldc)
-                let half = m / 2
-                bitnet_gemm_s4(path.id, a, lda, b, ldb, &c, ldc, 0, Int32(half), Int32(n), Int32(k))
-                bitnet_gemm_s4(path.id, a, lda, b, ldb, &c, ldc, Int32(half), Int32(m), Int32(n), Int32(k))
-                bitnet_gemm_s4_f32(path.id, a, lda, b, ldb, &f, ldc, 0, Int32(m), Int32(n), Int32(k))
-                var wrong = 0
-                for i in 0..<m {
-                    for j in 0..<n {
-                        var s: Int32 = 0
-                        for p in 0..<k { s += Int32(a[i * lda + p]) * Int32(b[j * ldb + p]) }
-                        if c[i * ldc + j] != s || f[i * ldc + j] != Float(s) { wrong += 1 }
-                    }
-                    for j in n..<ldc where c[i * ldc + j] != -7 || f[i * ldc + j] != -7 { wrong += 1 }
-                }
-                #expect(wrong == 0, "\(path.name) INT4 \(m)x\(n)x\(k): \(wrong) outputs wrong")
-            }
-            // The largest sums of each sign over 65536 products: 7 x -8 and -8 x -8.
-            let k = 65536
-            for (x, y) in [(Int8(7), Int8(-8)), (-8, -8), (7, 7)] {
-                let a = [Int8](repeating: x, count: k), b = [Int8](repeating: y, count: k)
-                var c: [Int32] = [0]
-                bitnet_gemm_s4(path.id, a, k, b, k, &c, 1, 0, 1, 1, Int32(k))
-                #expect(c[0] == Int32(x) * Int32(y) * Int32(k), "\(path.name): \(x) x \(y) over \(k) gives \(c[0])")
-            }
-        }
-        print("INT4 product paths tested on this CPU: \(ran.joined(separator: ", "))")
-        #expect(ran.contains("scalar") && ran.contains("AVX2"), "ran \(ran)")
+        func int4(_ rng: inout Xoshiro256) -> Int8 { [-8, 7, Int8(rng.below(16)) - 8][min(rng.below(4), 2)] }
+        checkEveryPath("INT4", bitnet_gemm_s4, bitnet_gemm_s4_f32,
+                       shapes: [(1, 1, 1), (4, 2, 32), (5, 3, 33), (7, 9, 31), (3, 5, 95), (9, 7, 128), (4, 3, 4100), (11, 13, 257)],
+                       a: int4, b: int4, extremes: [(7, -8), (-8, -8), (7, 7)], seed: 53)
     }
 
-    /// BitLinear's forward product (activations in [-127, 127], weights in {-1, 0, +1}) on
-    /// every path against naive sums, past the AVX2 kernel's 4096-wide int16 chunks at the
-    /// largest magnitudes.
+    /// BitLinear's forward operands: activations in [-127, 127] against weights in
+    /// {-1, 0, +1}, at the largest magnitudes too.
     @Test func everyPathEqualsTheNaiveTernaryWeightProduct() {
-        var rng = Xoshiro256(seed: 54)
-        var ran: [String] = []
-        for path in Self.paths where bitnet_s8_path_supported(path.id) != 0 {
-            ran.append(path.name)
-            for (m, n, k) in [(1, 1, 1), (4, 2, 32), (5, 3, 33), (7, 9, 31), (9, 7, 128), (4, 3, 4100), (11, 13, 257)] {
-                let (lda, ldb, ldc) = (k + 3, k + 1, n + 2)
-                let a = (0..<m * lda).map { _ in [-127, 127, Int8(rng.below(255) - 127)][min(rng.below(4), 2)] }
-                let b = (0..<n * ldb).map { _ in Int8(rng.below(3) - 1) }
-                var c = [Int32](repeating: -7, count: m * ldc), f = [Float](repeating: -7, count: m * ldc)
-                bitnet_gemm_s8t(path.id, a, lda, b, ldb, &c, ldc, 0, Int32(m / 2), Int32(n), Int32(k))
-                bitnet_gemm_s8t(path.id, a, lda, b, ldb, &c, ldc, Int32(m / 2), Int32(m), Int32(n), Int32(k))
-                bitnet_gemm_s8t_f32(path.id, a, lda, b, ldb, &f, ldc, 0, Int32(m), Int32(n), Int32(k))
-                var wrong = 0
-                for i in 0..<m {
-                    for j in 0..<n {
-                        var s: Int32 = 0
-                        for p in 0..<k { s += Int32(a[i * lda + p]) * Int32(b[j * ldb + p]) }
-                        if c[i * ldc + j] != s || f[i * ldc + j] != Float(s) { wrong += 1 }
-                    }
-                    for j in n..<ldc where c[i * ldc + j] != -7 || f[i * ldc + j] != -7 { wrong += 1 }
-                }
-                #expect(wrong == 0, "\(path.name) ternary-weight \(m)x\(n)x\(k): \(wrong) outputs wrong")
-            }
-            let k = 65536
-            for (x, y) in [(Int8(127), Int8(1)), (-127, 1), (127, -1), (-127, -1)] {
-                let a = [Int8](repeating: x, count: k), b = [Int8](repeating: y, count: k)
-                var c: [Int32] = [0]
-                bitnet_gemm_s8t(path.id, a, k, b, k, &c, 1, 0, 1, 1, Int32(k))
-                #expect(c[0] == Int32(x) * Int32(y) * Int32(k), "\(path.name): \(x) x \(y) over \(k) gives \(c[0])")
-            }
-        }
-        print("ternary-weight product paths tested on this CPU: \(ran.joined(separator: ", "))")
-        #expect(ran.contains("scalar") && ran.contains("AVX2"), "ran \(ran)")
+        checkEveryPath("ternary-weight", bitnet_gemm_s8t, bitnet_gemm_s8t_f32,
+                       shapes: [(1, 1, 1), (4, 2, 32), (5, 3, 33), (7, 9, 31), (9, 7, 128), (4, 3, 4100), (11, 13, 257)],
+                       a: { [-127, 127, Int8($0.below(255) - 127)][min($0.below(4), 2)] }, b: { Int8($0.below(3) - 1) },
+                       extremes: [(127, 1), (-127, 1), (127, -1), (-127, -1)], seed: 54)
     }
 
     /// The three products of a training step (forward X W^T, activation gradient G W,
