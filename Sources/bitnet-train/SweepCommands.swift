@@ -32,6 +32,10 @@ struct SweepCommand: ParsableCommand {
     @Option(parsing: .unconditional, help: "Sequences per forward pass.") var microBatchSize: Int?
     @Option(parsing: .unconditional, help: "Seed for every run.") var seed: UInt64 = 1337
     @Option(parsing: .unconditional, help: "Validation windows for the final loss.") var evalWindows: Int = 128
+    @Option(name: .customLong("lr-from"),
+            help: ArgumentHelp("lr-sweep directories, comma-separated: each mode's best rate there; from two or more widths, "
+                               + "lr = a width^-k fitted per mode and applied to each size's width."))
+    var lrFrom: String?
 
     func validate() throws {
         let budgets = [tokens != nil, tokensPerParam != nil, flops != nil].filter { $0 }.count
@@ -51,7 +55,9 @@ struct SweepCommand: ParsableCommand {
                 data: data, sizes: try parseList(presets, flag: "--presets") { SweepSize($0) },
                 modes: try parseList(modes, flag: "--modes") { WeightMode(rawValue: $0) }, budget: budget,
                 basePreset: basePreset, context: context, batchSize: batchSize, microBatchSize: microBatchSize,
-                seed: seed, evalWindows: evalWindows)
+                seed: seed, evalWindows: evalWindows,
+                learningRateRule: try lrFrom.map { try LearningRateRule.from(sweeps: parseList($0, flag: "--lr-from") { URL(fileURLWithPath: $0) }) })
+            if let rule = definition.learningRateRule { log("peak learning rates: \(rule.description)") }
             let directory = URL(fileURLWithPath: out)
             let interrupted = InterruptFlag()
             var progress: ProgressPrinter?

@@ -191,3 +191,61 @@ func isValidSVG(_ text: String) -> Bool {
         #expect(abs(pj(.bitnet, node7) - (100352 * 0.007 + 1344 * 1.31)) < 1e-6)
     }
 }
+
+/// Learning rates per (size, mode) from lr-sweep results (issue 14).
+@Suite struct LearningRateRuleTests {
+    /// An lr-sweep directory as `lr-sweep` leaves it: results.json and each run's config.
+    static func lrSweep(width: Int, results: [(WeightMode, Float, Double, Bool)]) throws -> URL {
+        let dir = Fixtures.temporaryDirectory("lr-sweep-\(width)")
+        var entries: [LearningRateResult] = []
+        for (mode, rate, loss, diverged) in results {
+            entries.append(LearningRateResult(mode: mode, learningRate: rate, initialValLoss: 6, finalValLoss: loss,
+                                              diverged: diverged, note: ""))
+            var config = Fixtures.tinyRunConfig(mode: mode)
+            config.model.dim = width
+            config.model.heads = width / 16
+            let run = dir.appendingPathComponent("runs").appendingPathComponent("\(mode.rawValue)-lr\(rate)")
+            try FileManager.default.createDirectory(at: run, withIntermediateDirectories: true)
+            try JSONEncoder().encode(config).write(to: run.appendingPathComponent("config.json"))
+        }
+        try JSONEncoder().encode(entries).write(to: dir.appendingPathComponent("results.json"))
+        return dir
+    }
+
+    /// Two widths give lr = a width^-k per mode, through each one's best rate that did
+    /// not diverge; a sweep's run config takes the rate for its size's width.
+    @Test func fitsAPowerOfWidthAndTheSweepUsesIt() throws {
+        let narrow = try Self.lrSweep(width: 64, results: [(.fp, 1e-3, 4.0, false), (.fp, 3e-3, 3.5, false), (.fp, 1e-2, 9, true),
+                                                           (.binary, 3e-3, 4.1, false), (.binary, 1e-2, 3.9, false)])
+        let wide = try Self.lrSweep(width: 256, results: [(.fp, 1.5e-3, 3.2, false), (.fp, 3e-3, 3.3, false),
+                                                         (.binary, 5e-3, 3.6, false), (.binary, 1e-2, .nan, true)])
+        let rule = try LearningRateRule.from(sweeps: [narrow, wide])
+        let fp = try #require(rule.laws["fp"]), binary = try #require(rule.laws["binary"])
+        #expect(abs(fp.k - 0.5) < 1e-6, "fp: 3e-3 at 64 and 1.5e-3 at 256 give k = 0.5, got \(fp.k)")
+        #expect(abs(binary.k - log(2.0) / log(4.0)) < 1e-6, "binary: 1e-2 at 64, 5e-3 at 256")
+        let definition = SweepDefinition(data: Fixtures.shared.data, sizes: [SweepSize("128x2")], modes: [.fp, .binary],
+                                         budget: .tokens(10_000), basePreset: "tiny", context: 32, batchSize: nil,
+                                         microBatchSize: nil, seed: 1, evalWindows: 4, learningRateRule: rule)
+        let config = try definition.runConfig(size: SweepSize("128x2"), mode: .fp, vocabSize: 320)
+        let expected = 3e-3 * (64.0 / 128.0).squareRoot()
+        #expect(abs(Double(try #require(config.training.learningRate)) - expected) < 1e-7 * expected / 1e-3)
+        // One lr-sweep: its best rate for every size.
+        let single = try LearningRateRule.from(sweeps: [narrow])
+        #expect(single.learningRate(mode: .fp, width: 512) == 3e-3 && single.laws["fp"]?.k == 0)
+        // Written into sweep.json and read back.
+        let coded = try JSONDecoder().decode(SweepDefinition.self, from: JSONEncoder().encode(definition))
+        #expect(coded == definition)
+    }
+
+    @Test func unusableLearningRateSweepsAreRefusedInOneLine() throws {
+        let diverged = try Self.lrSweep(width: 64, results: [(.fp, 1e-2, 9, true), (.fp, 3e-2, .nan, true)])
+        #expect(throws: BitNetError.self) { try LearningRateRule.from(sweeps: [diverged]) }
+        do { _ = try LearningRateRule.from(sweeps: [diverged]) } catch {
+            #expect("\(error)".contains("every fp run diverged"), "\(error)")
+        }
+        let empty = Fixtures.temporaryDirectory("not-an-lr-sweep")
+        do { _ = try LearningRateRule.from(sweeps: [empty]) } catch {
+            #expect("\(error)".contains("no results.json"), "\(error)")
+        }
+    }
+}

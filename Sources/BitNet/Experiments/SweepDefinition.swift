@@ -85,9 +85,12 @@ public struct SweepDefinition: Codable, Sendable, Equatable {
     public var microBatchSize: Int?
     public var seed: UInt64
     public var evalWindows: Int
+    /// Peak learning rates by mode and width from lr-sweeps (nil: each mode's default).
+    public var learningRateRule: LearningRateRule?
 
     public init(data: String, sizes: [SweepSize], modes: [WeightMode], budget: SweepBudget, basePreset: String,
-                context: Int?, batchSize: Int?, microBatchSize: Int?, seed: UInt64, evalWindows: Int) {
+                context: Int?, batchSize: Int?, microBatchSize: Int?, seed: UInt64, evalWindows: Int,
+                learningRateRule: LearningRateRule? = nil) {
         self.data = data
         self.sizes = sizes
         self.modes = modes
@@ -98,6 +101,7 @@ public struct SweepDefinition: Codable, Sendable, Equatable {
         self.microBatchSize = microBatchSize
         self.seed = seed
         self.evalWindows = evalWindows
+        self.learningRateRule = learningRateRule
     }
 
     public func validate() throws {
@@ -120,6 +124,9 @@ public struct SweepDefinition: Codable, Sendable, Equatable {
         if let batchSize { overrides.append(("batch_size", "\(batchSize)")) }
         if let microBatchSize { overrides.append(("micro_batch_size", "\(microBatchSize)")) }
         overrides += [("seed", "\(seed)"), ("eval_windows", "\(evalWindows)")]
+        if let rate = learningRateRule?.learningRate(mode: mode, width: m.dim) {
+            overrides.append(("learning_rate", "\(rate)"))
+        }
         let sized = try RunConfig(preset: size.name, model: m, training: t).overriding(overrides)
         // The budget sets the steps; logging, evaluation and checkpoints scale with them.
         let tokensPerStep = sized.training.batchSize * sized.model.context

@@ -51,6 +51,8 @@ public struct SweepReport {
         if let d = definition {
             md += "Data `\(d.data)`; sizes \(d.sizes.map(\.name).joined(separator: ", ")); modes "
                 + "\(d.modes.map(\.rawValue).joined(separator: ", ")); budget: \(d.budget); seed \(d.seed).\n\n"
+            md += "Peak learning rates: " + (d.learningRateRule.map { "from lr-sweeps, \($0.description)." }
+                                             ?? "each mode's default.") + "\n\n"
         }
         md += "## Runs\n\n| run | mode | parameters | non-embedding | tokens | training FLOPs | wall time | final train loss | final val loss |\n"
         md += "|---|---|---|---|---|---|---|---|---|\n"
