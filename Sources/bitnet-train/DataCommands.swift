@@ -12,6 +12,9 @@ struct TokenizerCommand: ParsableCommand {
 
     @Option(name: .customLong("input"), help: "A text file or a directory of them (repeat for several).") var inputs: [String] = []
     @Option(help: "Only files whose name matches this pattern (fnmatch, e.g. '*.txt').") var glob: String?
+    @Option(name: .customLong("max-file-mb"), parsing: .unconditional,
+            help: "Leave out files in directories larger than this many MB (generated tables in a source tree).")
+    var maxFileMB: Double?
     @Option(parsing: .unconditional, help: "Vocabulary size.") var vocabSize: Int = 4096
     @Option(help: "Tokenizer algorithm: bpe or unigram.") var kind: TokenizerKind = .bpe
     @Option(name: .customLong("sample-sentences"), parsing: .unconditional, help: "Lines SentencePiece trains on at most.")
@@ -23,12 +26,13 @@ struct TokenizerCommand: ParsableCommand {
         if inputs.isEmpty { throw ValidationError("give at least one --input file or directory") }
         if vocabSize < 300 { throw ValidationError("--vocab-size must be at least 300 (256 byte pieces plus specials), got \(vocabSize)") }
         if sampleSentences < 1 { throw ValidationError("--sample-sentences must be positive, got \(sampleSentences)") }
+        if let maxFileMB, !(maxFileMB > 0 && maxFileMB <= 1e6) { throw ValidationError("--max-file-mb must be in (0, 1e6], got \(maxFileMB)") }
         if !(0...Int(UInt32.max)).contains(seed) { throw ValidationError("--seed must be in 0...\(UInt32.max), got \(seed)") }
     }
 
     func run() throws {
         try reportingErrors {
-            let documents = try CorpusFiles.list(inputs, glob: glob)
+            let documents = try CorpusFiles.list(inputs, glob: glob, maxBytes: maxFileMB.map { Int($0 * 1e6) })
             // Files named directly are checked whole (empty, not UTF-8) when that is cheap.
             for document in documents where inputs.contains(document.path) && document.bytes <= 256 << 20 {
                 _ = try Corpus.readText(document.path)
@@ -52,6 +56,9 @@ struct PrepareCommand: ParsableCommand {
     @Option(name: .customLong("input"), help: "A text file or a directory of them (repeat for several).") var inputs: [String] = []
     @Option(help: "Only files whose name matches this pattern (fnmatch, e.g. '*.txt'), in directories and among files.")
     var glob: String?
+    @Option(name: .customLong("max-file-mb"), parsing: .unconditional,
+            help: "Leave out files in directories larger than this many MB (generated tables in a source tree).")
+    var maxFileMB: Double?
     @Option(help: "SentencePiece model made by 'bitnet-train tokenizer'.") var tokenizer: String
     @Option(help: "Output data directory.") var out: String
     @Option(parsing: .unconditional, help: "Fraction held out for validation (of documents, or of the tokens at the end).")
@@ -63,13 +70,15 @@ struct PrepareCommand: ParsableCommand {
         if inputs.isEmpty { throw ValidationError("give at least one --input file or directory") }
         if !(valFraction > 0 && valFraction < 1) { throw ValidationError("--val-fraction must be in (0, 1), got \(valFraction)") }
         if !(1...1024).contains(blockMB) { throw ValidationError("--block-mb must be in 1...1024, got \(blockMB)") }
+        if let maxFileMB, !(maxFileMB > 0 && maxFileMB <= 1e6) { throw ValidationError("--max-file-mb must be in (0, 1e6], got \(maxFileMB)") }
     }
 
     func run() throws {
         try reportingErrors {
             let start = Date()
             var lastReport = Date.distantPast
-            let summary = try Corpus.prepare(inputs: inputs, glob: glob, tokenizerPath: tokenizer, output: out,
+            let summary = try Corpus.prepare(inputs: inputs, glob: glob, maxDocumentBytes: maxFileMB.map { Int($0 * 1e6) },
+                                             tokenizerPath: tokenizer, output: out,
                                              validationFraction: valFraction, blockBytes: blockMB << 20) { p in
                 let now = Date()
                 guard now.timeIntervalSince(lastReport) >= 1 || p.bytesDone == p.totalBytes else { return }

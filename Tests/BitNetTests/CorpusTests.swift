@@ -43,6 +43,16 @@ import Testing
         #expect(try Self.tokens(out, "train") + Self.tokens(out, "val") == expected)
     }
 
+    /// --max-file-mb leaves out the larger files found in a directory.
+    @Test func largeFilesInDirectoriesCanBeLeftOut() throws {
+        let dir = Fixtures.temporaryDirectory("corpus-sizes")
+        let files = try Self.documents(count: 4, in: dir)
+        let sizes = try files.map { try FileManager.default.attributesOfItem(atPath: $0.path)[.size] as? Int ?? 0 }
+        let limit = sizes.sorted()[1]  // keeps the two smallest
+        let kept = try CorpusFiles.list([dir.path], glob: "*.txt", maxBytes: limit)
+        #expect(kept.count == 2 && kept.allSatisfy { $0.bytes <= limit }, "\(kept.map(\.name)) with sizes \(sizes)")
+    }
+
     /// With many documents, validation is a set of whole documents picked by name: the
     /// same for the same corpus, whatever the order the files are given in.
     @Test func manyDocumentsSplitByWholeDocumentsDeterministically() throws {

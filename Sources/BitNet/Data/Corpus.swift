@@ -65,13 +65,13 @@ public enum Corpus {
     /// corpus. Validation: whole documents chosen by a hash of their names (about
     /// `validationFraction` of them) when there are at least `documentSplitMinimum`, else
     /// the last `validationFraction` of the token stream.
-    public static func prepare(inputs: [String], glob: String? = nil, tokenizerPath: String, output: String,
-                               validationFraction: Double = 0.05, blockBytes: Int = 8 << 20,
+    public static func prepare(inputs: [String], glob: String? = nil, maxDocumentBytes: Int? = nil, tokenizerPath: String,
+                               output: String, validationFraction: Double = 0.05, blockBytes: Int = 8 << 20,
                                progress: (Progress) -> Void = { _ in }) throws -> Summary {
         guard validationFraction > 0 && validationFraction < 1 else {
             throw BitNetError.invalid("the validation fraction must be in (0, 1), got \(validationFraction)")
         }
-        let documents = try CorpusFiles.list(inputs, glob: glob)
+        let documents = try CorpusFiles.list(inputs, glob: glob, maxBytes: maxDocumentBytes)
         let named = Set(inputs)
         let tokenizer = try Tokenizer(path: tokenizerPath)
         let directory = URL(fileURLWithPath: output)

@@ -15,9 +15,11 @@ public struct CorpusDocument: Sendable, Equatable {
 }
 
 public enum CorpusFiles {
-    /// The documents `inputs` name, in order: each input's files sorted by path. Throws
-    /// one line for a missing input, an unreadable file, or an input that yields nothing.
-    public static func list(_ inputs: [String], glob: String? = nil) throws -> [CorpusDocument] {
+    /// The documents `inputs` name, in order: each input's files sorted by path, without
+    /// those of more than `maxBytes` found in directories (generated tables rather than
+    /// text, in a source tree). Throws one line for a missing input, an unreadable file,
+    /// or an input that yields nothing.
+    public static func list(_ inputs: [String], glob: String? = nil, maxBytes: Int? = nil) throws -> [CorpusDocument] {
         guard !inputs.isEmpty else { throw BitNetError.invalid("give at least one --input file or directory") }
         var documents: [CorpusDocument] = []
         for input in inputs {
@@ -37,11 +39,14 @@ public enum CorpusFiles {
                     var isSubdirectory: ObjCBool = false
                     guard FileManager.default.fileExists(atPath: path, isDirectory: &isSubdirectory), !isSubdirectory.boolValue,
                           matches(String(components.last ?? ""), glob) else { continue }
-                    found.append(try document(path: path, name: relative))
+                    let candidate = try document(path: path, name: relative)
+                    if let maxBytes, candidate.bytes > maxBytes { continue }
+                    found.append(candidate)
                 }
                 found.sort { $0.path < $1.path }
                 if found.isEmpty {
-                    throw BitNetError.file("\(input): no files" + (glob.map { " matching '\($0)'" } ?? "") + " in this directory")
+                    throw BitNetError.file("\(input): no files" + (glob.map { " matching '\($0)'" } ?? "")
+                                           + (maxBytes.map { " of at most \($0) bytes" } ?? "") + " in this directory")
                 }
             } else {
                 guard matches((input as NSString).lastPathComponent, glob) else {
