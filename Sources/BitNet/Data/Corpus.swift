@@ -78,6 +78,11 @@ public enum Corpus {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         // meta.json goes last: a directory without it is not a finished data directory.
         try? FileManager.default.removeItem(at: directory.appendingPathComponent("meta.json"))
+        // Token files left half-written by an earlier prepare that was killed.
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: output)) ?? []
+        where name.hasPrefix(".train.bin.tmp-") || name.hasPrefix(".val.bin.tmp-") {
+            try? FileManager.default.removeItem(at: directory.appendingPathComponent(name))
+        }
         let wide = tokenizer.vocabSize > 65536
         let train = try TokenStreamWriter(url: directory.appendingPathComponent("train.bin"), wide: wide)
         let val = try TokenStreamWriter(url: directory.appendingPathComponent("val.bin"), wide: wide)
