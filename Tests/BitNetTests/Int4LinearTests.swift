@@ -50,11 +50,11 @@ import Testing
         }
 
         /// (dX, dW, d input step, d weight step).
-        func backward(_ mode: Int4Backward, seed: UInt64) -> (dx: [Float], dw: [Float], dsx: Float, dsw: Float) {
+        func backward(_ mode: Int4Backward, seed: UInt64, sampleFraction: Double = 0.5) -> (dx: [Float], dw: [Float], dsx: Float, dsw: Float) {
             let dx = Buffer(n * i), dparams = Buffer(o * i + 2), a = Buffer(n * i), b = Buffer(n * i)
             Int4Linear.backward(dinp: dx.pointer, dparams: dparams.pointer, dout: g.pointer, inp: x.pointer,
                                 params: params.pointer, slots: slots, steps: steps, weight: weight, block: block, mode: mode,
-                                seed: seed, rows: n, sequenceLength: n, scratchA: a.pointer, scratchB: b.pointer, workspace: workspace)
+                                sampleFraction: sampleFraction, seed: seed, rows: n, sequenceLength: n, scratchA: a.pointer, scratchB: b.pointer, workspace: workspace)
             return (dx.array, Array(dparams.array[0..<(o * i)]), dparams[o * i], dparams[o * i + 1])
         }
     }
@@ -162,5 +162,22 @@ import Testing
         let one = meanError(seeds: 0..<1), many = meanError(seeds: 100..<1700)
         #expect(many.dx < 0.005 && many.dw < 0.005, "mean of 1600 sampled backward passes is \(many) from the exact one")
         #expect(many.dx < 0.1 * one.dx && many.dw < 0.1 * one.dw, "one pass \(one), 1600 passes \(many): not converging")
+    }
+
+    /// A sample fraction of 1 keeps every non-zero part row: only bit splitting's
+    /// rounding is left, so one pass lands far closer to the exact backward than one
+    /// pass that keeps half the rows.
+    @Test func keepingEveryRowLeavesOnlyTheRounding() {
+        let l = Layer(seed: 84)
+        _ = l.forward()
+        let exact = l.backward(.exact, seed: 0)
+        func error(_ fraction: Double) -> Double {
+            (0..<8).map { s -> Double in
+                let b = l.backward(.lss, seed: UInt64(s), sampleFraction: fraction)
+                return maxRelativeError(b.dx.map(Double.init), exact.dx.map(Double.init))
+            }.reduce(0, +) / 8
+        }
+        let all = error(1), half = error(0.5)
+        #expect(all < 0.025 && all < 0.5 * half, "one pass keeping every row \(all), keeping half \(half)")
     }
 }

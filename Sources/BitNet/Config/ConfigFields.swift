@@ -43,6 +43,9 @@ extension ModelConfig {
         .init("int4_backward", \.int4Backward, rule: .anyChoice, default: "`lss`",
               help: "int4: backward products with bit splitting and leverage-score sampling on integers (lss), or in "
                   + "FP32 on the dequantized operands (exact, the paper's ablation)."),
+        .init("int4_sample_fraction", \.int4SampleFraction, rule: ConfigRule("in (0, 1]") { $0 > 0 && $0 <= 1 }, default: "0.5",
+              help: "int4 with the lss backward: the share of the 2N bit-split gradient rows each backward product keeps "
+                  + "in expectation (0.5: the paper's budget of N; 1: every non-zero row, no sampling)."),
     ]
 }
 

@@ -78,6 +78,9 @@ public struct ModelConfig: ConfigTable, Sendable, Equatable {
     /// ffn_dim); 0 picks `hadamardBlockSize`'s default.
     public var hadamardBlock: Int = 0
     public var int4Backward: Int4Backward = .lss
+    /// `int4`: the share of the 2N bit-split gradient rows each backward product keeps in
+    /// expectation (the paper's budget is N: 0.5; 1 keeps every non-zero row).
+    public var int4SampleFraction: Float = 0.5
 
     public init() {}
 

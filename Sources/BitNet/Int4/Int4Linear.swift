@@ -91,10 +91,12 @@ enum Int4Linear {
     }
 
     /// dinp += dL/dX, dparams += dL/dW and both steps' gradients, for dout G [n, o].
-    /// `scratchA` and `scratchB` hold n * i floats each; `seed` drives the sampling.
+    /// `scratchA` and `scratchB` hold n * i floats each; `seed` drives the sampling, which
+    /// keeps `sampleFraction` of the 2n part rows in expectation (1: every non-zero row).
     static func backward(dinp: UnsafeMutablePointer<Float>, dparams: UnsafeMutablePointer<Float>, dout g: UnsafePointer<Float>,
                          inp: UnsafePointer<Float>, params: UnsafePointer<Float>, slots: BitLinearSlots, steps: StepSlots,
-                         weight: Int4Weight, block: Int, mode: Int4Backward, seed: UInt64, rows n: Int, sequenceLength t: Int,
+                         weight: Int4Weight, block: Int, mode: Int4Backward, sampleFraction: Double = 0.5, seed: UInt64,
+                         rows n: Int, sequenceLength t: Int,
                          scratchA: UnsafeMutablePointer<Float>, scratchB: UnsafeMutablePointer<Float>, workspace ws: Int4Workspace) {
         let i = slots.inFeatures, o = slots.outFeatures
         let sx = step(params[steps.input]), sw = weight.step
@@ -116,8 +118,9 @@ enum Int4Linear {
                                                          key: UInt32(truncatingIfNeeded: rng.next()))
             let parts = GradientParts(high: UnsafePointer(ws.high), low: UnsafePointer(ws.low),
                                       highScale: scales.high, lowScale: scales.low, rows: n, width: o)
-            activationGradient(dxh, parts: parts, weight: weight, inFeatures: i, rng: &rng, workspace: ws)
-            weightGradient(dwh, parts: parts, inputStep: sx, inFeatures: i, rng: &rng, workspace: ws)
+            let budget = sampleFraction * Double(2 * n)
+            activationGradient(dxh, parts: parts, weight: weight, inFeatures: i, budget: budget, rng: &rng, workspace: ws)
+            weightGradient(dwh, parts: parts, inputStep: sx, inFeatures: i, budget: budget, rng: &rng, workspace: ws)
         }
         // Straight through q (inside its range), the steps' gradients, then back through H.
         // LSQ scales the input step's gradient by the features of one example (a sequence),
@@ -153,10 +156,10 @@ enum Int4Linear {
     /// dL/d(XH) += sum over kept part rows r of (scale_r / p_r) part_r q(WH) s_w: each
     /// output row is its token's two parts, so the weights 1 / p apply after the product.
     static func activationGradient(_ dxh: UnsafeMutablePointer<Float>, parts: GradientParts, weight: Int4Weight,
-                                   inFeatures i: Int, rng: inout Xoshiro256, workspace ws: Int4Workspace) {
+                                   inFeatures i: Int, budget: Double, rng: inout Xoshiro256, workspace ws: Int4Workspace) {
         let n = parts.rows, o = parts.width
         let scores = rowValues(2 * n, width: o) { parts.norm($0) }
-        let kept = LeverageScoreSampling.sample(LeverageScoreSampling.probabilities(scores: scores, budget: Double(n)), rng: &rng)
+        let kept = LeverageScoreSampling.sample(LeverageScoreSampling.probabilities(scores: scores, budget: budget), rng: &rng)
         guard !kept.isEmpty else { return }
         for (j, k) in kept.enumerated() { (ws.gatheredParts + j * o).update(from: parts.codes(k.row), count: o) }
         IntegerMatmul.forward(ws.products, ws.gatheredParts, weight.transposedCodes, rows: kept.count, inFeatures: o,
@@ -179,12 +182,12 @@ enum Int4Linear {
     /// are multiplied out and rounded again to INT4 at one common step, stochastically, so
     /// the estimate stays unbiased. (The paper's reference kernels take them in FP16.)
     static func weightGradient(_ dwh: UnsafeMutablePointer<Float>, parts: GradientParts, inputStep sx: Float,
-                               inFeatures i: Int, rng: inout Xoshiro256, workspace ws: Int4Workspace) {
+                               inFeatures i: Int, budget: Double, rng: inout Xoshiro256, workspace ws: Int4Workspace) {
         let n = parts.rows, o = parts.width
         let inputCodes = UnsafePointer(ws.inputCodes)
         let inputNorms = rowValues(n, width: i) { sx * codeNorm(inputCodes + $0 * i, i) }
         let scores = rowValues(2 * n, width: o) { parts.norm($0) * inputNorms[$0 % n] }
-        let kept = LeverageScoreSampling.sample(LeverageScoreSampling.probabilities(scores: scores, budget: Double(n)), rng: &rng)
+        let kept = LeverageScoreSampling.sample(LeverageScoreSampling.probabilities(scores: scores, budget: budget), rng: &rng)
         let groups = [kept.filter { $0.row < n && $0.weight == 1 }, kept.filter { $0.row >= n && $0.weight == 1 },
                       kept.filter { $0.weight != 1 }]
         for (group, rows) in groups.enumerated() where !rows.isEmpty {

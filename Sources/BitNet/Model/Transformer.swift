@@ -351,6 +351,7 @@ public final class Transformer {
                 var mixer = Xoshiro256(seed: samplingSeed ^ (UInt64(s.index + 1) &* 0x9E37_79B9_7F4A_7C15))
                 Int4Linear.backward(dinp: dinp, dparams: grads, dout: dout, inp: inp, params: params, slots: s, steps: steps,
                                     weight: int4Weight(s), block: config.hadamardBlockSize, mode: config.int4Backward,
+                                    sampleFraction: Double(config.int4SampleFraction),
                                     seed: mixer.next(), rows: n, sequenceLength: t, scratchA: a.scratchA, scratchB: a.scratchB,
                                     workspace: workspace)
                 return
