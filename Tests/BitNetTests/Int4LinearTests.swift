@@ -35,9 +35,9 @@ import Testing
             codes = .allocate(capacity: o * i)
             Int4Linear.transform(params.pointer, into: transformed.pointer, rows: o, width: i, block: block)
             params[o * i + 1] = LearnedStepQuantizer.initialStep(transformed.pointer, count: o * i)
-            Int4Linear.encode(transformed.pointer, count: o * i, step: params[o * i + 1], codes: codes)
             transposedCodes = .allocate(capacity: o * i)
-            IntegerMatmul.transpose(codes, rows: o, cols: i, into: transposedCodes)
+            Int4Linear.encodeWeight(transformed.pointer, rows: o, cols: i, step: params[o * i + 1], codes: codes,
+                                    transposed: transposedCodes)
             workspace = Int4Workspace(rows: n, wide: max(i, o))
         }
 

@@ -231,6 +231,14 @@ enum Int4Linear {
         WalshHadamard.blockDiagonal(out, rows: rows, width: width, block: block)
     }
 
+    /// A weight's INT4 codes from W H [o, i] at step s, and the same transposed [i, o]
+    /// (the activation gradient's operand): made once per optimizer step.
+    static func encodeWeight(_ transformed: UnsafePointer<Float>, rows o: Int, cols i: Int, step: Float,
+                             codes: UnsafeMutablePointer<Int8>, transposed: UnsafeMutablePointer<Int8>) {
+        encode(transformed, count: o * i, step: step, codes: codes)
+        IntegerMatmul.transpose(codes, rows: o, cols: i, into: transposed)
+    }
+
     /// The INT4 codes clamp(round(x / s), -8, 7), on all cores.
     static func encode(_ x: UnsafePointer<Float>, count: Int, step s: Float, codes: UnsafeMutablePointer<Int8>) {
         let inverse = 1 / s, magic: Float = 12_582_912  // 1.5 * 2^23: round half to even

@@ -172,9 +172,8 @@ public final class Transformer {
                 Int4Linear.transform(parameters + p.weight, into: wh, rows: p.outFeatures, width: p.inFeatures,
                                      block: config.hadamardBlockSize)
                 weightScales[p.index] = Int4Linear.step(parameters[steps.weight])
-                Int4Linear.encode(wh, count: p.weightCount, step: weightScales[p.index], codes: codes + quantizedOffsets[p.index])
-                IntegerMatmul.transpose(codes + quantizedOffsets[p.index], rows: p.outFeatures, cols: p.inFeatures,
-                                        into: transposedCodes + quantizedOffsets[p.index])
+                Int4Linear.encodeWeight(wh, rows: p.outFeatures, cols: p.inFeatures, step: weightScales[p.index],
+                                        codes: codes + quantizedOffsets[p.index], transposed: transposedCodes + quantizedOffsets[p.index])
             }
             return
         }

@@ -195,8 +195,7 @@ extension Benchmark {
             Int4Linear.transform(params, into: transformed, rows: o, width: i, block: block)
             params[o * i] = 0
             params[o * i + 1] = LearnedStepQuantizer.initialStep(transformed, count: o * i)
-            Int4Linear.encode(transformed, count: o * i, step: params[o * i + 1], codes: codes)
-            IntegerMatmul.transpose(codes, rows: o, cols: i, into: transposed)
+            Int4Linear.encodeWeight(transformed, rows: o, cols: i, step: params[o * i + 1], codes: codes, transposed: transposed)
             let weight = Int4Weight(transformed: transformed, codes: codes, transposedCodes: transposed, step: params[o * i + 1])
             let workspace = Int4Workspace(rows: n, wide: max(i, o))
             var seed: UInt64 = 0
