@@ -16,8 +16,20 @@ public enum RuntimeActivation: String, Sendable {
     case relu2
 }
 
+/// Where the sub-norms sit and how RoPE pairs dimensions (the trainer's ModelLayout).
+public enum RuntimeLayout: String, Sendable {
+    /// A SubLN in every BitLinear; RoPE on pairs (2j, 2j+1).
+    case bitnet
+    /// Sub-norms only before the attention output and down projections; RoPE on pairs
+    /// (j, j + headDim/2).
+    case b158 = "b1.58"
+}
+
 public struct RuntimeConfig: Sendable {
     public let vocabSize, dim, layers, heads, ffnDim, context: Int
+    /// Key/value heads (fewer than `heads` with grouped-query attention).
+    public let kvHeads: Int
+    public let layout: RuntimeLayout
     public let ternary: Bool
     public let norm: RuntimeNorm
     public let activation: RuntimeActivation
@@ -28,6 +40,8 @@ public struct RuntimeConfig: Sendable {
     /// Signed or unsigned activation codes (absent in older files: signed).
     public let activationRange: ActivationRange
     public var headDim: Int { dim / heads }
+    /// Width of the key and value projections and of a KV cache row.
+    public var kvDim: Int { kvHeads * headDim }
 
     /// Whether a projection quantizes its input to the unsigned range (the trainer's rule).
     func unsignedInput(isDownProjection: Bool) -> Bool {
@@ -49,6 +63,12 @@ public struct RuntimeConfig: Sendable {
         ffnDim = try int("ffn_dim")
         context = try int("context")
         guard dim % heads == 0, (dim / heads) % 2 == 0 else { throw bad("heads must divide dim into even head sizes") }
+        // Absent in files written before grouped-query attention: one key/value head per head.
+        let kv = (c["kv_heads"] as? Int) ?? 0
+        guard kv >= 0, kv <= heads, kv == 0 || heads % kv == 0 else { throw bad("kv_heads must be 0 or divide heads (\(heads)), got \(kv)") }
+        kvHeads = kv == 0 ? heads : kv
+        guard let l = RuntimeLayout(rawValue: (c["layout"] as? String) ?? "bitnet") else { throw bad("layout must be bitnet or b1.58") }
+        layout = l
         guard context <= Self.maxContext else { throw bad("context \(context) is larger than this runtime's limit of \(Self.maxContext)") }
         switch c["mode"] as? String {
         case "binary": ternary = false

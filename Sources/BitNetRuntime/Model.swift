@@ -33,7 +33,7 @@ public final class Model: @unchecked Sendable {
     public let context: Int
     let pool: WorkerPool
 
-    // Run state, [batch, width] each, and the KV cache [layers, context, dim].
+    // Run state, [batch, width] each, and the KV cache [layers, context, kvDim].
     let x, xb, q, k, v, attention, ffnUp, ffnGate, hidden, normalized: Scratch<Float>
     let logits: Scratch<Float>
     let scores: Scratch<Float>  // [threads, context]
@@ -44,7 +44,7 @@ public final class Model: @unchecked Sendable {
     let qSums: Scratch<Int32>
     let tables: Scratch<UInt8>
     let accumulators, partialSums: Scratch<Int32>
-    /// [layers, context, dim] in FP32, or FP16 (half the memory and the bytes attention reads).
+    /// [layers, context, kvDim] in FP32, or FP16 (half the memory and the bytes attention reads).
     let keyCache, valueCache: KVCache
     /// The widest BitLinear input and output, rows padded to 32.
     let wide, wideRows, tableStride: Int
@@ -97,8 +97,8 @@ public final class Model: @unchecked Sendable {
         tables = Scratch(Self.maxGroup * batch * tableStride)
         accumulators = Scratch(Self.maxGroup * batch * wideRows)
         partialSums = Scratch(Self.maxGroup * batch * wideRows)
-        keyCache = KVCache(count: c.layers * context * c.dim, type: kvCache)
-        valueCache = KVCache(count: c.layers * context * c.dim, type: kvCache)
+        keyCache = KVCache(count: c.layers * context * c.kvDim, type: kvCache)
+        valueCache = KVCache(count: c.layers * context * c.kvDim, type: kvCache)
         pool = WorkerPool(threads: threads)
     }
 
@@ -119,7 +119,7 @@ public final class Model: @unchecked Sendable {
         }
         func product(_ factors: Int...) -> Int? { fold(factors, 1, Int.multipliedReportingOverflow) }
         let wide = max(c.dim, c.ffnDim), wideRows = (wide + 31) / 32 * 32
-        guard let kv = product(2, c.layers, context, c.dim, kvCache == .f32 ? 4 : 2),
+        guard let kv = product(2, c.layers, context, c.kvDim, kvCache == .f32 ? 4 : 2),
               let activations = product(4, batch, 6 * c.dim + 3 * c.ffnDim + wide + c.headDim),
               let scores = product(4, threads, context),
               let codes = product(maxGroup, batch, wide + 2 * 4 * wideRows + PackedBitLinear.tableBytes(cols: wide)),
@@ -141,21 +141,28 @@ public final class Model: @unchecked Sendable {
     }
 
     /// outputs[j] = BitLinear_j(input) for `tokens` rows, add-only on the packed weights.
-    /// Per token (serial, cheap): SubLN, int8 quantization, look-up tables. Then the
-    /// products, rows split across the workers, each rescaling the rows it computed.
+    /// Per token (serial, cheap): SubLN (where the layout has one), int8 quantization,
+    /// look-up tables. Then the products, rows split across the workers, each rescaling
+    /// the rows it computed.
     func apply(_ linears: [PackedLinear], _ input: UnsafeMutablePointer<Float>, _ outputs: [UnsafeMutablePointer<Float>],
                tokens: Int) {
         let cols = linears[0].entry.cols
         // Per token: the norm statistics once (the linears share the input), then each
         // linear's gain, quantization and tables.
         func prepare(_ t: Int) {
-            let x = input + t * cols, h = normalized.pointer + t * wide
-            let (mean, scale) = PackedBitLinear.normStatistics(config.norm, x: x, count: cols, epsilon: config.normEpsilon)
+            let x = input + t * cols, normed = normalized.pointer + t * wide
+            let hasSubNorm = linears.contains { $0.gain != nil }
+            let (mean, scale) = hasSubNorm
+                ? PackedBitLinear.normStatistics(config.norm, x: x, count: cols, epsilon: config.normEpsilon) : (0, 1)
             for (j, linear) in linears.enumerated() {
-                linear.gain.withUnsafeBufferPointer { g in
-                    linear.bias.withUnsafeBufferPointerOptional { b in
-                        PackedBitLinear.normalize(out: h, x: x, mean: mean, scale: scale, gain: g.baseAddress!, bias: b, count: cols)
+                var h = UnsafePointer(x)
+                if let gain = linear.gain {
+                    gain.withUnsafeBufferPointer { g in
+                        linear.bias.withUnsafeBufferPointerOptional { b in
+                            PackedBitLinear.normalize(out: normed, x: x, mean: mean, scale: scale, gain: g.baseAddress!, bias: b, count: cols)
+                        }
                     }
+                    h = UnsafePointer(normed)
                 }
                 let slot = j * batch + t, q = quantized.pointer + slot * wide
                 if linear.rowSums != nil {
@@ -173,14 +180,17 @@ public final class Model: @unchecked Sendable {
             pool.forEach(tokens) { t, _ in prepare(t) }
         }
         // The products in chunks of a few blocks, handed to whichever worker is free;
-        // each rescales the rows it computed. Linears applied together have the same
-        // output width (query, key, value; up, gate), so chunk i is linear i / perLinear.
-        let chunk = 8, blocksPerLinear = linears[0].entry.blocks
-        let perLinear = (blocksPerLinear + chunk - 1) / chunk
-        precondition(linears.allSatisfy { $0.entry.blocks == blocksPerLinear })
-        pool.forEach(linears.count * perLinear) { item, _ in
-            let j = item / perLinear, first = item % perLinear * chunk
-            let blocks = first..<min(first + chunk, blocksPerLinear), e = linears[j].entry, slot = j * batch
+        // each rescales the rows it computed. Chunks of linear j are items
+        // firstChunk[j]..<firstChunk[j + 1] (key and value are narrower than the query
+        // with grouped-query attention).
+        let chunk = 8
+        var firstChunk = [0]
+        for linear in linears { firstChunk.append(firstChunk[firstChunk.count - 1] + (linear.entry.blocks + chunk - 1) / chunk) }
+        pool.forEach(firstChunk[linears.count]) { item, _ in
+            var j = 0
+            while item >= firstChunk[j + 1] { j += 1 }
+            let e = linears[j].entry, first = (item - firstChunk[j]) * chunk, slot = j * batch
+            let blocks = first..<min(first + chunk, e.blocks)
             let acc = accumulators.pointer + slot * wideRows
             PackedBitLinear.product(acc: acc, scratch: partialSums.pointer + slot * wideRows, accStride: wideRows,
                                     planes: base + e.offset, entry: e, tables: tables.pointer + slot * tableStride,
@@ -216,13 +226,14 @@ public final class Model: @unchecked Sendable {
     /// Causal attention of `tokens` queries at positions start..<start+tokens over the
     /// cache of layer `l`; (token, head) pairs split across the workers.
     func attend(layer l: Int, start: Int, tokens: Int) {
-        let c = config, hd = c.headDim, cache = l * context * c.dim
+        let c = config, hd = c.headDim, cache = l * context * c.kvDim, group = c.heads / c.kvHeads
         let scale = 1 / Float(hd).squareRoot()
         pool.forEach(tokens * c.heads) { pair, worker in
             let s = scores.pointer + worker * context
             let t = pair / c.heads, head = pair % c.heads, pos = start + t
-            let query = q.pointer + t * c.dim + head * hd, at = cache + head * hd
-            keyCache.scores(at: at, stride: c.dim, query: query, count: hd, positions: pos + 1, into: s)
+            // Query head `head` reads key/value head head / group (grouped-query attention).
+            let query = q.pointer + t * c.dim + head * hd, at = cache + head / group * hd
+            keyCache.scores(at: at, stride: c.kvDim, query: query, count: hd, positions: pos + 1, into: s)
             var m = -Float.infinity
             for i in 0...pos {
                 s[i] *= scale
@@ -234,7 +245,7 @@ public final class Model: @unchecked Sendable {
                 sum += s[i]
             }
             for i in 0...pos { s[i] /= sum }
-            valueCache.weightedSum(at: at, stride: c.dim, weights: s, positions: pos + 1, count: hd,
+            valueCache.weightedSum(at: at, stride: c.kvDim, weights: s, positions: pos + 1, count: hd,
                                    into: attention.pointer + t * c.dim + head * hd)
         }
     }
@@ -270,21 +281,25 @@ public final class Model: @unchecked Sendable {
         for (l, w) in weights.layers.enumerated() {
             blockNorm(w.attentionNorm, w.attentionNormBias, x, xb, tokens: n)
             apply([w.query, w.key, w.value], xb, [q, k, v], tokens: n)
-            let cache = l * context * c.dim
+            let cache = l * context * c.kvDim
+            // RoPE as the trainer pairs dimensions: (2j, 2j+1), or (j, j + half) in b1.58's layout.
+            let (pairStep, partner) = c.layout == .b158 ? (1, half) : (2, 1)
             for t in 0..<n {
-                // RoPE on interleaved pairs, as the trainer; then into the cache.
-                let pos = start + t, qt = q + t * c.dim, kt = k + t * c.dim
+                let pos = start + t, qt = q + t * c.dim, kt = k + t * c.kvDim
                 let cosRow = ropeCos.pointer + t * half, sinRow = ropeSin.pointer + t * half
-                for head in 0..<c.heads {
-                    for j in 0..<half {
-                        let cs = cosRow[j], sn = sinRow[j]
-                        let i = head * hd + 2 * j
-                        (qt[i], qt[i + 1]) = (qt[i] * cs - qt[i + 1] * sn, qt[i] * sn + qt[i + 1] * cs)
-                        (kt[i], kt[i + 1]) = (kt[i] * cs - kt[i + 1] * sn, kt[i] * sn + kt[i + 1] * cs)
+                func rotate(_ x: UnsafeMutablePointer<Float>, heads: Int) {
+                    for head in 0..<heads {
+                        for j in 0..<half {
+                            let cs = cosRow[j], sn = sinRow[j]
+                            let i = head * hd + j * pairStep
+                            (x[i], x[i + partner]) = (x[i] * cs - x[i + partner] * sn, x[i] * sn + x[i + partner] * cs)
+                        }
                     }
                 }
-                keyCache.store(kt, count: c.dim, at: cache + pos * c.dim)
-                valueCache.store(v + t * c.dim, count: c.dim, at: cache + pos * c.dim)
+                rotate(qt, heads: c.heads)
+                rotate(kt, heads: c.kvHeads)
+                keyCache.store(kt, count: c.kvDim, at: cache + pos * c.kvDim)
+                valueCache.store(v + t * c.kvDim, count: c.kvDim, at: cache + pos * c.kvDim)
             }
             attend(layer: l, start: start, tokens: n)
             apply([w.output], attention.pointer, [xb], tokens: n)

@@ -9,7 +9,9 @@ typealias Vector = [Float]
 
 struct PackedLinear {
     let entry: TensorEntry
-    let gain: Vector
+    /// SubLN's gain and bias; nil where the layout has no SubLN (b1.58's query, key,
+    /// value, up and gate read the block norm's output).
+    let gain: Vector?
     let bias: Vector?
     /// Unsigned activation codes: each row's sum of W~ (what the codes' shift adds).
     let rowSums: [Int32]?
@@ -66,8 +68,9 @@ struct Weights {
                 throw RuntimeError(description: "\(path): tensor '\(name).weight' is not a packed [\(outFeatures), \(inFeatures)] matrix")
             }
             let sums = c.unsignedInput(isDownProjection: isDown) ? Self.rowSums(e, f.bytes.baseAddress! + e.offset) : nil
-            return PackedLinear(entry: e, gain: try vector(name + ".sub_norm.weight", inFeatures),
-                                bias: try optionalVector(name + ".sub_norm.bias", inFeatures), rowSums: sums)
+            let hasSubNorm = c.layout == .bitnet || name.hasSuffix("attention.output") || name.hasSuffix("ffn.down")
+            return PackedLinear(entry: e, gain: hasSubNorm ? try vector(name + ".sub_norm.weight", inFeatures) : nil,
+                                bias: hasSubNorm ? try optionalVector(name + ".sub_norm.bias", inFeatures) : nil, rowSums: sums)
         }
         var layers: [LayerWeights] = []
         for l in 0..<c.layers {
@@ -75,8 +78,8 @@ struct Weights {
             layers.append(LayerWeights(
                 attentionNorm: try vector(p + "attention_norm.weight", c.dim),
                 attentionNormBias: try optionalVector(p + "attention_norm.bias", c.dim),
-                query: try linear(p + "attention.query", c.dim, c.dim), key: try linear(p + "attention.key", c.dim, c.dim),
-                value: try linear(p + "attention.value", c.dim, c.dim),
+                query: try linear(p + "attention.query", c.dim, c.dim), key: try linear(p + "attention.key", c.dim, c.kvDim),
+                value: try linear(p + "attention.value", c.dim, c.kvDim),
                 output: try linear(p + "attention.output", c.dim, c.dim),
                 ffnNorm: try vector(p + "ffn_norm.weight", c.dim), ffnNormBias: try optionalVector(p + "ffn_norm.bias", c.dim),
                 up: try linear(p + "ffn.up", c.dim, c.ffnDim), gate: c.gated ? try linear(p + "ffn.gate", c.dim, c.ffnDim) : nil,

@@ -30,7 +30,7 @@ import Testing
         #expect(config == RunConfig(preset: "mini", model: model, training: expected.training))
         // Written again: the same keys and values as the previous version wrote, and the
         // fields added since (activation_range, activation_storage, hadamard_block,
-        // int4_backward, int4_sample_fraction) at their defaults.
+        // int4_backward, int4_sample_fraction, layout, kv_heads) at their defaults.
         let written = try JSONSerialization.jsonObject(with: JSONEncoder().encode(config)) as? [String: Any]
         var previous = try JSONSerialization.jsonObject(with: data) as? [String: Any] ?? [:]
         var previousModel = previous["model"] as? [String: Any] ?? [:]
@@ -38,12 +38,14 @@ import Testing
         previousModel["hadamard_block"] = 0
         previousModel["int4_backward"] = "lss"
         previousModel["int4_sample_fraction"] = 0.5
+        previousModel["layout"] = "bitnet"
+        previousModel["kv_heads"] = 0
         previous["model"] = previousModel
         var previousTraining = previous["training"] as? [String: Any] ?? [:]
         previousTraining["activation_storage"] = "f32"
         previous["training"] = previousTraining
         #expect(written.map { NSDictionary(dictionary: $0) } == NSDictionary(dictionary: previous))
-        #expect(ConfigFields.all.count == 17 + 20)
+        #expect(ConfigFields.all.count == 19 + 20)
     }
 
     @Test func everyFieldHasAFlagAndIsChecked() throws {

@@ -12,8 +12,10 @@ import Testing
     struct Variant: CustomStringConvertible, Sendable {
         var mode: WeightMode, norm: NormKind, ffn: FFNActivation, tied: Bool, scaling: ActivationScaling = .perToken
         var range: ActivationRange = .signed
+        var layout: ModelLayout = .bitnet, kvHeads = 0
         var description: String {
             "\(mode.rawValue) \(norm.rawValue) \(ffn.rawValue) \(tied ? "tied" : "untied") \(scaling.rawValue) \(range.rawValue)"
+                + " \(layout.rawValue) kv-heads \(kvHeads)"
         }
     }
 
@@ -21,6 +23,7 @@ import Testing
         Variant(mode: .fp, norm: .rms, ffn: .swiglu, tied: true),
         Variant(mode: .fp, norm: .layer, ffn: .gelu, tied: false),
         Variant(mode: .fp, norm: .rms, ffn: .relu2, tied: false),
+        Variant(mode: .fp, norm: .rms, ffn: .swiglu, tied: true, layout: .b158, kvHeads: 1),
     ]
     static let quantizedVariants = [
         Variant(mode: .binary, norm: .rms, ffn: .swiglu, tied: true),
@@ -29,6 +32,9 @@ import Testing
         Variant(mode: .ternary, norm: .rms, ffn: .swiglu, tied: true, scaling: .perTensor),
         Variant(mode: .binary, norm: .rms, ffn: .relu2, tied: false, range: .auto),
         Variant(mode: .ternary, norm: .layer, ffn: .swiglu, tied: true, scaling: .perTensor, range: .unsigned),
+        Variant(mode: .ternary, norm: .rms, ffn: .swiglu, tied: true, layout: .b158),
+        Variant(mode: .binary, norm: .rms, ffn: .relu2, tied: false, range: .auto, layout: .b158, kvHeads: 1),
+        Variant(mode: .ternary, norm: .layer, ffn: .gelu, tied: true, scaling: .perTensor, layout: .bitnet, kvHeads: 1),
     ]
 
     /// A tiny model with weights well away from the 0.02 init, so every path matters,
@@ -37,7 +43,7 @@ import Testing
         var c = ModelConfig()
         (c.vocabSize, c.dim, c.heads, c.layers, c.ffnDim, c.context) = (29, 16, 2, 2, 24, 6)
         (c.mode, c.norm, c.ffnActivation, c.tiedEmbeddings, c.activationScaling) = (v.mode, v.norm, v.ffn, v.tied, v.scaling)
-        c.activationRange = v.range
+        (c.activationRange, c.layout, c.kvHeads) = (v.range, v.layout, v.kvHeads)
         let b = 2, t = c.context
         let model = Transformer(config: c, batch: b)
         model.initializeParameters(seed: 7)

@@ -61,8 +61,9 @@ struct ReferenceModel {
     func linear(_ x: [[Double]], _ s: BitLinearSlots, key: String, t: Int, offsets: Offsets?, record: inout Offsets) -> [[Double]] {
         let w = effectiveWeight(s, offsets: offsets, record: &record)
         var input = x
-        if config.mode.isBitNet, let sub = s.subNorm {
-            let h = norm(x, sub)
+        if config.mode.isBitNet {
+            // SubLN where the layer has one (all of them in the bitnet layout).
+            let h = s.subNorm.map { norm(x, $0) } ?? x
             if let offset = offsets?.activations[key] {
                 input = h.enumerated().map { r, row in row.indices.map { row[$0] + offset[r * row.count + $0] } }
             } else if config.usesUnsignedActivations(s, isDownProjection: key.hasSuffix(".down")) {
@@ -91,35 +92,39 @@ struct ReferenceModel {
         }
     }
 
-    /// RoPE on interleaved pairs of each head at positions r mod t.
+    /// RoPE at positions r mod t on pairs of each head: (2j, 2j+1) in the bitnet layout,
+    /// (j, j + hd/2) in b1.58's.
     func rope(_ x: [[Double]], t: Int) -> [[Double]] {
         let hd = config.headDim, theta = Double(config.ropeTheta)
         return x.enumerated().map { r, row in
             var out = row
-            for head in 0..<config.heads {
+            for head in 0..<row.count / hd {
                 for j in 0..<hd / 2 {
                     let angle = Double(r % t) * pow(theta, -2 * Double(j) / Double(hd))
-                    let i = head * hd + 2 * j, a = row[i], b = row[i + 1]
+                    let (i, partner) = config.layout == .b158 ? (head * hd + j, head * hd + j + hd / 2) : (head * hd + 2 * j, head * hd + 2 * j + 1)
+                    let a = row[i], b = row[partner]
                     out[i] = a * cos(angle) - b * sin(angle)
-                    out[i + 1] = a * sin(angle) + b * cos(angle)
+                    out[partner] = a * sin(angle) + b * cos(angle)
                 }
             }
             return out
         }
     }
 
-    /// Causal softmax attention per sequence and head.
+    /// Causal softmax attention per sequence and head; query head h reads key/value
+    /// head h * kvHeads / heads (grouped-query attention).
     func attention(q: [[Double]], k: [[Double]], v: [[Double]], t: Int) -> [[Double]] {
         let hd = config.headDim
         var out = q.map { _ in [Double](repeating: 0, count: config.dim) }
         for r in q.indices {
             let start = r / t * t
             for head in 0..<config.heads {
+                let kvShift = (head * config.keyValueHeads / config.heads - head) * hd
                 let span = head * hd..<(head + 1) * hd
-                let scores = (start...r).map { j in span.reduce(0.0) { $0 + q[r][$1] * k[j][$1] } / Double(hd).squareRoot() }
+                let scores = (start...r).map { j in span.reduce(0.0) { $0 + q[r][$1] * k[j][$1 + kvShift] } / Double(hd).squareRoot() }
                 let m = scores.max()!, e = scores.map { exp($0 - m) }, z = e.reduce(0, +)
                 for (n, j) in (start...r).enumerated() {
-                    for i in span { out[r][i] += e[n] / z * v[j][i] }
+                    for i in span { out[r][i] += e[n] / z * v[j][i + kvShift] }
                 }
             }
         }

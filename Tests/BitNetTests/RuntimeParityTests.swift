@@ -14,8 +14,10 @@ import BitNetSampling
     struct Variant: CustomStringConvertible, Sendable {
         var mode: WeightMode, norm: NormKind, ffn: FFNActivation, tied: Bool, kv: KVCacheType
         var range: ActivationRange = .signed
+        var layout: ModelLayout = .bitnet, kvHeads = 0
         var description: String {
             "\(mode.rawValue) \(norm.rawValue) \(ffn.rawValue) \(tied ? "tied" : "untied") kv-\(kv.rawValue) \(range.rawValue)"
+                + " \(layout.rawValue) kv-heads \(kvHeads)"
         }
     }
 
@@ -28,6 +30,10 @@ import BitNetSampling
         Variant(mode: .binary, norm: .layer, ffn: .gelu, tied: false, kv: .f16),
         Variant(mode: .binary, norm: .rms, ffn: .relu2, tied: true, kv: .f32, range: .auto),
         Variant(mode: .ternary, norm: .layer, ffn: .swiglu, tied: false, kv: .f32, range: .unsigned),
+        Variant(mode: .ternary, norm: .rms, ffn: .swiglu, tied: true, kv: .f32, layout: .b158),
+        Variant(mode: .ternary, norm: .rms, ffn: .swiglu, tied: true, kv: .f16, layout: .b158, kvHeads: 2),
+        Variant(mode: .binary, norm: .rms, ffn: .relu2, tied: false, kv: .f32, range: .auto, layout: .b158, kvHeads: 1),
+        Variant(mode: .binary, norm: .layer, ffn: .gelu, tied: true, kv: .f32, layout: .bitnet, kvHeads: 2),
     ]
 
     /// A model of the variant with spread-out weights (not the 0.02 init, so that every
@@ -37,7 +43,7 @@ import BitNetSampling
         var c = ModelConfig()
         (c.vocabSize, c.dim, c.heads, c.layers, c.ffnDim, c.context) = (tokenizer.vocabSize, 48, 4, 2, 80, 48)
         (c.mode, c.norm, c.ffnActivation, c.tiedEmbeddings, c.activationScaling) = (v.mode, v.norm, v.ffn, v.tied, scaling)
-        c.activationRange = v.range
+        (c.activationRange, c.layout, c.kvHeads) = (v.range, v.layout, v.kvHeads)
         let model = Transformer(config: c, batch: 1)
         model.initializeParameters(seed: 21)
         var rng = Xoshiro256(seed: 22)

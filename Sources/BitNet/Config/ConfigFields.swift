@@ -12,12 +12,18 @@ extension ModelConfig {
               help: "Weights of every projection (Q, K, V, attention output, feed-forward): fp (FP32 baseline), "
                   + "binary (BitNet: Sign of the centred weights), ternary (BitNet b1.58: absmean {-1, 0, +1}) or "
                   + "int4 (INT4 training: Hadamard quantizer forward, bit splitting and leverage-score sampling backward)."),
+        .init("layout", \.layout, rule: .anyChoice, default: "`bitnet`",
+              help: "bitnet: a SubLN inside every BitLinear, RoPE on interleaved pairs; b1.58: BitNet b1.58 as llama.cpp's "
+                  + "`bitnet` graph computes it (sub-norms only before the attention output and down projections, RoPE on "
+                  + "halves), the layout GGUF export needs."),
         .init("vocab_size", \.vocabSize, rule: .range(1...(1 << 24)), default: "from the data",
               help: "Vocabulary size; set by the tokenizer the data was prepared with."),
         .init("dim", \.dim, rule: .range(1...65536), default: "preset", help: "Model width."),
         .init("layers", \.layers, rule: .range(1...4096), default: "preset", help: "Transformer blocks."),
         .init("heads", \.heads, rule: .range(1...4096), default: "preset",
               help: "Attention heads; must divide dim into an even head size (RoPE)."),
+        .init("kv_heads", \.kvHeads, rule: .range(0...4096), default: "0 (= heads)",
+              help: "Key/value heads (grouped-query attention); must divide heads."),
         .init("ffn_dim", \.ffnDim, rule: .range(1...262_144), default: "preset", help: "Feed-forward hidden width."),
         .init("context", \.context, rule: .range(1...131_072), default: "preset",
               help: "Tokens per training window (context length); the runtime reads up to 131072."),

@@ -28,6 +28,24 @@ public enum Int4Backward: String, ConfigChoice {
     case exact
 }
 
+/// Where the block's norms sit and how RoPE pairs dimensions.
+public enum ModelLayout: String, ConfigChoice {
+    /// BitNet (the paper's section 2): every BitLinear normalizes its own input (SubLN);
+    /// RoPE on interleaved pairs (2j, 2j+1).
+    case bitnet
+    /// BitNet b1.58 as llama.cpp's `bitnet` graph computes it: the block norms feed the
+    /// query, key, value, up and gate projections directly; a sub-norm only before the
+    /// attention output projection (attn_sub_norm) and the down projection (ffn_sub_norm);
+    /// RoPE on the two halves of each head (j, j + headDim/2), GPT-NeoX style.
+    case b158 = "b1.58"
+
+    /// Whether the BitLinear `name` ("attention.query", ..., "ffn.down") has a SubLN in
+    /// the BitNet modes.
+    public func hasSubNorm(_ name: String) -> Bool {
+        self == .bitnet || name == "attention.output" || name == "ffn.down"
+    }
+}
+
 public enum NormKind: String, ConfigChoice {
     case rms
     case layer
@@ -63,6 +81,9 @@ public struct ModelConfig: ConfigTable, Sendable, Equatable {
     /// Context length T (tokens per training window).
     public var context: Int = 256
     public var mode: WeightMode = .binary
+    public var layout: ModelLayout = .bitnet
+    /// Key and value heads (grouped-query attention); 0: as many as `heads`.
+    public var kvHeads: Int = 0
     /// Kind of every norm: block norms, final norm and the SubLN inside BitLinear.
     public var norm: NormKind = .rms
     public var activationScaling: ActivationScaling = .perToken
@@ -89,6 +110,10 @@ public struct ModelConfig: ConfigTable, Sendable, Equatable {
     public func encode(to encoder: Encoder) throws { try encodeFields(to: encoder) }
 
     public var headDim: Int { dim / heads }
+    /// Key and value heads in use: kv_heads, or heads when it is 0.
+    public var keyValueHeads: Int { kvHeads > 0 ? kvHeads : heads }
+    /// Width of the key and value projections' outputs.
+    public var keyValueDim: Int { keyValueHeads * headDim }
 
     /// The Hadamard block in use: hadamard_block, or the largest power of two up to 32
     /// that divides both dim and ffn_dim.
@@ -113,6 +138,9 @@ public struct ModelConfig: ConfigTable, Sendable, Equatable {
         if headDim % 2 != 0 {
             throw BitNetError.field("heads", problem: "must leave an even head size dim/heads for rotary embeddings, got \(dim)/\(heads)")
         }
+        if keyValueHeads > heads || heads % keyValueHeads != 0 {
+            throw BitNetError.field("kv_heads", problem: "(\(kvHeads)) must divide heads (\(heads))")
+        }
         if mode == .int4 && (dim % hadamardBlockSize != 0 || ffnDim % hadamardBlockSize != 0) {
             throw BitNetError.field("hadamard_block", problem: "(\(hadamardBlock)) must divide dim (\(dim)) and ffn_dim (\(ffnDim))")
         }
@@ -123,7 +151,7 @@ public struct ModelConfig: ConfigTable, Sendable, Equatable {
 
     /// Weights of the projections inside one block (Q, K, V, O and the feed-forward).
     public var projectionParametersPerLayer: Int {
-        4 * dim * dim + (ffnActivation.hasGate ? 3 : 2) * dim * ffnDim
+        2 * dim * dim + 2 * dim * keyValueDim + (ffnActivation.hasGate ? 3 : 2) * dim * ffnDim
     }
 
     /// Every parameter except the embedding and head (the scaling-law N).

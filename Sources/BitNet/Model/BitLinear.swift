@@ -56,7 +56,7 @@ public enum BitLinear {
         rows n: Int, sequenceLength t: Int, scratchA: UnsafeMutablePointer<Float>, scratchB: UnsafeMutablePointer<Float>
     ) {
         let i = slots.inFeatures, o = slots.outFeatures
-        guard options.mode.isBitNet, let sub = slots.subNorm, let saved else {
+        guard options.mode.isBitNet, let saved else {
             var input = inp
             if let bits = options.activationBits {
                 Quantizers.fakeQuantizeRows(out: scratchA, inp: inp, rows: n, width: i, bits: bits)
@@ -66,8 +66,9 @@ public enum BitLinear {
             return
         }
         let quantized = scratchB
-        quantizeInput(quantized: quantized, normed: scratchA, saved: saved, inp: inp, gain: params + sub.gain,
-                      bias: sub.bias.map { params + $0 }, rows: n, sequenceLength: t, width: i, options: options)
+        let sub = slots.subNorm
+        quantizeInput(quantized: quantized, normed: scratchA, saved: saved, inp: inp, gain: sub.map { params + $0.gain },
+                      bias: sub?.bias.map { params + $0 }, rows: n, sequenceLength: t, width: i, options: options)
         // Integer-valued operands: the FP32 sums are exact (|sum| <= 254 * I < 2^24), so
         // this equals the runtime's integer accumulator before the one rescale per output,
         // whether the int8 kernel or FP32 sgemm computes it.
@@ -84,22 +85,27 @@ public enum BitLinear {
         }
     }
 
-    /// SubLN, absmax and int8 quantization of the input, fused row by row so each row
-    /// is read while in cache, with one fork-join (per-tensor scaling needs each
-    /// sequence's maximum first, so it takes two passes). Same rules as Norm.forward,
-    /// Quantizers.absmax and Quantizers.quantizeActivations, whose row helpers it calls.
+    /// SubLN (when the layer has one: `gain` is set), absmax and int8 quantization of the
+    /// input, fused row by row so each row is read while in cache, with one fork-join
+    /// (per-tensor scaling needs each sequence's maximum first, so it takes two passes).
+    /// Same rules as Norm.forward, Quantizers.absmax and Quantizers.quantizeActivations,
+    /// whose row helpers it calls.
     static func quantizeInput(
         quantized: UnsafeMutablePointer<Float>, normed: UnsafeMutablePointer<Float>, saved: BitLinearSaved,
-        inp: UnsafePointer<Float>, gain: UnsafePointer<Float>, bias: UnsafePointer<Float>?, rows n: Int,
+        inp: UnsafePointer<Float>, gain: UnsafePointer<Float>?, bias: UnsafePointer<Float>?, rows n: Int,
         sequenceLength t: Int, width c: Int, options: BitLinearOptions
     ) {
         let perToken = options.scaling == .perToken
         let eta = options.unsigned ? saved.eta : nil
+        // What is quantized: the SubLN output, or (no SubLN) the input itself.
+        let source = gain == nil ? inp : UnsafePointer(normed)
         Parallel.forRanges(n, workPerItem: c) { rows in
             for r in rows {
-                let y = normed + r * c
-                (saved.mean[r], saved.rstd[r]) = Norm.forwardRow(options.norm, out: y, inp: inp + r * c, gain: gain,
-                                                                 bias: bias, width: c, epsilon: options.normEpsilon)
+                let y = source + r * c
+                if let gain {
+                    (saved.mean[r], saved.rstd[r]) = Norm.forwardRow(options.norm, out: normed + r * c, inp: inp + r * c,
+                                                                     gain: gain, bias: bias, width: c, epsilon: options.normEpsilon)
+                }
                 if let eta {
                     // Unsigned: (min, max) now, turned into (eta, gamma = max - eta) below.
                     (eta[r], saved.gamma[r]) = Quantizers.minMaxRow(y, width: c)
@@ -121,11 +127,11 @@ public enum BitLinear {
         if let eta {
             Quantizers.shareSequenceRange(eta: eta, gamma: saved.gamma, rows: n, sequenceLength: t)
             for r in 0..<n { saved.gamma[r] = max(saved.gamma[r] - eta[r], Quantizers.minimumAbsmax) }
-            Quantizers.quantizeActivationsUnsigned(out: quantized, saved: saved.quantized, inp: normed, eta: eta,
+            Quantizers.quantizeActivationsUnsigned(out: quantized, saved: saved.quantized, inp: source, eta: eta,
                                                    gamma: saved.gamma, rows: n, width: c)
         } else {
             Quantizers.shareSequenceMaximum(saved.gamma, rows: n, sequenceLength: t)
-            Quantizers.quantizeActivations(out: quantized, saved: saved.quantized, inp: normed, gamma: saved.gamma,
+            Quantizers.quantizeActivations(out: quantized, saved: saved.quantized, inp: source, gamma: saved.gamma,
                                            rows: n, width: c)
         }
     }
@@ -183,7 +189,7 @@ public enum BitLinear {
         scratchA: UnsafeMutablePointer<Float>, scratchB: UnsafeMutablePointer<Float>
     ) {
         let i = slots.inFeatures, o = slots.outFeatures
-        guard options.mode.isBitNet, let sub = slots.subNorm, let saved else {
+        guard options.mode.isBitNet, let saved else {
             Matmul.backwardInput(dinp, dout, params + slots.weight, rows: n, inFeatures: i, outFeatures: o)
             // dW from the input the product used: rounded per token when it was.
             var input = inp
@@ -210,7 +216,11 @@ public enum BitLinear {
             }
         }
         Matmul.backwardWeight(dparams + slots.weight, dout, dequantized, rows: n, inFeatures: i, outFeatures: o)
-        // d(SubLN output) = dout @ (W~ * beta).
+        // d(SubLN output) = dout @ (W~ * beta); without a SubLN, that is dinp's share.
+        guard let sub = slots.subNorm else {
+            Matmul.backwardInput(dinp, dout, weight.values, rows: n, inFeatures: i, outFeatures: o, alpha: weight.scale)
+            return
+        }
         let dnormed = scratchB
         Matmul.backwardInput(dnormed, dout, weight.values, rows: n, inFeatures: i, outFeatures: o, alpha: weight.scale,
                              accumulate: false)

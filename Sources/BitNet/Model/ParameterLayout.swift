@@ -24,7 +24,8 @@ public struct StepSlots: Sendable {
 }
 
 /// Offsets of one BitLinear: its weight [outFeatures, inFeatures] and, in the
-/// BitNet modes, its SubLN; in `int4` mode, its learned step sizes.
+/// BitNet modes, its SubLN (every BitLinear in the bitnet layout; the attention output
+/// and down projections in b1.58's); in `int4` mode, its learned step sizes.
 public struct BitLinearSlots: Sendable {
     public let weight: Int
     public let subNorm: NormSlots?
@@ -60,14 +61,14 @@ public struct ParameterLayout: Sendable {
     public private(set) var bitLinears: [BitLinearSlots] = []
 
     public init(config: ModelConfig) {
-        let c = config.dim, f = config.ffnDim
+        let c = config.dim, f = config.ffnDim, kv = config.keyValueDim
         embedding = add("embedding.weight", [config.vocabSize, c])
         for l in 0..<config.layers {
             let p = "layers.\(l)."
             let attentionNorm = addNorm(p + "attention_norm", c, config.norm)
             let q = addBitLinear(p + "attention.query", c, c, config)
-            let k = addBitLinear(p + "attention.key", c, c, config)
-            let v = addBitLinear(p + "attention.value", c, c, config)
+            let k = addBitLinear(p + "attention.key", c, kv, config)
+            let v = addBitLinear(p + "attention.value", c, kv, config)
             let o = addBitLinear(p + "attention.output", c, c, config)
             let ffnNorm = addNorm(p + "ffn_norm", c, config.norm)
             let up = addBitLinear(p + "ffn.up", c, f, config)
@@ -96,7 +97,9 @@ public struct ParameterLayout: Sendable {
     }
 
     private mutating func addBitLinear(_ name: String, _ inFeatures: Int, _ outFeatures: Int, _ config: ModelConfig) -> BitLinearSlots {
-        let subNorm = config.mode.isBitNet ? addNorm(name + ".sub_norm", inFeatures, config.norm) : nil
+        let projection = name.split(separator: ".").suffix(2).joined(separator: ".")
+        let subNorm = config.mode.isBitNet && config.layout.hasSubNorm(projection)
+            ? addNorm(name + ".sub_norm", inFeatures, config.norm) : nil
         let weight = add(name + ".weight", [outFeatures, inFeatures])
         var slots = BitLinearSlots(weight: weight, subNorm: subNorm, inFeatures: inFeatures,
                                    outFeatures: outFeatures, index: bitLinears.count)

@@ -1,18 +1,23 @@
 // Rotary position embedding: the rotation tables and their application, both directions.
 import Foundation
 
-/// RoPE (Su et al. 2021) on interleaved pairs (2j, 2j+1) of each head:
-/// (a, b) -> (a cos - b sin, a sin + b cos) with angle t * theta^(-2j / headDim).
+/// RoPE (Su et al. 2021) on pairs (a, b) of each head: (a, b) -> (a cos - b sin,
+/// a sin + b cos) with angle t * theta^(-2j / headDim) for pair j. The bitnet layout
+/// pairs dimensions (2j, 2j+1); b1.58's, as llama.cpp's `bitnet` graph (NeoX style),
+/// pairs (j, j + headDim/2).
 public struct Rope {
     public let context: Int
     public let halfHeadDim: Int
+    /// Pairs (j, j + headDim/2) rather than (2j, 2j+1).
+    public let pairsHalves: Bool
     /// Shapes: cos, sin [context, headDim / 2].
     public let cos: [Float]
     public let sin: [Float]
 
-    public init(context: Int, headDim: Int, theta: Float) {
+    public init(context: Int, headDim: Int, theta: Float, pairsHalves: Bool = false) {
         self.context = context
         halfHeadDim = headDim / 2
+        self.pairsHalves = pairsHalves
         var c = [Float](repeating: 0, count: context * headDim / 2)
         var s = c
         for t in 0..<context {
@@ -30,6 +35,8 @@ public struct Rope {
     public func apply(_ x: UnsafeMutablePointer<Float>, batch b: Int, length t: Int, width c: Int, inverse: Bool = false) {
         let half = halfHeadDim, heads = c / (2 * half)
         let sign: Float = inverse ? -1 : 1
+        // Pair j is (first + j*step, first + j*step + partner) within each head.
+        let (step, partner) = pairsHalves ? (1, half) : (2, 1)
         cos.withUnsafeBufferPointer { cosTable in
             sin.withUnsafeBufferPointer { sinTable in
                 Parallel.forRanges(b * t, workPerItem: c) { rows in
@@ -39,10 +46,10 @@ public struct Rope {
                         for h in 0..<heads {
                             let v = x + r * c + h * 2 * half
                             for j in 0..<half {
-                                let a = v[2 * j], bb = v[2 * j + 1]
+                                let i = j * step, a = v[i], bb = v[i + partner]
                                 let sj = sign * sn[j]
-                                v[2 * j] = a * cs[j] - bb * sj
-                                v[2 * j + 1] = a * sj + bb * cs[j]
+                                v[i] = a * cs[j] - bb * sj
+                                v[i + partner] = a * sj + bb * cs[j]
                             }
                         }
                     }

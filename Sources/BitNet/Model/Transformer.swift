@@ -54,7 +54,8 @@ public final class Transformer {
         gradients = .allocate(capacity: layout.totalCount)
         gradients.initialize(repeating: 0, count: layout.totalCount)
         activations = Activations(config: config, batch: batch, storage: storage)
-        rope = Rope(context: config.context, headDim: config.headDim, theta: config.ropeTheta)
+        rope = Rope(context: config.context, headDim: config.headDim, theta: config.ropeTheta,
+                    pairsHalves: config.layout == .b158)
         options = BitLinearOptions(mode: config.mode, norm: config.norm, scaling: config.activationScaling,
                                    normEpsilon: config.normEpsilon)
         var offsets: [Int] = [], total = 0
@@ -320,9 +321,9 @@ public final class Transformer {
         linear(slots.key, x.k, x.attentionNorm)
         linear(slots.value, x.v, x.attentionNorm)
         rope.apply(x.q, batch: b, length: t, width: c)
-        rope.apply(x.k, batch: b, length: t, width: c)
+        rope.apply(x.k, batch: b, length: t, width: config.keyValueDim)
         Attention.forward(out: x.attentionOut, probs: x.probs, q: x.q, k: x.k, v: x.v, batch: b, length: t,
-                          width: c, heads: config.heads)
+                          width: c, heads: config.heads, kvHeads: config.keyValueHeads)
         linear(slots.attentionOutput, a.projectionOut, x.attentionOut)
         add(x.residualMid, x.input, a.projectionOut, count: n * c)
         normForward(slots.ffnNorm, out: x.ffnNorm, mean: x.ffnNormMean, rstd: x.ffnNormRstd, inp: x.residualMid, rows: n)
@@ -372,13 +373,15 @@ public final class Transformer {
         // dResidual now holds dL/d(residualMid) = dL/d(layer input) through the skip.
         zero(a.dAttentionOut, n * c)
         linearBackward(slots.attentionOutput, dinp: a.dAttentionOut, dout: a.dResidual, inp: x.attentionOut)
+        let kv = config.keyValueDim
         zero(a.dq, n * c)
-        zero(a.dk, n * c)
-        zero(a.dv, n * c)
+        zero(a.dk, n * kv)
+        zero(a.dv, n * kv)
         Attention.backward(dq: a.dq, dk: a.dk, dv: a.dv, dout: a.dAttentionOut, probs: x.probs, q: x.q, k: x.k,
-                           v: x.v, batch: b, length: t, width: c, heads: config.heads, scratch: a.dProbs)
+                           v: x.v, batch: b, length: t, width: c, heads: config.heads, kvHeads: config.keyValueHeads,
+                           scratch: a.dProbs)
         rope.apply(a.dq, batch: b, length: t, width: c, inverse: true)
-        rope.apply(a.dk, batch: b, length: t, width: c, inverse: true)
+        rope.apply(a.dk, batch: b, length: t, width: kv, inverse: true)
         zero(a.dNorm, n * c)
         linearBackward(slots.query, dinp: a.dNorm, dout: a.dq, inp: x.attentionNorm)
         linearBackward(slots.key, dinp: a.dNorm, dout: a.dk, inp: x.attentionNorm)

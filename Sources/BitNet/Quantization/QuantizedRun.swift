@@ -97,6 +97,10 @@ public enum QuantizedRun {
         guard config.model.mode == .fp else {
             throw BitNetError.invalid("\(source.path): a \(config.model.mode.rawValue) run is quantized already; quantize an fp run")
         }
+        // LET's query/key scales follow interleaved rotary pairs and one key head per query head.
+        if method == .omniquant && (config.model.layout != .bitnet || config.model.keyValueHeads != config.model.heads) {
+            throw BitNetError.invalid("\(source.path): --method omniquant needs the bitnet layout without grouped-query attention")
+        }
         let projections = projections(model.layout)
         if let groupSize {
             for (name, p) in projections where groupSize <= 0 || p.inFeatures % groupSize != 0 {
