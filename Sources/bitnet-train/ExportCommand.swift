@@ -1,5 +1,6 @@
-// `bitnet-train export`: a run's checkpoint as one packed MODEL.bitnet for bitnet-run,
-// or (--random) a model of any shape with random weights for runtime benchmarks.
+// `bitnet-train export`: a run's checkpoint as one packed MODEL.bitnet for bitnet-run, or
+// as GGUF for llama.cpp (--format gguf), or (--random) a model of any shape with random
+// weights for runtime benchmarks.
 import ArgumentParser
 import BitNet
 import BitNetCLI
@@ -7,9 +8,11 @@ import Foundation
 
 struct ExportCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "export", abstract: "Write a run's checkpoint as a packed model file (see docs/FORMAT.md).",
+        commandName: "export", abstract: "Write a run's checkpoint as a packed model file or GGUF (see docs/FORMAT.md).",
         discussion: """
         bitnet-train export RUN_DIR --out MODEL.bitnet [--f16]
+        bitnet-train export RUN_DIR --format gguf [--type tq2_0|tq1_0|f16] --out MODEL.gguf
+        GGUF (for llama.cpp's bitnet architecture) holds binary or ternary runs trained with --layout b1.58.
         bitnet-train export --random --mode ternary --dim 768 --layers 12 --heads 12 --ffn-dim 2048 --vocab-size 32000 \\
             --context 2048 --out M.bitnet
         With --random the shape is a preset (--preset, default mini) with any config field set by its flag; \
@@ -17,6 +20,8 @@ struct ExportCommand: ParsableCommand {
         """)
 
     @Option(help: "Output model file.") var out: String
+    @Option(help: "packed (MODEL.bitnet, for bitnet-run) or gguf (for llama.cpp).") var format: ExportFormat = .packed
+    @Option(help: "GGUF weight type: tq2_0 (2.06 bits per weight), tq1_0 (1.69) or f16.") var type: GGUFWeightType?
     @Flag(help: "Store the embedding (and an untied head) in 16 bits instead of 32.") var f16 = false
     @Flag(help: "Write random weights of a given shape instead of a run's checkpoint (RUN_DIR).") var random = false
     /// RUN_DIR, or with --random the shape's config fields.
@@ -36,7 +41,11 @@ struct ExportCommand: ParsableCommand {
         return positionals[0]
     }
 
-    func validate() throws { _ = try runDirectory() }
+    func validate() throws {
+        _ = try runDirectory()
+        if format == .gguf && (random || f16) { throw ValidationError("--format gguf exports a run; --random and --f16 are packed-format options") }
+        if format == .packed && type != nil { throw ValidationError("--type goes with --format gguf") }
+    }
 
     func run() throws {
         try reportingErrors {
@@ -52,8 +61,19 @@ struct ExportCommand: ParsableCommand {
                                               + "its projections, a scale per output channel or group), which the packed format "
                                               + "cannot hold; evaluate it with 'eval' and 'sample'")
                 }
+                if format == .gguf, let config = try RunDirectory(URL(fileURLWithPath: runDirectory)).readConfig(),
+                   let problem = GGUFExport.problem(config.model, type: type ?? .tq2_0) {
+                    throw BitNetError.invalid("\(runDirectory): \(problem)")
+                }
                 let (model, config, state) = try Checkpoint.loadModel(runDirectory: URL(fileURLWithPath: runDirectory))
                 let tokenizer = try runTokenizer(runDirectory, vocabSize: config.model.vocabSize)
+                if format == .gguf {
+                    let name = URL(fileURLWithPath: runDirectory).standardizedFileURL.lastPathComponent
+                    try GGUFExport.write(model: model, tokenizer: tokenizer, type: type ?? .tq2_0, name: name, to: url)
+                    let bytes = (try? FileManager.default.attributesOfItem(atPath: out)[.size] as? Int) ?? 0
+                    log("wrote \(out): step \(state.step), \(config.model.mode.rawValue) as GGUF \((type ?? .tq2_0).rawValue), \(bytes) bytes")
+                    return
+                }
                 try PackedModel.write(config: config.model, tensors: PackedModel.tensors(of: model, embeddingsAsF16: f16),
                                       tokenizer: PackedModel.tokenizerMetadata(tokenizer), to: url)
                 description = "step \(state.step), \(config.model.mode.rawValue)"
@@ -71,3 +91,9 @@ struct ExportCommand: ParsableCommand {
         }
     }
 }
+
+enum ExportFormat: String, ExpressibleByArgument, CaseIterable {
+    case packed, gguf
+}
+
+extension GGUFWeightType: ExpressibleByArgument {}

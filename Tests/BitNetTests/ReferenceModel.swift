@@ -13,6 +13,21 @@ struct ReferenceModel {
     let config: ModelConfig
     let layout: ParameterLayout
     var params: [Double]
+    var rules = Rules()
+
+    /// Where another program rounds differently from ours (llama.cpp's ternary GGUF types:
+    /// activations quantized in blocks of 256 with their own absmax (Q8_K), the tensor
+    /// scale stored in FP16, the embedding and the output head's input in FP16).
+    struct Rules {
+        var activationBlock: Int? = nil
+        var scaleInFloat16 = false
+        var embeddingInFloat16 = false
+        var headInputInFloat16 = false
+
+        static let llamaCpp = Rules(activationBlock: 256, scaleInFloat16: true, embeddingInFloat16: true, headInputInFloat16: true)
+    }
+
+    static func float16(_ x: Double) -> Double { Double(Float16(Float(x))) }
 
     /// Per BitLinear call (layer, projection) and per BitLinear: the frozen offsets of the
     /// STE surrogate; nil computes the quantized network itself.
@@ -45,13 +60,14 @@ struct ReferenceModel {
         let w = vector(s.weight, s.weightCount)
         guard config.mode.isBitNet else { return w }
         if let offset = offsets?.weights[s.index] { return zip(w, offset).map { $0 + $1 } }
-        let n = Double(w.count), meanAbs = w.reduce(0) { $0 + abs($1) } / n
+        let n = Double(w.count), exactMeanAbs = w.reduce(0) { $0 + abs($1) } / n
+        let meanAbs = rules.scaleInFloat16 ? Self.float16(exactMeanAbs) : exactMeanAbs
         let quantized: [Double]
         if config.mode == .binary {
             let alpha = w.reduce(0, +) / n
             quantized = w.map { ($0 - alpha > 0 ? 1 : -1) * meanAbs }
         } else {
-            quantized = w.map { min(max(($0 / (meanAbs + 1e-6)).rounded(.toNearestOrEven), -1), 1) * meanAbs }
+            quantized = w.map { min(max(($0 / (exactMeanAbs + 1e-6)).rounded(.toNearestOrEven), -1), 1) * meanAbs }
         }
         record.weights[s.index] = zip(quantized, w).map { $0 - $1 }
         return quantized
@@ -77,12 +93,20 @@ struct ReferenceModel {
                 }
                 record.activations[key] = zip(input.flatMap { $0 }, h.flatMap { $0 }).map { $0 - $1 }
             } else {
-                // gamma = absmax per token, or over the sequence (per tensor); x~ = round(clip(h 127 / gamma)).
+                // gamma = absmax per token, or over the sequence (per tensor), or per block of
+                // a row (rules.activationBlock); x~ = round(clip(h 127 / gamma)).
                 let rowMax = h.map { row in max(row.map(abs).max() ?? 0, 1e-5) }
                 input = h.enumerated().map { r, row in
                     let start = r / t * t
                     let gamma = config.activationScaling == .perToken ? rowMax[r] : rowMax[start..<start + t].max()!
-                    return row.map { min(max(($0 * 127 / gamma), -127), 127).rounded(.toNearestOrEven) * gamma / 127 }
+                    return row.indices.map { i in
+                        var g = gamma
+                        if let block = rules.activationBlock {
+                            let first = i / block * block
+                            g = max(row[first..<min(first + block, row.count)].map(abs).max() ?? 0, 1e-5)
+                        }
+                        return min(max((row[i] * 127 / g), -127), 127).rounded(.toNearestOrEven) * g / 127
+                    }
                 }
                 record.activations[key] = zip(input.flatMap { $0 }, h.flatMap { $0 }).map { $0 - $1 }
             }
@@ -142,9 +166,20 @@ struct ReferenceModel {
     /// Mean cross-entropy of `targets` given `tokens`, B sequences of T, and the offsets
     /// the quantizers took (for a later surrogate evaluation).
     func loss(tokens: [Int32], targets: [Int32], t: Int, offsets: Offsets? = nil) -> (loss: Double, offsets: Offsets) {
+        let (logits, record) = self.logits(tokens: tokens, t: t, offsets: offsets)
+        var total = 0.0
+        for (r, row) in logits.enumerated() {
+            let m = row.max()!, z = row.reduce(0) { $0 + exp($1 - m) }
+            total += -(row[Int(targets[r])] - m - log(z))
+        }
+        return (total / Double(tokens.count), record)
+    }
+
+    /// Logits [B*T, vocab] of `tokens`, B sequences of T, and the quantizers' offsets.
+    func logits(tokens: [Int32], t: Int, offsets: Offsets? = nil) -> (logits: [[Double]], offsets: Offsets) {
         var record = Offsets()
         let c = config.dim
-        var x = tokens.map { vector(layout.embedding + Int($0) * c, c) }
+        var x = tokens.map { vector(layout.embedding + Int($0) * c, c).map { rules.embeddingInFloat16 ? Self.float16($0) : $0 } }
         for (l, s) in layout.layers.enumerated() {
             func lin(_ input: [[Double]], _ slots: BitLinearSlots, _ name: String) -> [[Double]] {
                 linear(input, slots, key: "\(l).\(name)", t: t, offsets: offsets, record: &record)
@@ -159,14 +194,13 @@ struct ReferenceModel {
             let down = lin(hidden, s.down, "down")
             x = zip(mid, down).map { zip($0, $1).map(+) }
         }
-        let final = norm(x, layout.finalNorm)
-        var total = 0.0
-        for r in final.indices {
-            let logits = (0..<config.vocabSize).map { o in (0..<c).reduce(0.0) { $0 + final[r][$1] * params[layout.head + o * c + $1] } }
-            let m = logits.max()!, z = logits.reduce(0) { $0 + exp($1 - m) }
-            total += -(logits[Int(targets[r])] - m - log(z))
+        let final = norm(x, layout.finalNorm).map { $0.map { rules.headInputInFloat16 ? Self.float16($0) : $0 } }
+        let head = rules.embeddingInFloat16 && config.tiedEmbeddings
+            ? vector(layout.head, config.vocabSize * c).map(Self.float16) : vector(layout.head, config.vocabSize * c)
+        let logits = final.map { row in
+            (0..<config.vocabSize).map { o in (0..<c).reduce(0.0) { $0 + row[$1] * head[o * c + $1] } }
         }
-        return (total / Double(tokens.count), record)
+        return (logits, record)
     }
 
     /// Central difference of the loss with respect to parameter `i`, in Float64.

@@ -20,8 +20,7 @@ public struct PackedTensor {
 
     /// FP32 values stored as IEEE half.
     public init(name: String, rows: Int, cols: Int, f16 values: UnsafeBufferPointer<Float>) {
-        let halves = values.map { Float16($0).bitPattern.littleEndian }
-        self.init(name: name, dtype: .f16, rows: rows, cols: cols, scale: 1, bytes: halves.withUnsafeBytes { Data($0) })
+        self.init(name: name, dtype: .f16, rows: rows, cols: cols, scale: 1, bytes: Data(float16LittleEndian: values))
     }
 }
 
