@@ -43,7 +43,7 @@ struct ExportCommand: ParsableCommand {
 
     func validate() throws {
         _ = try runDirectory()
-        if format == .gguf && (random || f16) { throw ValidationError("--format gguf exports a run; --random and --f16 are packed-format options") }
+        if format == .gguf && f16 { throw ValidationError("--f16 is a packed-format option (GGUF stores the embedding in FP16)") }
         if format == .packed && type != nil { throw ValidationError("--type goes with --format gguf") }
     }
 
@@ -67,27 +67,32 @@ struct ExportCommand: ParsableCommand {
                 }
                 let (model, config, state) = try Checkpoint.loadModel(runDirectory: URL(fileURLWithPath: runDirectory))
                 let tokenizer = try runTokenizer(runDirectory, vocabSize: config.model.vocabSize)
-                if format == .gguf {
-                    let name = URL(fileURLWithPath: runDirectory).standardizedFileURL.lastPathComponent
-                    try GGUFExport.write(model: model, tokenizer: tokenizer, type: type ?? .tq2_0, name: name, to: url)
-                    let bytes = (try? FileManager.default.attributesOfItem(atPath: out)[.size] as? Int) ?? 0
-                    log("wrote \(out): step \(state.step), \(config.model.mode.rawValue) as GGUF \((type ?? .tq2_0).rawValue), \(bytes) bytes")
-                    return
-                }
-                try PackedModel.write(config: config.model, tensors: PackedModel.tensors(of: model, embeddingsAsF16: f16),
-                                      tokenizer: PackedModel.tokenizerMetadata(tokenizer), to: url)
+                let tensors = try PackedModel.tensors(of: model, embeddingsAsF16: f16)
+                let name = URL(fileURLWithPath: runDirectory).standardizedFileURL.lastPathComponent
+                try write(config: config.model, tensors: tensors, tokenizer: PackedModel.tokenizerMetadata(tokenizer), name: name, to: url)
                 description = "step \(state.step), \(config.model.mode.rawValue)"
             } else {
                 let run = try options.runConfig(vocabSize: nil), config = run.model
                 guard config.mode.isBitNet else { throw ValidationError("--mode must be binary or ternary for a packed model") }
                 let tokenizer = try RandomModel.tokenizer(size: config.vocabSize)
                 log("generating \(formatCount(config.totalParameters)) random \(config.mode.rawValue) parameters")
-                try PackedModel.write(config: config, tensors: RandomModel.tensors(config: config, seed: run.training.seed),
-                                      tokenizer: tokenizer, to: url)
+                if format == .gguf, let problem = GGUFExport.problem(config, type: type ?? .tq2_0) { throw BitNetError.invalid(problem) }
+                try write(config: config, tensors: RandomModel.tensors(config: config, seed: run.training.seed),
+                          tokenizer: tokenizer, name: "random", to: url)
                 description = "random \(config.mode.rawValue), d\(config.dim) \(config.layers)L"
             }
             let bytes = (try? FileManager.default.attributesOfItem(atPath: out)[.size] as? Int) ?? 0
-            log("wrote \(out): \(description), \(bytes) bytes")
+            let as_ = format == .gguf ? " as GGUF \((type ?? .tq2_0).rawValue)" : ""
+            log("wrote \(out): \(description)\(as_), \(bytes) bytes")
+        }
+    }
+
+    /// The packed file, or GGUF holding the same weights.
+    func write(config: ModelConfig, tensors: [PackedTensor], tokenizer: [String: Any], name: String, to url: URL) throws {
+        if format == .gguf {
+            try GGUFExport.write(config: config, tensors: tensors, tokenizer: tokenizer, type: type ?? .tq2_0, name: name, to: url)
+        } else {
+            try PackedModel.write(config: config, tensors: tensors, tokenizer: tokenizer, to: url)
         }
     }
 }

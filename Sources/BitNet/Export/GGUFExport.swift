@@ -3,6 +3,7 @@
 // BitLinear weights as ternary blocks with the tensor scale beta as every block's scale,
 // the embedding (also the output head) in FP16, norms in FP32, and the SentencePiece
 // vocabulary as llama.cpp's `llama` (SentencePiece) tokenizer.
+import BitNetFormat
 import Foundation
 
 public enum GGUFWeightType: String, CaseIterable, Sendable {
@@ -66,50 +67,71 @@ public enum GGUFExport {
         return names[String(parts[2])].map { "blk.\(layer).\($0)" }
     }
 
-    /// Writes `model` (with its tokenizer) as GGUF of `type` at `url`.
-    public static func write(model: Transformer, tokenizer: Tokenizer, type: GGUFWeightType, name: String, to url: URL) throws {
-        let config = model.config
+    /// Writes a model, as its packed tensors (PackedModel.tensors: a trained run's, or
+    /// RandomModel's) and tokenizer metadata (PackedModel.tokenizerMetadata), as GGUF of
+    /// `type` at `url`: the same weights bitnet-run reads from the packed file.
+    public static func write(config: ModelConfig, tensors: [PackedTensor], tokenizer: [String: Any], type: GGUFWeightType,
+                             name: String, to url: URL) throws {
         if let problem = problem(config, type: type) { throw BitNetError.invalid(problem) }
-        let bitLinearAt = Dictionary(uniqueKeysWithValues: model.layout.bitLinears.map { ($0.weight, $0) })
-        var tensors: [GGUFTensor] = []
-        for tensor in model.layout.tensors {
+        let converted = try tensors.map { tensor -> GGUFTensor in
             guard let ggufName = llamaName(of: tensor.name) else {
                 throw BitNetError.invalid("GGUF export: no llama.cpp name for tensor \(tensor.name)")
             }
-            let dimensions = Array(tensor.shape.reversed())  // ggml lists the contiguous dimension first
-            let p = UnsafePointer(model.parameters + tensor.offset)
-            if let slots = bitLinearAt[tensor.offset] {
-                let (values, scale) = model.quantizedWeight(slots)
+            // ggml lists the contiguous dimension first.
+            let dimensions = tensor.rows == 1 && !tensor.name.hasSuffix("embedding.weight") ? [tensor.cols] : [tensor.cols, tensor.rows]
+            switch tensor.dtype {
+            case .binary, .ternary:
+                let codes = unpack(tensor)
                 let data: Data
-                if type == .f16 {
-                    data = (0..<slots.weightCount).map { values[$0] * scale }.withUnsafeBufferPointer { Data(float16LittleEndian: $0) }
-                } else {
-                    let codes = (0..<slots.weightCount).map { Int8(values[$0]) }  // -1, 0 or +1
-                    data = codes.withUnsafeBufferPointer { c in
-                        Data(type == .tq2_0 ? TernaryBlocks.tq2_0(c.baseAddress!, count: c.count, scale: scale)
-                                            : TernaryBlocks.tq1_0(c.baseAddress!, count: c.count, scale: scale))
-                    }
+                switch type {
+                case .f16: data = codes.map { Float($0) * tensor.scale }.withUnsafeBufferPointer { Data(float16LittleEndian: $0) }
+                case .tq2_0: data = Data(codes.withUnsafeBufferPointer { TernaryBlocks.tq2_0($0.baseAddress!, count: $0.count, scale: tensor.scale) })
+                case .tq1_0: data = Data(codes.withUnsafeBufferPointer { TernaryBlocks.tq1_0($0.baseAddress!, count: $0.count, scale: tensor.scale) })
                 }
-                tensors.append(GGUFTensor(name: ggufName, dimensions: dimensions, type: type.ggml, data: data))
-            } else if tensor.shape.count == 2 {
-                tensors.append(GGUFTensor(name: ggufName, dimensions: dimensions, type: .f16,
-                                          data: Data(float16LittleEndian: UnsafeBufferPointer(start: p, count: tensor.count))))
-            } else {
-                tensors.append(GGUFTensor(name: ggufName, dimensions: dimensions, type: .f32,
-                                          data: Data(buffer: UnsafeBufferPointer(start: p, count: tensor.count))))
+                return GGUFTensor(name: ggufName, dimensions: dimensions, type: type.ggml, data: data)
+            case .f16:
+                return GGUFTensor(name: ggufName, dimensions: dimensions, type: .f16, data: tensor.bytes)
+            case .f32:
+                let values = tensor.bytes.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
+                // Matrices (the embedding) in FP16, as llama.cpp's converters store them; vectors in FP32.
+                return dimensions.count == 2
+                    ? GGUFTensor(name: ggufName, dimensions: dimensions, type: .f16,
+                                 data: values.withUnsafeBufferPointer { Data(float16LittleEndian: $0) })
+                    : GGUFTensor(name: ggufName, dimensions: dimensions, type: .f32, data: tensor.bytes)
             }
         }
-        try GGUF.write(metadata: metadata(config, tokenizer: tokenizer, type: type, name: name), tensors: tensors, to: url)
+        try GGUF.write(metadata: try metadata(config, tokenizer: tokenizer, type: type, name: name), tensors: converted, to: url)
     }
 
-    /// The hyperparameters llama.cpp reads for `bitnet`, and the tokenizer.
-    static func metadata(_ c: ModelConfig, tokenizer: Tokenizer, type: GGUFWeightType, name: String) -> [(String, GGUFValue)] {
-        var pieces: [String] = [], scores: [Float] = [], types: [Int32] = []
-        for id in 0..<tokenizer.vocabSize {
-            guard let entry = tokenizer.piece(Int32(id)) else { continue }
-            pieces.append(String(decoding: entry.piece, as: UTF8.self))
-            scores.append(entry.score)
-            types.append(llamaTokenType(entry.type))
+    /// The codes (-1, 0, +1) of a packed weight, row-major, from its tiled bit-planes.
+    static func unpack(_ tensor: PackedTensor) -> [Int8] {
+        let geometry = TiledPlanes(rows: tensor.rows, cols: tensor.cols), plane = geometry.planeBytes
+        return tensor.bytes.withUnsafeBytes { raw -> [Int8] in
+            let b = raw.bindMemory(to: UInt8.self)
+            var codes = [Int8](repeating: 0, count: tensor.rows * tensor.cols)
+            for r in 0..<tensor.rows {
+                for c in 0..<tensor.cols {
+                    let (byte, bit) = geometry.bitPosition(row: r, col: c)
+                    let first = b[byte] >> bit & 1 == 1
+                    if tensor.dtype == .ternary {
+                        codes[r * tensor.cols + c] = first ? (b[plane + byte] >> bit & 1 == 1 ? 1 : -1) : 0
+                    } else {
+                        codes[r * tensor.cols + c] = first ? 1 : -1
+                    }
+                }
+            }
+            return codes
+        }
+    }
+
+    /// The hyperparameters llama.cpp reads for `bitnet`, and the tokenizer (from the packed
+    /// format's tokenizer metadata).
+    static func metadata(_ c: ModelConfig, tokenizer: [String: Any], type: GGUFWeightType, name: String) throws -> [(String, GGUFValue)] {
+        guard let pieces = tokenizer["pieces"] as? [String], let scores = tokenizer["scores"] as? [Double],
+              let types = tokenizer["types"] as? [Int], pieces.count == c.vocabSize, scores.count == pieces.count,
+              types.count == pieces.count, let bos = tokenizer["bos_id"] as? Int, let eos = tokenizer["eos_id"] as? Int,
+              let unk = tokenizer["unk_id"] as? Int else {
+            throw BitNetError.invalid("GGUF export: the tokenizer does not describe \(c.vocabSize) pieces")
         }
         let arch = "bitnet"
         return [
@@ -130,20 +152,20 @@ public enum GGUFExport {
             ("\(arch).rope.dimension_count", .uint32(UInt32(c.headDim))),
             ("tokenizer.ggml.model", .string("llama")),
             ("tokenizer.ggml.tokens", .strings(pieces)),
-            ("tokenizer.ggml.scores", .float32s(scores)),
-            ("tokenizer.ggml.token_type", .int32s(types)),
-            ("tokenizer.ggml.bos_token_id", .uint32(UInt32(max(tokenizer.bosID, 0)))),
-            ("tokenizer.ggml.eos_token_id", .uint32(UInt32(max(tokenizer.eosID, 0)))),
-            ("tokenizer.ggml.unknown_token_id", .uint32(UInt32(max(tokenizer.unknownID, 0)))),
+            ("tokenizer.ggml.scores", .float32s(scores.map { Float($0) })),
+            ("tokenizer.ggml.token_type", .int32s(types.map { llamaTokenType(Int32($0)) })),
+            ("tokenizer.ggml.bos_token_id", .uint32(UInt32(max(bos, 0)))),
+            ("tokenizer.ggml.eos_token_id", .uint32(UInt32(max(eos, 0)))),
+            ("tokenizer.ggml.unknown_token_id", .uint32(UInt32(max(unk, 0)))),
             // Our models are trained on documents separated by EOS, without BOS.
             ("tokenizer.ggml.add_bos_token", .bool(false)),
             ("tokenizer.ggml.add_eos_token", .bool(false)),
-            ("tokenizer.ggml.add_space_prefix", .bool(true)),
+            ("tokenizer.ggml.add_space_prefix", .bool((tokenizer["add_dummy_prefix"] as? Bool) ?? true)),
         ]
     }
 
-    /// SentencePiece's piece type as our tokenizer reports it (0 normal, 1 unknown,
-    /// 2 control, 4 unused, 5 byte) -> llama.cpp's (1 normal, 2 unknown, 3 control,
+    /// A piece's type as the packed format numbers it (0 normal, 1 unknown, 2 control,
+    /// 4 unused, 5 byte) -> llama.cpp's (1 normal, 2 unknown, 3 control,
     /// 5 unused, 6 byte).
     static func llamaTokenType(_ type: Int32) -> Int32 {
         switch type {
