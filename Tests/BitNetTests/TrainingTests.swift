@@ -80,10 +80,12 @@ import Testing
         #expect(after < before - 2.0, "validation loss \(before) -> \(after)")
     }
 
-    @Test(arguments: [WeightMode.ternary, .fp, .int4])
-    func resumedRunReproducesUninterruptedRun(mode: WeightMode) throws {
+    /// (mode, layout, key/value heads): the b1.58 layout with grouped-query attention too.
+    @Test(arguments: [(WeightMode.ternary, ModelLayout.bitnet, 0), (.fp, .bitnet, 0), (.int4, .bitnet, 0), (.binary, .b158, 1)])
+    func resumedRunReproducesUninterruptedRun(mode: WeightMode, layout: ModelLayout, kvHeads: Int) throws {
         let dataset = try TokenDataset(directory: Fixtures.shared.data)
-        let config = Fixtures.tinyRunConfig(mode: mode, steps: 40, vocabSize: dataset.meta.vocabSize)
+        var config = Fixtures.tinyRunConfig(mode: mode, steps: 40, vocabSize: dataset.meta.vocabSize)
+        (config.model.layout, config.model.kvHeads) = (layout, kvHeads)
         let whole = Fixtures.temporaryDirectory("whole")
         try Trainer(runDirectory: whole, config: config, dataset: dataset, resume: false, force: false).run { _ in }
 
