@@ -7,13 +7,9 @@ set -euo pipefail
 VERSION=0.3.36
 URL=https://files.pythonhosted.org/packages/ec/e9/e7de2b0463ea3ffbf0ede6cb21b58c1258a8f6521aae45ca773a59fe7cf3/llama_cpp_python-$VERSION.tar.gz
 SHA256=832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e
-flags=$(grep -o -w -E 'avx2|avx512[a-z_0-9]*|avx_vnni|f16c|fma' /proc/cpuinfo | sort -u | tr '\n' ' ')
-key=$(printf '%s %s' "$VERSION" "$flags" | md5sum | cut -c1-12)
-cache="${BITNET_CACHE:-$HOME/.cache/bitnet-train}/llama-bench-$VERSION-$key"
+source "$(dirname "$0")/native-cache.sh"
+native_cache "llama-bench-$VERSION" "$VERSION"
 bench="$cache/build/bin/llama-bench"
-mkdir -p "$(dirname "$cache")"
-exec 9>"$cache.lock"
-flock 9
 if [ ! -x "$bench" ]; then
     echo "llama-bench-build: building llama-bench from llama-cpp-python $VERSION's llama.cpp into $cache" >&2
     rm -rf "$cache" && mkdir -p "$cache"

@@ -6,13 +6,9 @@
 set -euo pipefail
 LLAMA_CPP_PYTHON=0.3.36
 GGUF=0.19.0
-flags=$(grep -o -w -E 'avx2|avx512[a-z_0-9]*|avx_vnni|f16c|fma' /proc/cpuinfo | sort -u | tr '\n' ' ')
-key=$(printf '%s %s %s' "$LLAMA_CPP_PYTHON" "$GGUF" "$flags" | md5sum | cut -c1-12)
-cache="${BITNET_CACHE:-$HOME/.cache/bitnet-train}/llama-cpp-$LLAMA_CPP_PYTHON-$key"
+source "$(dirname "$0")/native-cache.sh"
+native_cache "llama-cpp-$LLAMA_CPP_PYTHON" "$LLAMA_CPP_PYTHON $GGUF"
 python="$cache/venv/bin/python"
-mkdir -p "$(dirname "$cache")"
-exec 9>"$cache.lock"
-flock 9
 if [ ! -f "$cache/ready" ]; then
     echo "llama-cpp-env: installing llama-cpp-python $LLAMA_CPP_PYTHON (builds llama.cpp; a few minutes) into $cache" >&2
     rm -rf "$cache"
