@@ -53,7 +53,12 @@ public final class ModelFile: @unchecked Sendable {
         guard size >= PackedFormat.headerSize else { throw bad("too short (\(size) bytes) to be a BitNet model") }
         let header = PackedHeader(reading: data)
         let version = PackedFormat.version
-        guard header.magic == PackedFormat.magic else { throw bad("not a BitNet model (bad magic)") }
+        guard header.magic == PackedFormat.magic else {
+            if Array(UnsafeRawBufferPointer(rebasing: data[0..<4])) == Array("GGUF".utf8) {
+                throw bad("is a GGUF file, for llama.cpp; bitnet-run reads the packed format (bitnet-train export RUN_DIR --out MODEL.bitnet)")
+            }
+            throw bad("not a BitNet model (bad magic)")
+        }
         guard header.version == version else {
             throw bad("format version \(header.version) is not supported (this runtime reads version \(version)"
                       + (header.version < version ? "; export the run again with 'bitnet-train export')" : ")"))

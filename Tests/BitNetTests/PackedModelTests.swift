@@ -133,6 +133,8 @@ import BitNetRuntime
         var magic = bytes
         magic[0] = 0x58
         #expect(message(magic).contains("bad magic"))
+        magic.replaceSubrange(0..<4, with: Array("GGUF".utf8))
+        #expect(message(magic).contains("is a GGUF file, for llama.cpp"))
         // Random truncations and byte flips: always a clean error, never a crash.
         var rng = Xoshiro256(seed: 99)
         for _ in 0..<300 {
