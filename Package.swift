@@ -20,6 +20,8 @@ let package = Package(
     targets: [
         // Debian's libopenblas-dev: cblas_sgemm for every FP32 matrix product.
         .systemLibrary(name: "COpenBLAS", path: "Sources/COpenBLAS", pkgConfig: "openblas"),
+        // Debian's libopenmpi-dev: the collectives of data-parallel training under mpirun.
+        .systemLibrary(name: "CMPI", path: "Sources/CMPI", pkgConfig: "ompi-c"),
         // Debian's libsentencepiece-dev behind a small extern "C" API.
         .target(
             name: "CSentencePiece",
@@ -35,7 +37,7 @@ let package = Package(
         .target(name: "BitNetSampling", path: "Sources/BitNetSampling", swiftSettings: nativeSwift),
         .target(
             name: "BitNet",
-            dependencies: ["BitNetFormat", "BitNetSampling", "COpenBLAS", "CSentencePiece", "CBitKernels"],
+            dependencies: ["BitNetFormat", "BitNetSampling", "COpenBLAS", "CSentencePiece", "CBitKernels", "CMPI"],
             path: "Sources/BitNet",
             swiftSettings: nativeSwift
         ),

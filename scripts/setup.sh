@@ -2,7 +2,7 @@
 # Installs the system libraries the project links against (Debian/Ubuntu), when missing.
 set -euo pipefail
 missing=()
-for pkg in libopenblas-dev libsentencepiece-dev pkg-config; do
+for pkg in libopenblas-dev libsentencepiece-dev libopenmpi-dev openmpi-bin pkg-config; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 if [ ${#missing[@]} -gt 0 ]; then

@@ -18,14 +18,17 @@ struct TrainCommand: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
+            // Under mpirun: one of several ranks (docs/DISTRIBUTED.md); otherwise alone.
+            let ranks = try Communicator.world()
+            defer { ranks.finalize() }
             let dataset = try TokenDataset(directory: data)
             let requested = try options.runConfig(vocabSize: dataset.meta.vocabSize)
             if resume, let saved = try RunDirectory(URL(fileURLWithPath: out)).readConfig() {
                 try refuseChanges(to: saved)
             }
             let trainer = try Trainer(runDirectory: URL(fileURLWithPath: out), config: requested, dataset: dataset,
-                                      resume: resume, force: force)
-            printBanner(trainer)
+                                      resume: resume, force: force, ranks: ranks)
+            if ranks.isRoot { printBanner(trainer) }
             let progress = ProgressPrinter(steps: trainer.config.training.steps)
             let interrupted = InterruptFlag()
             trainer.shouldStop = { interrupted.isSet }
@@ -63,7 +66,7 @@ struct TrainCommand: ParsableCommand {
         log("training: \(t.steps) steps x \(t.batchSize) sequences (micro-batch \(t.microBatchSize)) x \(m.context) tokens; "
             + String(format: "lr %.2g, ", t.peakLearningRate(for: m.mode)) + "warm-up \(t.warmupSteps), \(t.decay.rawValue) decay"
             + (t.twoStage ? ", two-stage" : "") + String(format: "; weight decay %.2g; grad clip %.2g", t.weightDecay, t.gradClip)
-            + "; seed \(t.seed)")
+            + "; seed \(t.seed)" + (trainer.ranks.size > 1 ? "; \(trainer.ranks.size) ranks (mpirun)" : ""))
     }
 }
 

@@ -73,9 +73,9 @@ import Testing
         config.training.evalEvery = 1000
         let trainer = try Trainer(runDirectory: Fixtures.temporaryDirectory("falls"), config: config, dataset: dataset,
                                   resume: false, force: false)
-        let before = trainer.validationLoss()
+        let before = try trainer.validationLoss()
         try trainer.run { _ in }
-        let after = trainer.validationLoss()
+        let after = try trainer.validationLoss()
         #expect(before > 5.0)  // about log(320) = 5.77 at initialization
         #expect(after < before - 2.0, "validation loss \(before) -> \(after)")
     }

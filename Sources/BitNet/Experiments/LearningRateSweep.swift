@@ -72,7 +72,7 @@ public enum LearningRateSweep {
                                                 diverged: false, note: "")
                 do {
                     try trainer.run { _ in }
-                    result.finalValLoss = Double(trainer.validationLoss())
+                    result.finalValLoss = Double(try trainer.validationLoss())
                     if !result.finalValLoss.isFinite || result.finalValLoss > initial {
                         result.diverged = true
                         result.note = "final loss above the initial loss"

@@ -110,7 +110,7 @@ public enum Sweep {
             run: name, size: size.name, mode: mode, parameters: config.totalParameters,
             nonEmbeddingParameters: config.nonEmbeddingParameters, tokens: tokens,
             trainingFlops: config.trainingFlopsPerToken * Double(tokens), wallSeconds: trainer.state.elapsedSeconds,
-            finalTrainLoss: curve.last?[1] ?? .nan, finalValLoss: Double(trainer.validationLoss()), curve: curve)
+            finalTrainLoss: curve.last?[1] ?? .nan, finalValLoss: Double(try trainer.validationLoss()), curve: curve)
     }
 
     public static func loadResults(_ directory: URL) -> [SweepResult] {

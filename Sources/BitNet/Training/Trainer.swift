@@ -1,5 +1,7 @@
 // The training loop: steps (TrainingSession) until the schedule ends, with metrics,
 // evaluation and checkpoints in the run directory; resumes exactly where a run stopped.
+// Under mpirun every rank runs this loop in step; rank 0 alone writes the run directory
+// and reports, every rank reads the checkpoint on resume.
 import Foundation
 
 /// What the trainer reports; the CLI decides how to print it.
@@ -27,13 +29,17 @@ public final class Trainer {
     /// Sets up a run. A directory holding a run is refused unless `resume` (continue it
     /// from its checkpoint, with its own config) or `force` (start over).
     public init(runDirectory: URL, config requested: RunConfig, dataset: TokenDataset,
-                resume: Bool, force: Bool, memoryLimit: Int? = nil) throws {
+                resume: Bool, force: Bool, memoryLimit: Int? = nil, ranks: Communicator = .single) throws {
         let directory = RunDirectory(runDirectory)
         self.directory = directory
         self.dataset = dataset
         let saved = resume ? try directory.readConfig() : nil
         let config = saved ?? requested
         try config.validate()
+        if config.training.accumulationSteps % ranks.size != 0 {
+            throw BitNetError.field("batch_size", problem: "(\(config.training.batchSize)) must be a multiple of the \(ranks.size) ranks "
+                                    + "x micro_batch_size (\(config.training.microBatchSize)): each rank takes whole micro-batches")
+        }
         guard config.model.vocabSize == dataset.meta.vocabSize else {
             throw BitNetError.invalid("vocabulary mismatch: the model has vocab_size \(config.model.vocabSize) but "
                                       + "\(dataset.directory) was prepared with \(dataset.meta.vocabSize)")
@@ -50,43 +56,48 @@ public final class Trainer {
                                                        storage: config.training.activationStorage, limit: memoryLimit) {
             throw BitNetError.field("micro_batch_size", problem: "(\(config.training.microBatchSize)): \(shortfall); lower it or the model size")
         }
-        try directory.lock()
+        if ranks.isRoot { try directory.lock() }
         let checkpoint = saved == nil ? nil : try directory.readCheckpoint(of: config)
-        if saved == nil && directory.holdsRun {
+        if ranks.isRoot && saved == nil && directory.holdsRun {
             guard force else { throw BitNetError.occupied("\(runDirectory.path): already holds a run") }
             directory.clear()
         }
-        session = TrainingSession(config: config)
+        self.ranks = ranks
+        session = TrainingSession(config: config, ranks: ranks)
         if let checkpoint {
             try session.restore(from: checkpoint.file, state: checkpoint.state)
             lastCheckpointStep = checkpoint.state.step
-            try directory.truncateMetrics(after: checkpoint.state.step)
-        } else {
+            if ranks.isRoot { try directory.truncateMetrics(after: checkpoint.state.step) }
+        } else if ranks.isRoot {
             try directory.start(config: config, tokenizerPath: dataset.tokenizerPath)
         }
     }
 
-    /// Mean loss over the fixed validation windows.
-    public func validationLoss() -> Float {
-        Evaluation.loss(model: model, dataset: dataset, windows: config.training.evalWindows,
-                        batch: config.training.microBatchSize)
+    /// The ranks of this run (one process without mpirun).
+    public let ranks: Communicator
+
+    /// Mean loss over the fixed validation windows (shared among the ranks).
+    public func validationLoss() throws -> Float {
+        try Evaluation.loss(model: model, dataset: dataset, windows: config.training.evalWindows,
+                            batch: config.training.microBatchSize, ranks: ranks)
     }
 
     /// Trains to the end of the schedule (or until `shouldStop`), reporting each logged
     /// step; then lets another trainer have the directory.
-    public func run(_ report: (TrainingEvent) -> Void) throws {
-        defer { directory.unlock() }
+    public func run(_ reportEvent: (TrainingEvent) -> Void) throws {
+        defer { if ranks.isRoot { directory.unlock() } }
         let t = config.training, m = config.model
+        func report(_ event: TrainingEvent) { if ranks.isRoot { reportEvent(event) } }
         if state.step > 0 { report(.resumed(step: state.step)) }
-        let metrics = try directory.openMetrics()
-        defer { try? metrics.close() }
+        let metrics = ranks.isRoot ? try directory.openMetrics() : nil
+        defer { try? metrics?.close() }
         // Wall time carries over from earlier segments of a resumed run.
         let start = Date().addingTimeInterval(-state.elapsedSeconds)
         var windowStart = Date(), windowTokens = 0
         if state.step == 0 && m.mode.isBitNet { _ = model.quantizationStatistics() }
 
         while state.step < t.steps {
-            if shouldStop() {
+            if try ranks.any(shouldStop()) {
                 try saveCheckpoint()
                 report(.stopped(step: state.step))
                 return
@@ -109,8 +120,8 @@ public final class Trainer {
                                         tokensPerSecond: Double(windowTokens) / now.timeIntervalSince(windowStart),
                                         elapsedSeconds: now.timeIntervalSince(start))
                 if m.mode.isBitNet { (entry.flipFraction, entry.zeroFraction) = model.quantizationStatistics() }
-                if state.step % t.evalEvery == 0 || last { entry.valLoss = validationLoss() }
-                try metrics.write(contentsOf: Data((entry.jsonLine + "\n").utf8))
+                if state.step % t.evalEvery == 0 || last { entry.valLoss = try validationLoss() }
+                try metrics?.write(contentsOf: Data((entry.jsonLine + "\n").utf8))
                 report(.step(entry))
                 windowStart = Date()
                 windowTokens = 0
@@ -123,7 +134,12 @@ public final class Trainer {
         }
     }
 
+    /// Writes the checkpoint (rank 0; the other ranks hold the same weights).
     public func saveCheckpoint() throws {
+        guard ranks.isRoot else {
+            lastCheckpointStep = state.step
+            return
+        }
         let fail = failCheckpointWrite.flatMap { $0.step == state.step ? $0.afterBytes : nil }
         try Checkpoint.save(to: directory.checkpointURL, config: config, model: model, optimizer: session.optimizer,
                             state: state, failAfterBytes: fail)

@@ -1,6 +1,9 @@
 // One training step, defined once for `train`, `bench`, `lr-sweep` and `sweep`: zero the
 // gradients, forward and backward over the micro-batches (accumulated into one step),
-// clip, AdamW at the schedule's rate. The session owns the model, the optimizer, the
+// clip, AdamW at the schedule's rate. With several ranks (mpirun) every rank draws the
+// step's whole sequence of micro-batches, computes those whose index is its rank modulo
+// the number of ranks, and the gradients are summed across ranks before the update, so
+// the data and the result do not depend on the number of ranks (up to FP32 sum order). The session owns the model, the optimizer, the
 // schedule and the step counter and data generator that a checkpoint saves.
 import Foundation
 
@@ -26,13 +29,16 @@ public final class TrainingSession {
     public let model: Transformer
     public let optimizer: AdamW
     public let schedule: LearningRateSchedule
+    /// The ranks sharing each step (one process without mpirun).
+    public let ranks: Communicator
     public private(set) var state: TrainingState
     private var rng: Xoshiro256
     private let tokens, targets: UnsafeMutablePointer<Int32>
 
     /// A fresh run: weights initialized from the seed, the data generator seeded beside it.
-    public init(config: RunConfig) {
+    public init(config: RunConfig, ranks: Communicator = .single) {
         self.config = config
+        self.ranks = ranks
         let t = config.training, seed = t.seed
         model = Transformer(config: config.model, batch: t.microBatchSize, storage: t.activationStorage)
         model.initializeParameters(seed: seed)
@@ -69,7 +75,7 @@ public final class TrainingSession {
         let learningRate = schedule.learningRate(at: state.step)
         model.zeroGradients()
         var loss: Double = 0
-        for _ in 0..<accumulation {
+        for index in 0..<accumulation {
             switch source {
             case .dataset(let dataset):
                 dataset.sampleBatch(rng: &rng, batch: micro, context: context, tokens: tokens, targets: targets)
@@ -80,8 +86,13 @@ public final class TrainingSession {
                 }
             }
             if m.mode == .int4 { model.samplingSeed = rng.next() }  // the backward's sampling, resumable
+            guard index % ranks.size == ranks.rank else { continue }  // another rank's micro-batch
             loss += Double(model.forward(tokens: tokens, targets: targets, batch: micro, length: context))
             model.backward(lossScale: 1 / Float(accumulation))
+        }
+        if ranks.size > 1 {
+            try ranks.sum(model.gradients, count: model.layout.totalCount)
+            loss = try ranks.sum(loss)
         }
         loss /= Double(accumulation)
         let next = state.step + 1

@@ -1,0 +1,77 @@
+// The processes of one training run: one, or N ranks started by Open MPI's mpirun.
+// Data-parallel training needs only a few collectives: sum the gradients (and the loss),
+// agree on stopping. Without mpirun nothing here touches MPI.
+import CMPI
+import Foundation
+
+public final class Communicator: @unchecked Sendable {
+    /// This process's index and the number of processes.
+    public let rank: Int
+    public let size: Int
+    public var isRoot: Bool { rank == 0 }
+    private let usesMPI: Bool
+
+    /// A run of one process.
+    public static let single = Communicator(rank: 0, size: 1, usesMPI: false)
+
+    private init(rank: Int, size: Int, usesMPI: Bool) {
+        (self.rank, self.size, self.usesMPI) = (rank, size, usesMPI)
+    }
+
+    /// Whether this process was started by Open MPI's mpirun (or another launcher that
+    /// sets its environment).
+    public static var launchedByMPI: Bool { ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_SIZE"] != nil }
+
+    /// The world of an mpirun job: initializes MPI once. Call `finalize()` at the end.
+    public static func world() throws -> Communicator {
+        guard launchedByMPI else { return .single }
+        guard bitnet_mpi_init() == 0, bitnet_mpi_errors_return() == 0 else {
+            throw BitNetError.invalid("MPI: initialization failed")
+        }
+        var rank: Int32 = 0, size: Int32 = 0
+        guard bitnet_mpi_rank(&rank) == 0, bitnet_mpi_size(&size) == 0 else { throw BitNetError.invalid("MPI: no rank or size") }
+        return Communicator(rank: Int(rank), size: Int(size), usesMPI: true)
+    }
+
+    public func finalize() {
+        if usesMPI { _ = bitnet_mpi_finalize() }
+    }
+
+    /// Ends every rank of the job (a rank that cannot go on must not leave the others
+    /// waiting in a collective).
+    public func abort(code: Int32) -> Never {
+        if usesMPI { bitnet_mpi_abort(code) }
+        exit(code)
+    }
+
+    /// values[i] = the sum over ranks of values[i], on every rank.
+    public func sum(_ values: UnsafeMutablePointer<Float>, count: Int) throws {
+        guard usesMPI, count > 0 else { return }
+        // MPI counts are Int32: large buffers go in pieces.
+        var offset = 0
+        while offset < count {
+            let n = min(count - offset, Int(Int32.max / 2))
+            try check(bitnet_mpi_sum_floats(values + offset, Int32(n)), "sum of gradients")
+            offset += n
+        }
+    }
+
+    public func sum(_ value: Double) throws -> Double {
+        guard usesMPI else { return value }
+        var v = value
+        try check(bitnet_mpi_sum_doubles(&v, 1), "sum")
+        return v
+    }
+
+    /// True on every rank when it is true on any (a stop one rank saw, all take).
+    public func any(_ flag: Bool) throws -> Bool {
+        guard usesMPI else { return flag }
+        var v: Int32 = flag ? 1 : 0
+        try check(bitnet_mpi_max_int(&v), "agreement")
+        return v != 0
+    }
+
+    private func check(_ code: Int32, _ what: String) throws {
+        if code != 0 { throw BitNetError.invalid("MPI: the \(what) failed on rank \(rank) (error \(code)); another rank may have died") }
+    }
+}

@@ -1,0 +1,32 @@
+// Open MPI (Debian: libopenmpi-dev) for data-parallel training. Swift cannot import
+// MPI's handle macros (MPI_COMM_WORLD, MPI_FLOAT, MPI_SUM are addresses of Open MPI's
+// globals), so the few calls the trainer makes are wrapped here, on the world
+// communicator. Each returns MPI's error code (MPI_SUCCESS is 0).
+#include <mpi.h>
+
+static inline int bitnet_mpi_init(void) {
+    int provided = 0;
+    // Only the main thread calls MPI; worker threads never do.
+    return MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, &provided);
+}
+static inline int bitnet_mpi_finalize(void) { return MPI_Finalize(); }
+static inline int bitnet_mpi_rank(int *rank) { return MPI_Comm_rank(MPI_COMM_WORLD, rank); }
+static inline int bitnet_mpi_size(int *size) { return MPI_Comm_size(MPI_COMM_WORLD, size); }
+/// Errors return to the caller rather than aborting inside MPI, so they can be reported.
+static inline int bitnet_mpi_errors_return(void) {
+    return MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+}
+static inline int bitnet_mpi_sum_floats(float *values, int count) {
+    return MPI_Allreduce(MPI_IN_PLACE, values, count, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+}
+static inline int bitnet_mpi_sum_doubles(double *values, int count) {
+    return MPI_Allreduce(MPI_IN_PLACE, values, count, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+}
+static inline int bitnet_mpi_max_int(int *value) {
+    return MPI_Allreduce(MPI_IN_PLACE, value, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+}
+static inline int bitnet_mpi_broadcast_bytes(void *bytes, int count, int root) {
+    return MPI_Bcast(bytes, count, MPI_BYTE, root, MPI_COMM_WORLD);
+}
+static inline int bitnet_mpi_barrier(void) { return MPI_Barrier(MPI_COMM_WORLD); }
+static inline void bitnet_mpi_abort(int code) { MPI_Abort(MPI_COMM_WORLD, code); }

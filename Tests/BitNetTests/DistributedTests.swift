@@ -1,0 +1,76 @@
+// Data-parallel training under Open MPI's mpirun: two ranks repeat bit for bit, match one
+// process to within the reordering of FP32 sums, and refuse a batch they cannot share.
+import Foundation
+import Testing
+@testable import BitNet
+
+@Suite(.serialized) struct DistributedTests {
+    static let mpirun = "/usr/bin/mpirun"
+
+    /// `bitnet-train train` for 40 steps on the fixture data, under mpirun with `ranks`
+    /// ranks (1 thread each, as two ranks share this machine) or alone (ranks nil).
+    static func train(_ out: URL, ranks: Int?, mode: WeightMode, batch: Int = 8, extra: [String] = []) throws -> Fixtures.Output {
+        // Open MPI refuses to run as root without these (containers and CI run as root).
+        setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1)
+        setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1)
+        let arguments = ["train", "--data", Fixtures.shared.data, "--out", out.path, "--preset", "tiny", "--mode", mode.rawValue,
+                         "--context", "32", "--steps", "40", "--batch-size", "\(batch)", "--micro-batch-size", "2",
+                         "--log-every", "5", "--eval-every", "20", "--eval-windows", "8"] + extra
+        guard let ranks else { return try Fixtures.run(arguments) }
+        return try Fixtures.run(["-np", "\(ranks)", "--oversubscribe", Fixtures.executable.path] + arguments,
+                                executable: mpirun)
+    }
+
+    /// (loss, val_loss) per logged step.
+    static func losses(_ run: URL) throws -> [[Double]] {
+        try String(contentsOf: run.appendingPathComponent("metrics.jsonl"), encoding: .utf8).split(separator: "\n").map { line in
+            let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] ?? [:]
+            return [object["loss"] as? Double ?? .nan, object["val_loss"] as? Double ?? 0]
+        }
+    }
+
+    /// Tolerances, relative, on every logged training and validation loss over 40 steps.
+    /// fp: the gradients are summed in another order, which moves the losses by FP32
+    /// rounding (seen: 1e-7). binary: a latent weight at its sign threshold can flip one
+    /// way in one run and not the other, and each flip changes the forward pass, so the
+    /// runs drift apart; at binary's default rate (3e-3) this tiny model's training is
+    /// chaotic enough (gradient-norm spikes past 10) that 40 steps end 3% apart, so the
+    /// check runs at 5e-4, where the drift stays near 5e-4.
+    static let cases: [(WeightMode, [String], Double)] = [(.fp, [], 1e-5), (.binary, ["--lr", "5e-4"], 2e-3)]
+
+    @Test(arguments: [0, 1])
+    func twoRanksMatchOneProcessAndRepeatExactly(index: Int) throws {
+        let (mode, extra, tolerance) = Self.cases[index]
+        let one = Fixtures.temporaryDirectory("one"), two = Fixtures.temporaryDirectory("two"),
+            again = Fixtures.temporaryDirectory("again"), single = Fixtures.temporaryDirectory("single")
+        for (dir, ranks) in [(one, nil), (two, 2), (again, 2), (single, 1)] as [(URL, Int?)] {
+            let out = try Self.train(dir, ranks: ranks, mode: mode, extra: extra)
+            #expect(out.status == 0, "\(ranks ?? 1) ranks: \(out.stderr.suffix(1500))")
+        }
+        // One rank under mpirun computes exactly what one process does.
+        #expect(try Fixtures.deterministicMetrics(one) == Fixtures.deterministicMetrics(single))
+        // The same ranks again: the same numbers and the same weights, bit for bit.
+        #expect(try Fixtures.deterministicMetrics(two) == Fixtures.deterministicMetrics(again))
+        let a = try SafeTensorsFile(url: two.appendingPathComponent("checkpoint.safetensors"))
+        let b = try SafeTensorsFile(url: again.appendingPathComponent("checkpoint.safetensors"))
+        #expect(a.tensors.keys.sorted() == b.tensors.keys.sorted())
+        for (name, tensor) in a.tensors {
+            #expect(a.data[tensor.range] == b.tensors[name].map { b.data[$0.range] }, "\(name)")
+        }
+        // Against one process, within the stated tolerance.
+        let (x, y) = (try Self.losses(one), try Self.losses(two))
+        #expect(x.count == 8 && y.count == 8)
+        var worst = 0.0
+        for (p, q) in zip(x, y) {
+            for (u, v) in zip(p, q) where u != 0 { worst = max(worst, abs(u - v) / abs(u)) }
+        }
+        print("\(mode.rawValue): 2 ranks against 1 process, largest relative loss difference over 40 steps: \(worst)")
+        #expect(worst < tolerance)
+    }
+
+    @Test func aBatchTheRanksCannotShareIsRefused() throws {
+        let out = try Self.train(Fixtures.temporaryDirectory("refused"), ranks: 2, mode: .fp, batch: 2)
+        #expect(out.status != 0)
+        #expect(out.stderr.contains("--batch-size (2) must be a multiple of the 2 ranks x micro_batch_size (2)"))
+    }
+}
