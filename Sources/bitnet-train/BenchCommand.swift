@@ -33,7 +33,7 @@ struct BenchCommand: ParsableCommand {
             let dataset = try data.map { try TokenDataset(directory: $0) }
             let config = try options.runConfig(vocabSize: dataset?.meta.vocabSize)
             try dataset?.check(context: config.model.context)
-            let threads = Parallel.cores
+            let threads = Parallel.threads
             if int8Products {
                 log("machine: \(Machine.description)")
                 for t in Benchmark.integerProducts(config: config) {

@@ -12,13 +12,20 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Run directory (config.json, metrics.jsonl, checkpoint.safetensors).") var out: String
     @Flag(help: "Continue the run in --out from its last checkpoint, with its own config.") var resume = false
     @Flag(help: "Replace a run that --out already holds.") var force = false
+    @Option(parsing: .unconditional,
+            help: "Threads for the products and loops (default: all cores); ranks sharing a machine under mpirun divide its cores.")
+    var threads: Int?
     @OptionGroup var options: ConfigOptions
 
-    func validate() throws { _ = try options.fieldValues() }
+    func validate() throws {
+        _ = try options.fieldValues()
+        if let threads, threads < 1 || threads > 4096 { throw ValidationError("--threads must be in 1...4096, got \(threads)") }
+    }
 
     func run() throws {
         try reportingErrors {
             // Under mpirun: one of several ranks (docs/DISTRIBUTED.md); otherwise alone.
+            if let threads { Parallel.threads = threads }
             let ranks = try Communicator.world()
             defer { ranks.finalize() }
             let dataset = try TokenDataset(directory: data)

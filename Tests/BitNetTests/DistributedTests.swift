@@ -8,14 +8,14 @@ import Testing
     static let mpirun = "/usr/bin/mpirun"
 
     /// `bitnet-train train` for 40 steps on the fixture data, under mpirun with `ranks`
-    /// ranks (1 thread each, as two ranks share this machine) or alone (ranks nil).
+    /// ranks or alone (ranks nil); 1 thread each, as two ranks share this machine.
     static func train(_ out: URL, ranks: Int?, mode: WeightMode, batch: Int = 8, extra: [String] = []) throws -> Fixtures.Output {
         // Open MPI refuses to run as root without these (containers and CI run as root).
         setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1)
         setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1)
         let arguments = ["train", "--data", Fixtures.shared.data, "--out", out.path, "--preset", "tiny", "--mode", mode.rawValue,
                          "--context", "32", "--steps", "40", "--batch-size", "\(batch)", "--micro-batch-size", "2",
-                         "--log-every", "5", "--eval-every", "20", "--eval-windows", "8"] + extra
+                         "--log-every", "5", "--eval-every", "20", "--eval-windows", "8", "--threads", "1"] + extra
         guard let ranks else { return try Fixtures.run(arguments) }
         return try Fixtures.run(["-np", "\(ranks)", "--oversubscribe", Fixtures.executable.path] + arguments,
                                 executable: mpirun)

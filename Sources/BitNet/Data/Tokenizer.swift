@@ -112,7 +112,7 @@ public final class Tokenizer: @unchecked Sendable {
             // pieces), which also keeps the runtime's own tokenizer simple to match.
             ("normalization_rule_name", "identity"),
             ("remove_extra_whitespaces", "false"),
-            ("num_threads", String(Parallel.cores)),
+            ("num_threads", String(Parallel.threads)),
             ("minloglevel", "2"),
         ]
         let keys = options.map { strdup($0.0) }, values = options.map { strdup($0.1) }

@@ -13,7 +13,7 @@ public enum Matmul {
     /// `minimumFlops` of work, else one range.
     static func splitRows(_ rows: Int, flopsPerRow: Int, minimumFlops: Int = 4_000_000, _ body: (Range<Int>) -> Void) {
         _ = singleThreadedBLAS
-        let parts = min(Parallel.cores, max(1, rows * flopsPerRow / minimumFlops), rows)
+        let parts = min(Parallel.threads, max(1, rows * flopsPerRow / minimumFlops), rows)
         if parts <= 1 {
             body(0..<rows)
             return

@@ -9,17 +9,19 @@ struct UncheckedSendable<Value>: @unchecked Sendable {
 }
 
 public enum Parallel {
-    public static let cores = ProcessInfo.processInfo.activeProcessorCount
+    /// Threads the loops use: all cores, or fewer (`train --threads`, so that several
+    /// ranks can share a machine). Set once at start, before any work.
+    nonisolated(unsafe) public static var threads = ProcessInfo.processInfo.activeProcessorCount
 
-    /// Calls `body` on disjoint sub-ranges of 0..<count covering it, on all cores,
+    /// Calls `body` on disjoint sub-ranges of 0..<count covering it, on all threads,
     /// when there is at least `minimumWork` units of work per chunk. The split depends
     /// only on `count`, so results are reproducible run to run.
     public static func forRanges(_ count: Int, workPerItem: Int = 1, minimumWork: Int = 32_768,
                                  _ body: (Range<Int>) -> Void) {
         guard count > 0 else { return }
         let maxChunks = max(1, count * max(workPerItem, 1) / minimumWork)
-        let chunks = min(count, min(maxChunks, cores * 4))
-        if chunks <= 1 || cores == 1 {
+        let chunks = min(count, min(maxChunks, threads * 4))
+        if chunks <= 1 || threads == 1 {
             body(0..<count)
             return
         }
@@ -36,7 +38,7 @@ public enum Parallel {
     /// Calls `body(i)` for i in 0..<count, spread over all cores (each call is big work).
     public static func forEach(_ count: Int, _ body: (Int) -> Void) {
         guard count > 0 else { return }
-        if count == 1 || cores == 1 {
+        if count == 1 || threads == 1 {
             for i in 0..<count { body(i) }
             return
         }

@@ -6,7 +6,7 @@ import Foundation
 public enum Benchmark {
     /// GFLOP/s of OpenBLAS's own multi-threaded sgemm on square n x n matrices: the rate
     /// FP32 training could reach if all its time were large matrix products.
-    public static func sgemmPeak(threads: Int = Parallel.cores, size n: Int = 1536, seconds: Double = 1.5) -> Double {
+    public static func sgemmPeak(threads: Int = Parallel.threads, size n: Int = 1536, seconds: Double = 1.5) -> Double {
         Matmul.withOpenBLASThreads(threads) { measureSgemm(size: n, seconds: seconds) }
     }
 
