@@ -73,4 +73,39 @@ import Testing
         #expect(out.status != 0)
         #expect(out.stderr.contains("--batch-size (2) must be a multiple of the 2 ranks x micro_batch_size (2)"))
     }
+
+    /// A rank killed with SIGKILL ends the job (non-zero, mpirun names the rank; no hang),
+    /// the last checkpoint is whole, and resuming it with two ranks reaches the numbers of
+    /// an uninterrupted two-rank run exactly.
+    @Test func aKilledRankEndsTheJobAndTheRunResumes() throws {
+        setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1)
+        setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1)
+        func arguments(_ out: URL, resume: Bool = false) -> [String] {
+            ["-np", "2", "--oversubscribe", Fixtures.executable.path, "train", "--data", Fixtures.shared.data, "--out", out.path]
+                + (resume ? ["--resume"] : ["--preset", "tiny", "--mode", "fp", "--context", "32", "--steps", "300",
+                                            "--batch-size", "8", "--micro-batch-size", "2", "--log-every", "25",
+                                            "--eval-every", "100", "--eval-windows", "4", "--checkpoint-every", "50"])
+                + ["--threads", "1"]
+        }
+        let whole = Fixtures.temporaryDirectory("whole"), killed = Fixtures.temporaryDirectory("killed")
+        #expect(try Fixtures.run(arguments(whole), executable: Self.mpirun).status == 0)
+
+        let job = try Fixtures.launch(arguments(killed), executable: Self.mpirun)
+        let checkpoint = killed.appendingPathComponent("checkpoint.safetensors")
+        let deadline = Date().addingTimeInterval(120)
+        while !FileManager.default.fileExists(atPath: checkpoint.path) && Date() < deadline { usleep(50_000) }
+        let ranks = try Fixtures.run(["-P", "\(job.process.processIdentifier)"], executable: "/usr/bin/pgrep").stdout
+            .split(separator: "\n").compactMap { Int32($0) }
+        #expect(ranks.count == 2, "mpirun's ranks: \(ranks)")
+        if let rank = ranks.last { kill(rank, SIGKILL) }
+        let started = Date()
+        let out = try job.finish()
+        #expect(Date().timeIntervalSince(started) < 60, "the job took \(Date().timeIntervalSince(started)) s to end")
+        #expect(out.status != 0)
+        #expect(out.stderr.contains("exited on signal 9"), "\(out.stderr.suffix(1500))")
+
+        let resumed = try Fixtures.run(arguments(killed, resume: true), executable: Self.mpirun)
+        #expect(resumed.status == 0, "\(resumed.stderr.suffix(1500))")
+        #expect(try Fixtures.deterministicMetrics(killed) == Fixtures.deterministicMetrics(whole))
+    }
 }
