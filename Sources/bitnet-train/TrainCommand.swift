@@ -112,6 +112,7 @@ final class ProgressPrinter {
                               m.learningRate, m.tokensPerSecond)
             if let f = m.flipFraction { text += String(format: " | flips %.2e", f) }
             if let z = m.zeroFraction { text += String(format: " | zeros %.3f", z) }
+            if let c = m.communicationShare { text += String(format: " | comm %.0f%%", 100 * c) }
             let rate = m.elapsedSeconds / Double(m.step)
             let eta = formatDuration(rate * Double(steps - m.step))
             if let v = m.valLoss {

@@ -15,6 +15,9 @@ public struct StepMetrics: Sendable, Equatable {
     public var flipFraction: Double?
     /// Fraction of ternary weights that are zero.
     public var zeroFraction: Double?
+    /// Under mpirun: the share of rank 0's wall time since the last logged step spent in
+    /// the gradient all-reduce (waiting for the other ranks included).
+    public var communicationShare: Double?
 
     public var jsonLine: String {
         func number(_ x: Double) -> String { x.isFinite ? "\(x)" : "null" }
@@ -30,6 +33,7 @@ public struct StepMetrics: Sendable, Equatable {
         }
         if let flipFraction { fields.append("\"flip_fraction\":\(number(flipFraction))") }
         if let zeroFraction { fields.append("\"zero_fraction\":\(number(zeroFraction))") }
+        if let communicationShare { fields.append("\"communication_share\":\(number((communicationShare * 1e4).rounded() / 1e4))") }
         return "{" + fields.joined(separator: ",") + "}"
     }
 }

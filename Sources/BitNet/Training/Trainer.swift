@@ -93,7 +93,7 @@ public final class Trainer {
         defer { try? metrics?.close() }
         // Wall time carries over from earlier segments of a resumed run.
         let start = Date().addingTimeInterval(-state.elapsedSeconds)
-        var windowStart = Date(), windowTokens = 0
+        var windowStart = Date(), windowTokens = 0, windowCommunication = session.communicationSeconds
         if state.step == 0 && m.mode.isBitNet { _ = model.quantizationStatistics() }
 
         while state.step < t.steps {
@@ -120,11 +120,15 @@ public final class Trainer {
                                         tokensPerSecond: Double(windowTokens) / now.timeIntervalSince(windowStart),
                                         elapsedSeconds: now.timeIntervalSince(start))
                 if m.mode.isBitNet { (entry.flipFraction, entry.zeroFraction) = model.quantizationStatistics() }
+                if ranks.size > 1 {
+                    entry.communicationShare = (session.communicationSeconds - windowCommunication) / now.timeIntervalSince(windowStart)
+                }
                 if state.step % t.evalEvery == 0 || last { entry.valLoss = try validationLoss() }
                 try metrics?.write(contentsOf: Data((entry.jsonLine + "\n").utf8))
                 report(.step(entry))
                 windowStart = Date()
                 windowTokens = 0
+                windowCommunication = session.communicationSeconds
             }
             if state.step % t.checkpointEvery == 0 || last {
                 try saveCheckpoint()

@@ -32,6 +32,8 @@ public final class TrainingSession {
     /// The ranks sharing each step (one process without mpirun).
     public let ranks: Communicator
     public private(set) var state: TrainingState
+    /// Wall seconds this process has spent in the gradient all-reduce (timing only).
+    public private(set) var communicationSeconds = 0.0
     private var rng: Xoshiro256
     private let tokens, targets: UnsafeMutablePointer<Int32>
 
@@ -91,8 +93,10 @@ public final class TrainingSession {
             model.backward(lossScale: 1 / Float(accumulation))
         }
         if ranks.size > 1 {
+            let started = DispatchTime.now().uptimeNanoseconds
             try ranks.sum(model.gradients, count: model.layout.totalCount)
             loss = try ranks.sum(loss)
+            communicationSeconds += Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
         }
         loss /= Double(accumulation)
         let next = state.step + 1
