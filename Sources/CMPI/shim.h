@@ -30,3 +30,15 @@ static inline int bitnet_mpi_broadcast_bytes(void *bytes, int count, int root) {
 }
 static inline int bitnet_mpi_barrier(void) { return MPI_Barrier(MPI_COMM_WORLD); }
 static inline void bitnet_mpi_abort(int code) { MPI_Abort(MPI_COMM_WORLD, code); }
+/// Starts summing `values` over the ranks in place; `bitnet_mpi_wait_all` finishes it.
+/// (Non-blocking, so a layer's gradients travel while earlier layers' backward runs.)
+static inline int bitnet_mpi_start_sum_floats(float *values, int count, MPI_Request *request) {
+    return MPI_Iallreduce(MPI_IN_PLACE, values, count, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD, request);
+}
+/// Lets started operations progress (Open MPI advances them inside MPI calls).
+static inline int bitnet_mpi_test_all(int count, MPI_Request *requests, int *done) {
+    return MPI_Testall(count, requests, done, MPI_STATUSES_IGNORE);
+}
+static inline int bitnet_mpi_wait_all(int count, MPI_Request *requests) {
+    return MPI_Waitall(count, requests, MPI_STATUSES_IGNORE);
+}

@@ -108,4 +108,21 @@ import Testing
         #expect(resumed.status == 0, "\(resumed.stderr.suffix(1500))")
         #expect(try Fixtures.deterministicMetrics(killed) == Fixtures.deterministicMetrics(whole))
     }
+
+    /// The buckets of the gradient sum (the embedding, each block, the rest) tile the
+    /// parameters exactly: every gradient is summed once.
+    @Test(arguments: [WeightMode.fp, .binary, .int4])
+    func bucketsCoverEveryParameterOnce(mode: WeightMode) {
+        var c = ModelConfig()
+        (c.mode, c.layers, c.dim, c.heads, c.ffnDim, c.tiedEmbeddings, c.layout, c.kvHeads) = (mode, 3, 32, 4, 64, false, .b158, 2)
+        let layout = ParameterLayout(config: c)
+        let blocks = (0..<c.layers).map { layout.range(ofLayer: $0) }
+        #expect(blocks.first?.lowerBound == layout.tensor(named: "layers.0.attention_norm.weight")?.offset)
+        #expect(zip(blocks, blocks.dropFirst()).allSatisfy { $0.upperBound == $1.lowerBound })
+        #expect(blocks.last?.upperBound == layout.tensor(named: "final_norm.weight")?.offset)
+        #expect(layout.tensors.allSatisfy { t in
+            t.name.hasPrefix("layers.") ? blocks.contains { $0.contains(t.offset) && $0.contains(t.offset + t.count - 1) }
+                : blocks.allSatisfy { !$0.contains(t.offset) }
+        })
+    }
 }

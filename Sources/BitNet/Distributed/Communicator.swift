@@ -56,6 +56,43 @@ public final class Communicator: @unchecked Sendable {
         }
     }
 
+    /// Sums of several buffers started one by one and finished together: each bucket's
+    /// all-reduce travels while the caller computes the next (the backward pass of the
+    /// layers below). One per step; the buffers must stay untouched until `finish`.
+    public final class PendingSums {
+        private let ranks: Communicator
+        private var requests: [MPI_Request?] = []
+
+        fileprivate init(_ ranks: Communicator) { self.ranks = ranks }
+
+        /// Starts summing values[0..<count] over the ranks, in place.
+        public func start(_ values: UnsafeMutablePointer<Float>, count: Int) throws {
+            guard ranks.usesMPI, count > 0 else { return }
+            var offset = 0
+            while offset < count {
+                let n = min(count - offset, Int(Int32.max / 2))
+                var request: MPI_Request?
+                try ranks.check(bitnet_mpi_start_sum_floats(values + offset, Int32(n), &request), "sum of gradients")
+                requests.append(request)
+                offset += n
+            }
+            // A chance for the started sums to move (Open MPI progresses inside MPI calls).
+            var done: Int32 = 0
+            try ranks.check(requests.withUnsafeMutableBufferPointer { bitnet_mpi_test_all(Int32($0.count), $0.baseAddress, &done) },
+                            "sum of gradients")
+        }
+
+        /// Waits until every started sum is done.
+        public func finish() throws {
+            guard !requests.isEmpty else { return }
+            try ranks.check(requests.withUnsafeMutableBufferPointer { bitnet_mpi_wait_all(Int32($0.count), $0.baseAddress) },
+                            "sum of gradients")
+            requests = []
+        }
+    }
+
+    public func pendingSums() -> PendingSums { PendingSums(self) }
+
     public func sum(_ value: Double) throws -> Double {
         guard usesMPI else { return value }
         var v = value
@@ -71,7 +108,7 @@ public final class Communicator: @unchecked Sendable {
         return v != 0
     }
 
-    private func check(_ code: Int32, _ what: String) throws {
+    fileprivate func check(_ code: Int32, _ what: String) throws {
         if code != 0 { throw BitNetError.invalid("MPI: the \(what) failed on rank \(rank) (error \(code)); another rank may have died") }
     }
 }

@@ -83,6 +83,15 @@ public struct ParameterLayout: Sendable {
 
     public func tensor(named name: String) -> TensorSpec? { tensors.first { $0.name == name } }
 
+    /// The span of the block `l`'s parameters in the flat block (its tensors are
+    /// consecutive, padding included): a bucket of the data-parallel gradient sum.
+    public func range(ofLayer l: Int) -> Range<Int> {
+        let prefix = "layers.\(l)."
+        let own = tensors.filter { $0.name.hasPrefix(prefix) }
+        guard let first = own.first, let last = own.last else { return 0..<0 }
+        return first.offset..<last.offset + (last.count + 15) / 16 * 16
+    }
+
     private mutating func add(_ name: String, _ shape: [Int]) -> Int {
         let offset = totalCount
         tensors.append(TensorSpec(name: name, shape: shape, offset: offset))

@@ -277,7 +277,9 @@ public final class Transformer {
     // MARK: Backward
 
     /// Adds d(lossScale * mean loss)/dparameters into `gradients`, for the last forward.
-    public func backward(lossScale: Float = 1) {
+    /// `layerDone(l)` is called once block l's parameter gradients are complete (blocks
+    /// finish from the last to the first; the embedding's come after block 0's).
+    public func backward(lossScale: Float = 1, layerDone: ((Int) throws -> Void)? = nil) rethrows {
         precondition(hasTargets, "backward needs a forward pass with targets")
         let a = activations.views
         let b = lastBatch, t = lastLength, n = b * t, c = config.dim, v = config.vocabSize
@@ -291,7 +293,10 @@ public final class Transformer {
         normBackward(layout.finalNorm, dinp: a.dResidual, dout: a.dNorm, inp: a.output, mean: a.finalNormMean,
                      rstd: a.finalNormRstd, rows: n)
 
-        for l in (0..<config.layers).reversed() { backwardLayer(l, batch: b, length: t) }
+        for l in (0..<config.layers).reversed() {
+            backwardLayer(l, batch: b, length: t)
+            try layerDone?(l)
+        }
         Embedding.backward(dtable: grads + layout.embedding, dout: a.dResidual, tokens: a.tokens, rows: n, width: c)
     }
 

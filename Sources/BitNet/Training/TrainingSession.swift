@@ -77,6 +77,17 @@ public final class TrainingSession {
         let learningRate = schedule.learningRate(at: state.step)
         model.zeroGradients()
         var loss: Double = 0
+        // Several ranks: this rank's last micro-batch's backward starts each block's
+        // gradient sum as soon as the block is done (the block's gradients are then final),
+        // so the sums travel while the blocks below run.
+        let pending = ranks.size > 1 ? ranks.pendingSums() : nil
+        let lastOwn = (accumulation - 1) - (accumulation - 1 - ranks.rank) % ranks.size
+        var communication = 0.0
+        func timed(_ body: () throws -> Void) rethrows {
+            let started = DispatchTime.now().uptimeNanoseconds
+            try body()
+            communication += Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
+        }
         for index in 0..<accumulation {
             switch source {
             case .dataset(let dataset):
@@ -90,13 +101,28 @@ public final class TrainingSession {
             if m.mode == .int4 { model.samplingSeed = rng.next() }  // the backward's sampling, resumable
             guard index % ranks.size == ranks.rank else { continue }  // another rank's micro-batch
             loss += Double(model.forward(tokens: tokens, targets: targets, batch: micro, length: context))
-            model.backward(lossScale: 1 / Float(accumulation))
+            if let pending, index == lastOwn {
+                let (layout, gradients) = (model.layout, model.gradients)
+                try model.backward(lossScale: 1 / Float(accumulation)) { l in
+                    let r = layout.range(ofLayer: l)
+                    try timed { try pending.start(gradients + r.lowerBound, count: r.count) }
+                }
+            } else {
+                model.backward(lossScale: 1 / Float(accumulation))
+            }
         }
-        if ranks.size > 1 {
-            let started = DispatchTime.now().uptimeNanoseconds
-            try ranks.sum(model.gradients, count: model.layout.totalCount)
-            loss = try ranks.sum(loss)
-            communicationSeconds += Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
+        if let pending {
+            // The rest (the embedding before block 0, the final norm and head after the
+            // last block), then wait for every bucket.
+            let layout = model.layout
+            let first = layout.range(ofLayer: 0).lowerBound, end = layout.range(ofLayer: m.layers - 1).upperBound
+            try timed {
+                try pending.start(model.gradients, count: first)
+                try pending.start(model.gradients + end, count: layout.totalCount - end)
+                try pending.finish()
+                loss = try ranks.sum(loss)
+            }
+            communicationSeconds += communication
         }
         loss /= Double(accumulation)
         let next = state.step + 1
