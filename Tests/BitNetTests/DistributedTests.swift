@@ -125,4 +125,36 @@ import Testing
                 : blocks.allSatisfy { !$0.contains(t.offset) }
         })
     }
+
+    /// Ctrl-C at mpirun makes mpirun send every rank a SIGTERM (seen from a shell; a
+    /// signal sent to mpirun from inside this test process has no effect, so the test sends
+    /// the ranks that SIGTERM itself): every rank finishes its step, rank 0 checkpoints,
+    /// and resuming reaches the uninterrupted run's numbers exactly.
+    @Test func aTerminatedJobCheckpointsAndResumes() throws {
+        setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1)
+        setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1)
+        func arguments(_ out: URL, resume: Bool = false) -> [String] {
+            ["-np", "2", "--oversubscribe", Fixtures.executable.path, "train", "--data", Fixtures.shared.data, "--out", out.path]
+                + (resume ? ["--resume"] : ["--preset", "tiny", "--mode", "binary", "--context", "32", "--steps", "800",
+                                            "--batch-size", "8", "--micro-batch-size", "2", "--log-every", "25",
+                                            "--eval-every", "200", "--eval-windows", "4", "--checkpoint-every", "1000"])
+                + ["--threads", "1"]
+        }
+        let whole = Fixtures.temporaryDirectory("whole"), stopped = Fixtures.temporaryDirectory("stopped")
+        #expect(try Fixtures.run(arguments(whole), executable: Self.mpirun).status == 0)
+        let job = try Fixtures.launch(arguments(stopped), executable: Self.mpirun)
+        let metrics = stopped.appendingPathComponent("metrics.jsonl")
+        let deadline = Date().addingTimeInterval(120)
+        while ((try? Data(contentsOf: metrics))?.count ?? 0) == 0 && Date() < deadline { usleep(20_000) }
+        let ranks = try Fixtures.run(["-P", "\(job.process.processIdentifier)"], executable: "/usr/bin/pgrep").stdout
+            .split(separator: "\n").compactMap { Int32($0) }
+        #expect(ranks.count == 2, "mpirun's ranks: \(ranks)")
+        for rank in ranks { kill(rank, SIGTERM) }
+        let out = try job.finish()
+        #expect(out.status != 0)
+        #expect(out.stderr.contains("checkpoint saved at step"), "\(out.stderr.suffix(1500))")
+        let resumed = try Fixtures.run(arguments(stopped, resume: true), executable: Self.mpirun)
+        #expect(resumed.status == 0, "\(resumed.stderr.suffix(1500))")
+        #expect(try Fixtures.deterministicMetrics(stopped) == Fixtures.deterministicMetrics(whole))
+    }
 }
