@@ -74,39 +74,59 @@ import Testing
         #expect(out.stderr.contains("--batch-size (2) must be a multiple of the 2 ranks x micro_batch_size (2)"))
     }
 
+    /// Two-rank job in `out` (fresh, or `--resume`): `steps` steps of the tiny preset.
+    static func twoRanks(_ out: URL, resume: Bool = false, mode: WeightMode, steps: Int, checkpointEvery: Int) -> [String] {
+        ["-np", "2", "--oversubscribe", Fixtures.executable.path, "train", "--data", Fixtures.shared.data, "--out", out.path]
+            + (resume ? ["--resume"] : ["--preset", "tiny", "--mode", mode.rawValue, "--context", "32", "--steps", "\(steps)",
+                                        "--batch-size", "8", "--micro-batch-size", "2", "--log-every", "25",
+                                        "--eval-every", "100", "--eval-windows", "4", "--checkpoint-every", "\(checkpointEvery)"])
+            + ["--threads", "1"]
+    }
+
+    /// Runs the job whole, then again, calling `interrupt(mpirun's ranks)` once `ready`
+    /// holds for its directory; returns the interrupted job's output and the seconds it
+    /// took to end (a job still running after 60 s is killed and fails the test: a hang),
+    /// after checking that resuming it reaches the whole run's numbers exactly.
+    static func interruptAndResume(mode: WeightMode, steps: Int, checkpointEvery: Int, ready: (URL) -> Bool,
+                                   interrupt: ([Int32]) -> Void) throws -> (Fixtures.Output, seconds: Double) {
+        setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1)
+        setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1)
+        let whole = Fixtures.temporaryDirectory("whole"), cut = Fixtures.temporaryDirectory("cut")
+        let arguments = { (out: URL, resume: Bool) in
+            twoRanks(out, resume: resume, mode: mode, steps: steps, checkpointEvery: checkpointEvery)
+        }
+        #expect(try Fixtures.run(arguments(whole, false), executable: mpirun).status == 0)
+        let job = try Fixtures.launch(arguments(cut, false), executable: mpirun)
+        let deadline = Date().addingTimeInterval(120)
+        while !ready(cut) && Date() < deadline { usleep(20_000) }
+        let ranks = try Fixtures.run(["-P", "\(job.process.processIdentifier)"], executable: "/usr/bin/pgrep").stdout
+            .split(separator: "\n").compactMap { Int32($0) }
+        #expect(ranks.count == 2, "mpirun's ranks: \(ranks)")
+        interrupt(ranks)
+        let interrupted = Date()
+        while job.process.isRunning && Date().timeIntervalSince(interrupted) < 60 { usleep(20_000) }
+        let seconds = Date().timeIntervalSince(interrupted)
+        if job.process.isRunning { kill(job.process.processIdentifier, SIGKILL) }
+        #expect(seconds < 60, "the job was still running 60 s after the interruption")
+        let out = try job.finish()
+        let resumed = try Fixtures.run(arguments(cut, true), executable: mpirun)
+        #expect(resumed.status == 0, "\(resumed.stderr.suffix(1500))")
+        #expect(try Fixtures.deterministicMetrics(cut) == Fixtures.deterministicMetrics(whole))
+        return (out, seconds)
+    }
+
     /// A rank killed with SIGKILL ends the job (non-zero, mpirun names the rank; no hang),
     /// the last checkpoint is whole, and resuming it with two ranks reaches the numbers of
     /// an uninterrupted two-rank run exactly.
     @Test func aKilledRankEndsTheJobAndTheRunResumes() throws {
-        setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1)
-        setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1)
-        func arguments(_ out: URL, resume: Bool = false) -> [String] {
-            ["-np", "2", "--oversubscribe", Fixtures.executable.path, "train", "--data", Fixtures.shared.data, "--out", out.path]
-                + (resume ? ["--resume"] : ["--preset", "tiny", "--mode", "fp", "--context", "32", "--steps", "300",
-                                            "--batch-size", "8", "--micro-batch-size", "2", "--log-every", "25",
-                                            "--eval-every", "100", "--eval-windows", "4", "--checkpoint-every", "50"])
-                + ["--threads", "1"]
-        }
-        let whole = Fixtures.temporaryDirectory("whole"), killed = Fixtures.temporaryDirectory("killed")
-        #expect(try Fixtures.run(arguments(whole), executable: Self.mpirun).status == 0)
-
-        let job = try Fixtures.launch(arguments(killed), executable: Self.mpirun)
-        let checkpoint = killed.appendingPathComponent("checkpoint.safetensors")
-        let deadline = Date().addingTimeInterval(120)
-        while !FileManager.default.fileExists(atPath: checkpoint.path) && Date() < deadline { usleep(50_000) }
-        let ranks = try Fixtures.run(["-P", "\(job.process.processIdentifier)"], executable: "/usr/bin/pgrep").stdout
-            .split(separator: "\n").compactMap { Int32($0) }
-        #expect(ranks.count == 2, "mpirun's ranks: \(ranks)")
-        if let rank = ranks.last { kill(rank, SIGKILL) }
-        let started = Date()
-        let out = try job.finish()
-        #expect(Date().timeIntervalSince(started) < 60, "the job took \(Date().timeIntervalSince(started)) s to end")
+        let (out, seconds) = try Self.interruptAndResume(mode: .fp, steps: 300, checkpointEvery: 50, ready: {
+            FileManager.default.fileExists(atPath: $0.appendingPathComponent("checkpoint.safetensors").path)
+        }, interrupt: { ranks in
+            if let rank = ranks.last { kill(rank, SIGKILL) }
+        })
+        print("a killed rank: the job ended \(seconds) s later")
         #expect(out.status != 0)
         #expect(out.stderr.contains("exited on signal 9"), "\(out.stderr.suffix(1500))")
-
-        let resumed = try Fixtures.run(arguments(killed, resume: true), executable: Self.mpirun)
-        #expect(resumed.status == 0, "\(resumed.stderr.suffix(1500))")
-        #expect(try Fixtures.deterministicMetrics(killed) == Fixtures.deterministicMetrics(whole))
     }
 
     /// The buckets of the gradient sum (the embedding, each block, the rest) tile the
@@ -131,30 +151,12 @@ import Testing
     /// the ranks that SIGTERM itself): every rank finishes its step, rank 0 checkpoints,
     /// and resuming reaches the uninterrupted run's numbers exactly.
     @Test func aTerminatedJobCheckpointsAndResumes() throws {
-        setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1)
-        setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1)
-        func arguments(_ out: URL, resume: Bool = false) -> [String] {
-            ["-np", "2", "--oversubscribe", Fixtures.executable.path, "train", "--data", Fixtures.shared.data, "--out", out.path]
-                + (resume ? ["--resume"] : ["--preset", "tiny", "--mode", "binary", "--context", "32", "--steps", "800",
-                                            "--batch-size", "8", "--micro-batch-size", "2", "--log-every", "25",
-                                            "--eval-every", "200", "--eval-windows", "4", "--checkpoint-every", "1000"])
-                + ["--threads", "1"]
-        }
-        let whole = Fixtures.temporaryDirectory("whole"), stopped = Fixtures.temporaryDirectory("stopped")
-        #expect(try Fixtures.run(arguments(whole), executable: Self.mpirun).status == 0)
-        let job = try Fixtures.launch(arguments(stopped), executable: Self.mpirun)
-        let metrics = stopped.appendingPathComponent("metrics.jsonl")
-        let deadline = Date().addingTimeInterval(120)
-        while ((try? Data(contentsOf: metrics))?.count ?? 0) == 0 && Date() < deadline { usleep(20_000) }
-        let ranks = try Fixtures.run(["-P", "\(job.process.processIdentifier)"], executable: "/usr/bin/pgrep").stdout
-            .split(separator: "\n").compactMap { Int32($0) }
-        #expect(ranks.count == 2, "mpirun's ranks: \(ranks)")
-        for rank in ranks { kill(rank, SIGTERM) }
-        let out = try job.finish()
+        let (out, _) = try Self.interruptAndResume(mode: .binary, steps: 800, checkpointEvery: 1000, ready: {
+            ((try? Data(contentsOf: $0.appendingPathComponent("metrics.jsonl")))?.count ?? 0) > 0
+        }, interrupt: { ranks in
+            for rank in ranks { kill(rank, SIGTERM) }
+        })
         #expect(out.status != 0)
         #expect(out.stderr.contains("checkpoint saved at step"), "\(out.stderr.suffix(1500))")
-        let resumed = try Fixtures.run(arguments(stopped, resume: true), executable: Self.mpirun)
-        #expect(resumed.status == 0, "\(resumed.stderr.suffix(1500))")
-        #expect(try Fixtures.deterministicMetrics(stopped) == Fixtures.deterministicMetrics(whole))
     }
 }
