@@ -25,7 +25,8 @@ down)
     ;;
 run)
     shift
-    exec ip netns exec bna mpirun --host "$(hostname)",bnb -np 2 --mca plm_rsh_agent "$here/netns-agent.sh" \
+    # --bind-to none: each namespace would otherwise bind its rank to core 0, the same core.
+    exec ip netns exec bna mpirun --host "$(hostname)",bnb -np 2 --bind-to none --mca plm_rsh_agent "$here/netns-agent.sh" \
         --mca btl tcp,self --mca btl_tcp_if_include 10.77.0.0/24 --mca oob_tcp_if_include 10.77.0.0/24 \
         -x OMPI_ALLOW_RUN_AS_ROOT -x OMPI_ALLOW_RUN_AS_ROOT_CONFIRM "$@"
     ;;
