@@ -22,6 +22,9 @@ struct BenchCommand: ParsableCommand {
           help: ArgumentHelp("Time one int4 projection's whole training operator (quantizers, forward, both backward "
                              + "products) on the model's shapes against the FP32 operator, instead of training."))
     var int4Operator = false
+    @Flag(help: ArgumentHelp("Under mpirun: time the gradient sum over the ranks at sizes from 4 KiB to 64 MiB and fit "
+                             + "t = alpha + beta * bytes, instead of training."))
+    var allreduce = false
 
     func validate() throws {
         if benchSteps <= 0 { throw ValidationError("--bench-steps must be positive, got \(benchSteps)") }
@@ -34,6 +37,23 @@ struct BenchCommand: ParsableCommand {
             let config = try options.runConfig(vocabSize: dataset?.meta.vocabSize)
             try dataset?.check(context: config.model.context)
             let threads = Parallel.threads
+            if allreduce {
+                let ranks = try Communicator.world()
+                defer { ranks.finalize() }
+                guard ranks.size > 1 else {
+                    throw BitNetError.invalid("--allreduce times the sum over ranks: run it under mpirun -np N (N >= 2)")
+                }
+                let points = try AllReduceBenchmark.measure(ranks: ranks)
+                guard ranks.isRoot else { return }
+                log("machine: \(Machine.description); \(ranks.size) rank(s)")
+                for p in points {
+                    try printLine(String(format: "%10d bytes: %.3f ms, %.2f GB/s", p.bytes, p.seconds * 1e3, Double(p.bytes) / p.seconds / 1e9))
+                }
+                if let (alpha, beta) = AllReduceBenchmark.fit(points) {
+                    try printLine(String(format: "fit: alpha %.1f us, beta %.3f ns/byte (%.2f GB/s)", alpha * 1e6, beta * 1e9, 1 / beta / 1e9))
+                }
+                return
+            }
             if int8Products {
                 log("machine: \(Machine.description)")
                 for t in Benchmark.integerProducts(config: config) {

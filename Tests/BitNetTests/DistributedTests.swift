@@ -159,4 +159,21 @@ import Testing
         #expect(out.status != 0)
         #expect(out.stderr.contains("checkpoint saved at step"), "\(out.stderr.suffix(1500))")
     }
+
+    /// The alpha-beta fit recovers a known latency and bandwidth, and `bench --allreduce`
+    /// under mpirun measures every size and prints the fit.
+    @Test func allReduceBenchmarkAndFit() throws {
+        let points = stride(from: 12, through: 26, by: 2).map { k in
+            AllReduceBenchmark.Point(bytes: 1 << k, seconds: 20e-6 + Double(1 << k) * 0.5e-9)
+        }
+        let fit = try #require(AllReduceBenchmark.fit(points))
+        #expect(abs(fit.alpha - 20e-6) < 1e-9 && abs(fit.beta - 0.5e-9) < 1e-14, "\(fit)")
+        setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1)
+        setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1)
+        let out = try Fixtures.run(["-np", "2", "--oversubscribe", Fixtures.executable.path, "bench", "--allreduce"],
+                                   executable: Self.mpirun)
+        #expect(out.status == 0, "\(out.stderr.suffix(1500))")
+        let lines = out.stdout.split(separator: "\n")
+        #expect(lines.filter { $0.contains(" bytes: ") }.count == 8 && lines.last?.hasPrefix("fit: alpha") == true, "\(out.stdout)")
+    }
 }
