@@ -16,20 +16,11 @@ public enum RuntimeActivation: String, Sendable {
     case relu2
 }
 
-/// Where the sub-norms sit and how RoPE pairs dimensions (the trainer's ModelLayout).
-public enum RuntimeLayout: String, Sendable {
-    /// A SubLN in every BitLinear; RoPE on pairs (2j, 2j+1).
-    case bitnet
-    /// Sub-norms only before the attention output and down projections; RoPE on pairs
-    /// (j, j + headDim/2).
-    case b158 = "b1.58"
-}
-
 public struct RuntimeConfig: Sendable {
     public let vocabSize, dim, layers, heads, ffnDim, context: Int
     /// Key/value heads (fewer than `heads` with grouped-query attention).
     public let kvHeads: Int
-    public let layout: RuntimeLayout
+    public let layout: ModelLayout
     public let ternary: Bool
     public let norm: RuntimeNorm
     public let activation: RuntimeActivation
@@ -67,7 +58,7 @@ public struct RuntimeConfig: Sendable {
         let kv = (c["kv_heads"] as? Int) ?? 0
         guard kv >= 0, kv <= heads, kv == 0 || heads % kv == 0 else { throw bad("kv_heads must be 0 or divide heads (\(heads)), got \(kv)") }
         kvHeads = kv == 0 ? heads : kv
-        guard let l = RuntimeLayout(rawValue: (c["layout"] as? String) ?? "bitnet") else { throw bad("layout must be bitnet or b1.58") }
+        guard let l = ModelLayout(rawValue: (c["layout"] as? String) ?? "bitnet") else { throw bad("layout must be bitnet or b1.58") }
         layout = l
         guard context <= Self.maxContext else { throw bad("context \(context) is larger than this runtime's limit of \(Self.maxContext)") }
         switch c["mode"] as? String {

@@ -283,7 +283,7 @@ public final class Model: @unchecked Sendable {
             apply([w.query, w.key, w.value], xb, [q, k, v], tokens: n)
             let cache = l * context * c.kvDim
             // RoPE as the trainer pairs dimensions: (2j, 2j+1), or (j, j + half) in b1.58's layout.
-            let (pairStep, partner) = c.layout == .b158 ? (1, half) : (2, 1)
+            let (pairStep, partner) = c.layout.ropePairing(headDim: hd)
             for t in 0..<n {
                 let pos = start + t, qt = q + t * c.dim, kt = k + t * c.kvDim
                 let cosRow = ropeCos.pointer + t * half, sinRow = ropeSin.pointer + t * half

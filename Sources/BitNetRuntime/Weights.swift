@@ -68,7 +68,7 @@ struct Weights {
                 throw RuntimeError(description: "\(path): tensor '\(name).weight' is not a packed [\(outFeatures), \(inFeatures)] matrix")
             }
             let sums = c.unsignedInput(isDownProjection: isDown) ? Self.rowSums(e, f.bytes.baseAddress! + e.offset) : nil
-            let hasSubNorm = c.layout == .bitnet || name.hasSuffix("attention.output") || name.hasSuffix("ffn.down")
+            let hasSubNorm = c.layout.hasSubNorm(name.split(separator: ".").suffix(2).joined(separator: "."))
             return PackedLinear(entry: e, gain: hasSubNorm ? try vector(name + ".sub_norm.weight", inFeatures) : nil,
                                 bias: hasSubNorm ? try optionalVector(name + ".sub_norm.bias", inFeatures) : nil, rowSums: sums)
         }

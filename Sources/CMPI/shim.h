@@ -16,20 +16,12 @@ static inline int bitnet_mpi_size(int *size) { return MPI_Comm_size(MPI_COMM_WOR
 static inline int bitnet_mpi_errors_return(void) {
     return MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
 }
-static inline int bitnet_mpi_sum_floats(float *values, int count) {
-    return MPI_Allreduce(MPI_IN_PLACE, values, count, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
-}
 static inline int bitnet_mpi_sum_doubles(double *values, int count) {
     return MPI_Allreduce(MPI_IN_PLACE, values, count, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
 }
 static inline int bitnet_mpi_max_int(int *value) {
     return MPI_Allreduce(MPI_IN_PLACE, value, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
 }
-static inline int bitnet_mpi_broadcast_bytes(void *bytes, int count, int root) {
-    return MPI_Bcast(bytes, count, MPI_BYTE, root, MPI_COMM_WORLD);
-}
-static inline int bitnet_mpi_barrier(void) { return MPI_Barrier(MPI_COMM_WORLD); }
-static inline void bitnet_mpi_abort(int code) { MPI_Abort(MPI_COMM_WORLD, code); }
 /// Starts summing `values` over the ranks in place; `bitnet_mpi_wait_all` finishes it.
 /// (Non-blocking, so a layer's gradients travel while earlier layers' backward runs.)
 static inline int bitnet_mpi_start_sum_floats(float *values, int count, MPI_Request *request) {

@@ -1,4 +1,5 @@
 // Model-level behaviour: learning, gradient accumulation, exact resume, safe checkpoints.
+import BitNetFormat
 import Foundation
 import Testing
 @testable import BitNet

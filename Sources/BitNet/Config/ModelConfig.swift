@@ -28,24 +28,6 @@ public enum Int4Backward: String, ConfigChoice {
     case exact
 }
 
-/// Where the block's norms sit and how RoPE pairs dimensions.
-public enum ModelLayout: String, ConfigChoice {
-    /// BitNet (the paper's section 2): every BitLinear normalizes its own input (SubLN);
-    /// RoPE on interleaved pairs (2j, 2j+1).
-    case bitnet
-    /// BitNet b1.58 as llama.cpp's `bitnet` graph computes it: the block norms feed the
-    /// query, key, value, up and gate projections directly; a sub-norm only before the
-    /// attention output projection (attn_sub_norm) and the down projection (ffn_sub_norm);
-    /// RoPE on the two halves of each head (j, j + headDim/2), GPT-NeoX style.
-    case b158 = "b1.58"
-
-    /// Whether the BitLinear `name` ("attention.query", ..., "ffn.down") has a SubLN in
-    /// the BitNet modes.
-    public func hasSubNorm(_ name: String) -> Bool {
-        self == .bitnet || name == "attention.output" || name == "ffn.down"
-    }
-}
-
 public enum NormKind: String, ConfigChoice {
     case rms
     case layer
@@ -171,3 +153,4 @@ public struct ModelConfig: ConfigTable, Sendable, Equatable {
 }
 
 extension ActivationRange: ConfigChoice {}
+extension ModelLayout: ConfigChoice {}

@@ -37,23 +37,11 @@ public final class Communicator: @unchecked Sendable {
         if usesMPI { _ = bitnet_mpi_finalize() }
     }
 
-    /// Ends every rank of the job (a rank that cannot go on must not leave the others
-    /// waiting in a collective).
-    public func abort(code: Int32) -> Never {
-        if usesMPI { bitnet_mpi_abort(code) }
-        exit(code)
-    }
-
     /// values[i] = the sum over ranks of values[i], on every rank.
     public func sum(_ values: UnsafeMutablePointer<Float>, count: Int) throws {
-        guard usesMPI, count > 0 else { return }
-        // MPI counts are Int32: large buffers go in pieces.
-        var offset = 0
-        while offset < count {
-            let n = min(count - offset, Int(Int32.max / 2))
-            try check(bitnet_mpi_sum_floats(values + offset, Int32(n)), "sum of gradients")
-            offset += n
-        }
+        let pending = pendingSums()
+        try pending.start(values, count: count)
+        try pending.finish()
     }
 
     /// Sums of several buffers started one by one and finished together: each bucket's
@@ -68,6 +56,7 @@ public final class Communicator: @unchecked Sendable {
         /// Starts summing values[0..<count] over the ranks, in place.
         public func start(_ values: UnsafeMutablePointer<Float>, count: Int) throws {
             guard ranks.usesMPI, count > 0 else { return }
+            // MPI counts are Int32: large buffers go in pieces.
             var offset = 0
             while offset < count {
                 let n = min(count - offset, Int(Int32.max / 2))

@@ -91,13 +91,12 @@ public enum GGUFExport {
                 return GGUFTensor(name: ggufName, dimensions: dimensions, type: type.ggml, data: data)
             case .f16:
                 return GGUFTensor(name: ggufName, dimensions: dimensions, type: .f16, data: tensor.bytes)
+            case .f32 where dimensions.count == 2:
+                // Matrices (the embedding) in FP16, as llama.cpp's converters store them.
+                let halves = tensor.bytes.withUnsafeBytes { Data(float16LittleEndian: $0.bindMemory(to: Float.self)) }
+                return GGUFTensor(name: ggufName, dimensions: dimensions, type: .f16, data: halves)
             case .f32:
-                let values = tensor.bytes.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
-                // Matrices (the embedding) in FP16, as llama.cpp's converters store them; vectors in FP32.
-                return dimensions.count == 2
-                    ? GGUFTensor(name: ggufName, dimensions: dimensions, type: .f16,
-                                 data: values.withUnsafeBufferPointer { Data(float16LittleEndian: $0) })
-                    : GGUFTensor(name: ggufName, dimensions: dimensions, type: .f32, data: tensor.bytes)
+                return GGUFTensor(name: ggufName, dimensions: dimensions, type: .f32, data: tensor.bytes)
             }
         }
         try GGUF.write(metadata: try metadata(config, tokenizer: tokenizer, type: type, name: name), tensors: converted, to: url)

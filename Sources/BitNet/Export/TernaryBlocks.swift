@@ -11,6 +11,8 @@
 //     4 last bytes weights 240 + m + 4n (n = 0..3, a fifth digit of 0).
 // (Layouts as ggml's ggml-quants.c and the gguf package's quants.py decode them.)
 
+import Foundation
+
 public enum TernaryBlocks {
     public static let blockSize = 256
 
@@ -90,8 +92,8 @@ public enum TernaryBlocks {
     /// -1, 0, +1 -> 0, 1, 2.
     @inline(__always) private static func digit(_ code: Int8) -> UInt8 { UInt8(truncatingIfNeeded: code + 1) }
 
-    static func float16Bytes(_ value: Float) -> [UInt8] {
-        let bits = Float16(value).bitPattern
-        return [UInt8(bits & 0xFF), UInt8(bits >> 8)]
+    /// The block scale as FP16 bytes (little-endian).
+    private static func float16Bytes(_ value: Float) -> [UInt8] {
+        [UInt8]([value].withUnsafeBufferPointer { Data(float16LittleEndian: $0) })
     }
 }

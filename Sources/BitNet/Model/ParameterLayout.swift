@@ -1,5 +1,6 @@
 // Where every parameter lives in the one flat FP32 block (llm.c's size table).
 // Gradients and both AdamW moments use the same layout in blocks of their own.
+import BitNetFormat
 
 public struct TensorSpec: Sendable, Equatable {
     public let name: String

@@ -1,4 +1,5 @@
 // Rotary position embedding: the rotation tables and their application, both directions.
+import BitNetFormat
 import Foundation
 
 /// RoPE (Su et al. 2021) on pairs (a, b) of each head: (a, b) -> (a cos - b sin,
@@ -8,16 +9,16 @@ import Foundation
 public struct Rope {
     public let context: Int
     public let halfHeadDim: Int
-    /// Pairs (j, j + headDim/2) rather than (2j, 2j+1).
-    public let pairsHalves: Bool
+    /// Pair j is (j * pairStep, j * pairStep + partner) within each head (ModelLayout).
+    let pairStep, partner: Int
     /// Shapes: cos, sin [context, headDim / 2].
     public let cos: [Float]
     public let sin: [Float]
 
-    public init(context: Int, headDim: Int, theta: Float, pairsHalves: Bool = false) {
+    public init(context: Int, headDim: Int, theta: Float, layout: ModelLayout = .bitnet) {
         self.context = context
         halfHeadDim = headDim / 2
-        self.pairsHalves = pairsHalves
+        (pairStep, partner) = layout.ropePairing(headDim: headDim)
         var c = [Float](repeating: 0, count: context * headDim / 2)
         var s = c
         for t in 0..<context {
@@ -35,8 +36,7 @@ public struct Rope {
     public func apply(_ x: UnsafeMutablePointer<Float>, batch b: Int, length t: Int, width c: Int, inverse: Bool = false) {
         let half = halfHeadDim, heads = c / (2 * half)
         let sign: Float = inverse ? -1 : 1
-        // Pair j is (first + j*step, first + j*step + partner) within each head.
-        let (step, partner) = pairsHalves ? (1, half) : (2, 1)
+        let (step, partner) = (pairStep, partner)
         cos.withUnsafeBufferPointer { cosTable in
             sin.withUnsafeBufferPointer { sinTable in
                 Parallel.forRanges(b * t, workPerItem: c) { rows in

@@ -54,8 +54,7 @@ public final class Transformer {
         gradients = .allocate(capacity: layout.totalCount)
         gradients.initialize(repeating: 0, count: layout.totalCount)
         activations = Activations(config: config, batch: batch, storage: storage)
-        rope = Rope(context: config.context, headDim: config.headDim, theta: config.ropeTheta,
-                    pairsHalves: config.layout == .b158)
+        rope = Rope(context: config.context, headDim: config.headDim, theta: config.ropeTheta, layout: config.layout)
         options = BitLinearOptions(mode: config.mode, norm: config.norm, scaling: config.activationScaling,
                                    normEpsilon: config.normEpsilon)
         var offsets: [Int] = [], total = 0
