@@ -12,6 +12,9 @@ static inline int bitnet_mpi_init(void) {
 static inline int bitnet_mpi_finalize(void) { return MPI_Finalize(); }
 static inline int bitnet_mpi_rank(int *rank) { return MPI_Comm_rank(MPI_COMM_WORLD, rank); }
 static inline int bitnet_mpi_size(int *size) { return MPI_Comm_size(MPI_COMM_WORLD, size); }
+static inline int bitnet_mpi_sum_floats(float *values, int count) {
+    return MPI_Allreduce(MPI_IN_PLACE, values, count, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+}
 /// Errors return to the caller rather than aborting inside MPI, so they can be reported.
 static inline int bitnet_mpi_errors_return(void) {
     return MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
