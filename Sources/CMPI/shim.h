@@ -37,3 +37,19 @@ static inline int bitnet_mpi_test_all(int count, MPI_Request *requests, int *don
 static inline int bitnet_mpi_wait_all(int count, MPI_Request *requests) {
     return MPI_Waitall(count, requests, MPI_STATUSES_IGNORE);
 }
+/// ZeRO stage 1. Sums `values` (the whole bucket) over the ranks and leaves in `piece`
+/// this rank's part of the sum, counts[r] floats for rank r, in rank order.
+static inline int bitnet_mpi_start_reduce_scatter_floats(const float *values, float *piece, const int *counts,
+                                                         MPI_Request *request) {
+    return MPI_Ireduce_scatter(values, piece, counts, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD, request);
+}
+/// Every rank's part of `values` (counts[r] floats at offsets[r], already in place on
+/// rank r) copied to every rank.
+static inline int bitnet_mpi_all_gather_floats(float *values, const int *counts, const int *offsets) {
+    return MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, values, counts, offsets, MPI_FLOAT, MPI_COMM_WORLD);
+}
+/// Every rank's `piece` placed into `values` on rank 0 (counts[r] floats at offsets[r]).
+static inline int bitnet_mpi_gather_floats(const float *piece, int count, float *values, const int *counts,
+                                           const int *offsets) {
+    return MPI_Gatherv(piece, count, MPI_FLOAT, values, counts, offsets, MPI_FLOAT, 0, MPI_COMM_WORLD);
+}

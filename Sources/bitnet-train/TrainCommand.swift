@@ -15,11 +15,16 @@ struct TrainCommand: ParsableCommand {
     @Option(parsing: .unconditional,
             help: "Threads for the products and loops (default: all cores); ranks sharing a machine under mpirun divide its cores.")
     var threads: Int?
+    @Option(help: ArgumentHelp("ZeRO stage under mpirun: 0 keeps every optimizer moment on every rank; 1 shards them across the ranks "
+                               + "(each rank updates its part of the parameters; optimizer memory per rank falls as 1/ranks).",
+                               valueName: "stage"))
+    var zero = 0
     @OptionGroup var options: ConfigOptions
 
     func validate() throws {
         _ = try options.fieldValues()
         if let threads, threads < 1 || threads > 4096 { throw ValidationError("--threads must be in 1...4096, got \(threads)") }
+        if zero != 0 && zero != 1 { throw ValidationError("--zero must be 0 or 1 (ZeRO stage 1 shards the optimizer moments), got \(zero)") }
     }
 
     func run() throws {
@@ -34,7 +39,7 @@ struct TrainCommand: ParsableCommand {
                 try refuseChanges(to: saved)
             }
             let trainer = try Trainer(runDirectory: URL(fileURLWithPath: out), config: requested, dataset: dataset,
-                                      resume: resume, force: force, ranks: ranks)
+                                      resume: resume, force: force, ranks: ranks, zero: zero == 1)
             if ranks.isRoot { printBanner(trainer) }
             let progress = ProgressPrinter(steps: trainer.config.training.steps)
             let interrupted = InterruptFlag()
@@ -61,15 +66,19 @@ struct TrainCommand: ParsableCommand {
 
     private func printBanner(_ trainer: Trainer) {
         let c = trainer.config, m = c.model, t = c.training
-        let memory = Double(Transformer.trainingBytes(config: m, batch: t.microBatchSize, storage: t.activationStorage)) / 1e9
+        let zeroRanks = trainer.session.exchange.sharded ? trainer.ranks.size : 1
+        let memory = Double(Transformer.trainingBytes(config: m, batch: t.microBatchSize, storage: t.activationStorage,
+                                                      zeroRanks: zeroRanks)) / 1e9
+        let moments = Double(2 * 4 * GradientExchange.largestShard(layout: trainer.model.layout, ranks: zeroRanks)) / 1e6
         log("run: \(out)  data: \(data) (\(trainer.dataset.train.count) train / \(trainer.dataset.val.count) val tokens)")
         let int4 = m.mode == .int4 ? " (Hadamard block \(m.hadamardBlockSize), \(m.int4Backward.rawValue) backward)" : ""
         log("model: preset \(c.preset ?? "custom"), mode \(m.mode.rawValue)\(int4), dim \(m.dim), layers \(m.layers), heads \(m.heads), "
             + "ffn \(m.ffnDim) (\(m.ffnActivation.rawValue)), context \(m.context), vocab \(m.vocabSize), norm \(m.norm.rawValue), "
             + "activations \(m.activationScaling.rawValue), tied \(m.tiedEmbeddings)")
         log(String(format: "parameters: %@ total, %@ non-embedding; %.1f MFLOP per token (training); peak memory ~%.2f GB "
-                   + "(activations in %@)", formatCount(m.totalParameters), formatCount(m.nonEmbeddingParameters),
-                   m.trainingFlopsPerToken / 1e6, memory, t.activationStorage.rawValue))
+                   + "(activations in %@; AdamW moments %.1f MB%@)", formatCount(m.totalParameters), formatCount(m.nonEmbeddingParameters),
+                   m.trainingFlopsPerToken / 1e6, memory, t.activationStorage.rawValue, moments,
+                   trainer.ranks.size > 1 ? (zeroRanks > 1 ? " per rank, ZeRO-1 over \(zeroRanks) ranks" : " per rank") : ""))
         log("training: \(t.steps) steps x \(t.batchSize) sequences (micro-batch \(t.microBatchSize)) x \(m.context) tokens; "
             + String(format: "lr %.2g, ", t.peakLearningRate(for: m.mode)) + "warm-up \(t.warmupSteps), \(t.decay.rawValue) decay"
             + (t.twoStage ? ", two-stage" : "") + String(format: "; weight decay %.2g; grad clip %.2g", t.weightDecay, t.gradClip)

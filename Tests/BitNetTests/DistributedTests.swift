@@ -58,14 +58,67 @@ import Testing
             #expect(a.data[tensor.range] == b.tensors[name].map { b.data[$0.range] }, "\(name)")
         }
         // Against one process, within the stated tolerance.
-        let (x, y) = (try Self.losses(one), try Self.losses(two))
-        #expect(x.count == 8 && y.count == 8)
+        let worst = try Self.largestDifference(one, two)
+        print("\(mode.rawValue): 2 ranks against 1 process, largest relative loss difference over 40 steps: \(worst)")
+        #expect(worst < tolerance)
+    }
+
+    /// The largest relative difference between two runs' logged losses (both logged the
+    /// same 8 steps).
+    static func largestDifference(_ a: URL, _ b: URL) throws -> Double {
+        let (x, y) = (try losses(a), try losses(b))
+        #expect(x.count == y.count && x.count >= 8, "\(x.count) and \(y.count) logged steps")
         var worst = 0.0
         for (p, q) in zip(x, y) {
             for (u, v) in zip(p, q) where u != 0 { worst = max(worst, abs(u - v) / abs(u)) }
         }
-        print("\(mode.rawValue): 2 ranks against 1 process, largest relative loss difference over 40 steps: \(worst)")
+        return worst
+    }
+
+    /// ZeRO-1 (`--zero 1`): the same training as the unsharded two ranks within the
+    /// tolerance of summing in another order (here the gradient norm, summed per shard),
+    /// bit for bit again when repeated, and half the AdamW moments per rank.
+    @Test(arguments: [0, 1])
+    func shardedOptimizerMatchesTheUnshardedRun(index: Int) throws {
+        let (mode, extra, tolerance) = Self.cases[index]
+        let plain = Fixtures.temporaryDirectory("plain"), zero = Fixtures.temporaryDirectory("zero"),
+            again = Fixtures.temporaryDirectory("zero-again")
+        var banners: [String] = []
+        for (dir, more) in [(plain, []), (zero, ["--zero", "1"]), (again, ["--zero", "1"])] as [(URL, [String])] {
+            let out = try Self.train(dir, ranks: 2, mode: mode, extra: extra + more)
+            #expect(out.status == 0, "\(out.stderr.suffix(1500))")
+            banners.append(out.stderr)
+        }
+        #expect(try Fixtures.deterministicMetrics(zero) == Fixtures.deterministicMetrics(again))
+        let worst = try Self.largestDifference(plain, zero)
+        print("\(mode.rawValue): ZeRO-1 against unsharded (2 ranks), largest relative loss difference over 40 steps: \(worst)")
         #expect(worst < tolerance)
+        // The banner's AdamW moments per rank: half, up to the pieces' rounding to 16 floats.
+        let moments = banners.map { text -> Double in
+            let after = text.components(separatedBy: "AdamW moments ").dropFirst().first ?? ""
+            return Double(after.prefix { $0 != " " }) ?? .nan
+        }
+        #expect(banners[1].contains("per rank, ZeRO-1 over 2 ranks"), "\(banners[1].prefix(800))")
+        #expect(abs(moments[1] / moments[0] - 0.5) < 0.02, "AdamW moments (MB): \(moments)")
+    }
+
+    /// Every rank's pieces of every bucket tile it, each rank keeps about 1/N of the
+    /// parameters, and pieces start on 64-byte lines.
+    @Test(arguments: [2, 3, 7])
+    func shardsTileTheParameters(ranks: Int) {
+        var c = ModelConfig()
+        (c.layers, c.dim, c.heads, c.ffnDim, c.tiedEmbeddings) = (3, 48, 4, 96, false)
+        let layout = ParameterLayout(config: c)
+        var covered = 0
+        for bucket in GradientExchange.buckets(layout) {
+            let bounds = GradientExchange.pieceBounds(count: bucket.count, ranks: ranks)
+            #expect(bounds.first == 0 && bounds.last == bucket.count && zip(bounds, bounds.dropFirst()).allSatisfy { $0 <= $1 })
+            #expect(bounds.dropLast().allSatisfy { $0 % 16 == 0 })
+            covered += bucket.count
+        }
+        #expect(covered == layout.totalCount)
+        let largest = GradientExchange.largestShard(layout: layout, ranks: ranks)
+        #expect(largest >= layout.totalCount / ranks && largest <= layout.totalCount / ranks + 16 * (c.layers + 2))
     }
 
     @Test func aBatchTheRanksCannotShareIsRefused() throws {
@@ -75,25 +128,29 @@ import Testing
     }
 
     /// Two-rank job in `out` (fresh, or `--resume`): `steps` steps of the tiny preset.
-    static func twoRanks(_ out: URL, resume: Bool = false, mode: WeightMode, steps: Int, checkpointEvery: Int) -> [String] {
+    static func twoRanks(_ out: URL, resume: Bool = false, mode: WeightMode, steps: Int, checkpointEvery: Int,
+                         extra: [String] = []) -> [String] {
         ["-np", "2", "--oversubscribe", Fixtures.executable.path, "train", "--data", Fixtures.shared.data, "--out", out.path]
             + (resume ? ["--resume"] : ["--preset", "tiny", "--mode", mode.rawValue, "--context", "32", "--steps", "\(steps)",
                                         "--batch-size", "8", "--micro-batch-size", "2", "--log-every", "25",
                                         "--eval-every", "100", "--eval-windows", "4", "--checkpoint-every", "\(checkpointEvery)"])
-            + ["--threads", "1"]
+            + ["--threads", "1"] + extra
     }
 
     /// Runs the job whole, then again, calling `interrupt(mpirun's ranks)` once `ready`
     /// holds for its directory; returns the interrupted job's output and the seconds it
     /// took to end (a job still running after 60 s is killed and fails the test: a hang),
-    /// after checking that resuming it reaches the whole run's numbers exactly.
-    static func interruptAndResume(mode: WeightMode, steps: Int, checkpointEvery: Int, ready: (URL) -> Bool,
-                                   interrupt: ([Int32]) -> Void) throws -> (Fixtures.Output, seconds: Double) {
+    /// after checking that resuming it reaches the whole run's numbers exactly. `extra`:
+    /// options for both jobs (the resumed one too). `alsoResumeAlone`: a copy of the
+    /// interrupted run is resumed by one process, without mpirun, and returned.
+    static func interruptAndResume(mode: WeightMode, steps: Int, checkpointEvery: Int, extra: [String] = [],
+                                   alsoResumeAlone: Bool = false, ready: (URL) -> Bool,
+                                   interrupt: ([Int32]) -> Void) throws -> (Fixtures.Output, seconds: Double, whole: URL, alone: URL?) {
         setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1)
         setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1)
         let whole = Fixtures.temporaryDirectory("whole"), cut = Fixtures.temporaryDirectory("cut")
         let arguments = { (out: URL, resume: Bool) in
-            twoRanks(out, resume: resume, mode: mode, steps: steps, checkpointEvery: checkpointEvery)
+            twoRanks(out, resume: resume, mode: mode, steps: steps, checkpointEvery: checkpointEvery, extra: extra)
         }
         #expect(try Fixtures.run(arguments(whole, false), executable: mpirun).status == 0)
         let job = try Fixtures.launch(arguments(cut, false), executable: mpirun)
@@ -109,17 +166,25 @@ import Testing
         if job.process.isRunning { kill(job.process.processIdentifier, SIGKILL) }
         #expect(seconds < 60, "the job was still running 60 s after the interruption")
         let out = try job.finish()
+        var alone: URL?
+        if alsoResumeAlone {
+            let copy = Fixtures.temporaryDirectory("alone").appendingPathComponent("run")
+            try FileManager.default.copyItem(at: cut, to: copy)
+            let resumed = try Fixtures.run(["train", "--data", Fixtures.shared.data, "--out", copy.path, "--resume"])
+            #expect(resumed.status == 0, "\(resumed.stderr.suffix(1500))")
+            alone = copy
+        }
         let resumed = try Fixtures.run(arguments(cut, true), executable: mpirun)
         #expect(resumed.status == 0, "\(resumed.stderr.suffix(1500))")
         #expect(try Fixtures.deterministicMetrics(cut) == Fixtures.deterministicMetrics(whole))
-        return (out, seconds)
+        return (out, seconds, whole, alone)
     }
 
     /// A rank killed with SIGKILL ends the job (non-zero, mpirun names the rank; no hang),
     /// the last checkpoint is whole, and resuming it with two ranks reaches the numbers of
     /// an uninterrupted two-rank run exactly.
     @Test func aKilledRankEndsTheJobAndTheRunResumes() throws {
-        let (out, seconds) = try Self.interruptAndResume(mode: .fp, steps: 300, checkpointEvery: 50, ready: {
+        let (out, seconds, _, _) = try Self.interruptAndResume(mode: .fp, steps: 300, checkpointEvery: 50, ready: {
             FileManager.default.fileExists(atPath: $0.appendingPathComponent("checkpoint.safetensors").path)
         }, interrupt: { ranks in
             if let rank = ranks.last { kill(rank, SIGKILL) }
@@ -151,13 +216,31 @@ import Testing
     /// the ranks that SIGTERM itself): every rank finishes its step, rank 0 checkpoints,
     /// and resuming reaches the uninterrupted run's numbers exactly.
     @Test func aTerminatedJobCheckpointsAndResumes() throws {
-        let (out, _) = try Self.interruptAndResume(mode: .binary, steps: 800, checkpointEvery: 1000, ready: {
+        let (out, _, _, _) = try Self.interruptAndResume(mode: .binary, steps: 800, checkpointEvery: 1000, ready: {
             ((try? Data(contentsOf: $0.appendingPathComponent("metrics.jsonl")))?.count ?? 0) > 0
         }, interrupt: { ranks in
             for rank in ranks { kill(rank, SIGTERM) }
         })
         #expect(out.status != 0)
         #expect(out.stderr.contains("checkpoint saved at step"), "\(out.stderr.suffix(1500))")
+    }
+
+    /// Under ZeRO-1 the checkpoint still holds every moment: a terminated sharded job
+    /// resumes on two ranks to the uninterrupted job's numbers exactly, and on one process
+    /// (no mpirun) within the tolerance of summing in another order.
+    @Test func aShardedCheckpointResumesOnAnyNumberOfRanks() throws {
+        let (_, _, whole, alone) = try Self.interruptAndResume(mode: .fp, steps: 300, checkpointEvery: 1000, extra: ["--zero", "1"],
+                                                        alsoResumeAlone: true, ready: {
+            ((try? Data(contentsOf: $0.appendingPathComponent("metrics.jsonl")))?.count ?? 0) > 0
+        }, interrupt: { ranks in
+            for rank in ranks { kill(rank, SIGTERM) }
+        })
+        let copy = try #require(alone)
+        let file = try SafeTensorsFile(url: copy.appendingPathComponent("checkpoint.safetensors"))
+        #expect(file.tensors.keys.contains("optimizer.v.embedding.weight"))
+        let worst = try Self.largestDifference(whole, copy)
+        print("fp: ZeRO-1 on 2 ranks, resumed on one process: largest relative loss difference: \(worst)")
+        #expect(worst < Self.cases[0].2)
     }
 
     /// The alpha-beta fit recovers a known latency and bandwidth, and `bench --allreduce`

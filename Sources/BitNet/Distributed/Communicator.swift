@@ -71,7 +71,23 @@ public final class Communicator: @unchecked Sendable {
                 try ranks.check(bitnet_mpi_start_sum_floats(values + offset, n, &request), "sum of gradients")
                 requests.append(request)
             }
-            // A chance for the started sums to move (Open MPI progresses inside MPI calls).
+            try progress()
+        }
+
+        /// Starts summing values[0..<counts.sum()] over the ranks, leaving rank r's part of
+        /// the sum (counts[r] floats, after those of ranks 0..<r) in `piece` (ZeRO-1).
+        /// `counts` must stay valid until `finish`.
+        public func startReduceScatter(_ values: UnsafePointer<Float>, into piece: UnsafeMutablePointer<Float>,
+                                       counts: UnsafePointer<Int32>) throws {
+            guard ranks.usesMPI else { return }
+            var request: MPI_Request?
+            try ranks.check(bitnet_mpi_start_reduce_scatter_floats(values, piece, counts, &request), "sum of gradients")
+            requests.append(request)
+            try progress()
+        }
+
+        /// A chance for the started operations to move (Open MPI progresses them inside MPI calls).
+        private func progress() throws {
             var done: Int32 = 0
             try ranks.check(requests.withUnsafeMutableBufferPointer { bitnet_mpi_test_all(Int32($0.count), $0.baseAddress, &done) },
                             "sum of gradients")
@@ -87,6 +103,24 @@ public final class Communicator: @unchecked Sendable {
     }
 
     public func pendingSums() -> PendingSums { PendingSums(self) }
+
+    /// Each rank's part of values (counts[r] floats at offsets[r], in place on rank r)
+    /// copied to every rank: the parameters each rank updated under ZeRO-1.
+    public func allGather(_ values: UnsafeMutablePointer<Float>, counts: UnsafePointer<Int32>, offsets: UnsafePointer<Int32>) throws {
+        guard usesMPI else { return }
+        try check(bitnet_mpi_all_gather_floats(values, counts, offsets), "gathering of parameters")
+    }
+
+    /// Each rank's `piece` placed at offsets[r] of `values` on rank 0 (a checkpoint of
+    /// sharded optimizer moments); `values` is only written on rank 0.
+    public func gather(_ piece: UnsafePointer<Float>, into values: UnsafeMutablePointer<Float>, counts: UnsafePointer<Int32>,
+                       offsets: UnsafePointer<Int32>) throws {
+        guard usesMPI else {
+            (values + Int(offsets[0])).update(from: piece, count: Int(counts[0]))
+            return
+        }
+        try check(bitnet_mpi_gather_floats(piece, counts[rank], values, counts, offsets), "gathering of optimizer moments")
+    }
 
     public func sum(_ value: Double) throws -> Double {
         guard usesMPI else { return value }

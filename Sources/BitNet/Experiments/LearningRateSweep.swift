@@ -65,7 +65,7 @@ public enum LearningRateSweep {
                                           force: force)
                 // The starting loss, from a fresh model with the run's seed (a re-run resumes
                 // finished runs, whose weights are trained).
-                let fresh = TrainingSession(config: config).model
+                let fresh = try TrainingSession(config: config).model
                 let initial = Double(Evaluation.loss(model: fresh, dataset: dataset, windows: config.training.evalWindows,
                                                      batch: config.training.microBatchSize))
                 var result = LearningRateResult(mode: mode, learningRate: lr, initialValLoss: initial, finalValLoss: .nan,

@@ -96,8 +96,10 @@ public final class Transformer {
     }
 
     /// Bytes of memory a model of this shape needs to train with batch `batch`:
-    /// parameters, gradients, both AdamW moments, quantized weights and activations.
-    public static func trainingBytes(config: ModelConfig, batch: Int, storage: ActivationStorage = .f32) -> Int {
+    /// parameters, gradients, both AdamW moments, quantized weights and activations. Under
+    /// ZeRO-1 over `zeroRanks` ranks, the moments (and the gradients' reduced part) of the
+    /// largest shard.
+    public static func trainingBytes(config: ModelConfig, batch: Int, storage: ActivationStorage = .f32, zeroRanks: Int = 1) -> Int {
         // A rough bound in Double first: shapes past any machine's memory would overflow
         // the exact count below; they are reported as "at least a petabyte".
         let (b, t, c) = (Double(batch), Double(config.context), Double(max(config.dim, config.ffnDim)))
@@ -109,15 +111,21 @@ public final class Transformer {
         let workspace = config.mode == .int4
             ? Int4Workspace.bytesNeeded(rows: batch * config.context, wide: max(config.dim, config.ffnDim)) : 0
         let codeCount = quantizedCount * (config.mode == .int4 ? 2 : 1)
-        return 4 * (4 * layout.totalCount + quantizedCount) + codeCount + workspace
+        return 4 * (2 * layout.totalCount + optimizerFloats(layout: layout, zeroRanks: zeroRanks) + quantizedCount) + codeCount + workspace
             + Activations.bytesNeeded(config: config, batch: batch, storage: storage)
+    }
+
+    /// The floats AdamW keeps per rank: both moments of every parameter, or under ZeRO-1
+    /// over `zeroRanks` ranks both moments and the summed gradients of the largest shard.
+    static func optimizerFloats(layout: ParameterLayout, zeroRanks: Int) -> Int {
+        zeroRanks > 1 ? 3 * GradientExchange.largestShard(layout: layout, ranks: zeroRanks) : 2 * layout.totalCount
     }
 
     /// Why a model of this shape cannot train (or run) with batch `batch` within `limit`
     /// bytes (default: 85% of the machine's memory), or nil when it can.
     public static func memoryShortfall(config: ModelConfig, batch: Int, storage: ActivationStorage = .f32,
-                                       limit: Int? = nil) -> String? {
-        let needed = trainingBytes(config: config, batch: batch, storage: storage)
+                                       zeroRanks: Int = 1, limit: Int? = nil) -> String? {
+        let needed = trainingBytes(config: config, batch: batch, storage: storage, zeroRanks: zeroRanks)
         let limit = limit ?? Int(Double(ProcessInfo.processInfo.physicalMemory) * 0.85)
         guard needed > limit else { return nil }
         return String(format: "the estimated peak memory of %@%.1f GB exceeds the %.1f GB available",

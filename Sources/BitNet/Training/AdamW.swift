@@ -23,14 +23,21 @@ public final class AdamW {
         v.deallocate()
     }
 
-    /// One update of every tensor in `layout`; matrices get decoupled weight decay.
+    /// One update of every tensor in `layout` whose moments this optimizer keeps (`shard`:
+    /// all of them, or a rank's part under ZeRO-1, whose gradients `gradients` then holds
+    /// in shard order); matrices get decoupled weight decay.
     public func update(parameters: UnsafeMutablePointer<Float>, gradients: UnsafePointer<Float>, layout: ParameterLayout,
-                       learningRate lr: Float, weightDecay: Float, config: TrainingConfig) {
+                       shard: OptimizerShard? = nil, learningRate lr: Float, weightDecay: Float, config: TrainingConfig) {
         step += 1
-        for tensor in layout.tensors {
-            update(parameters, gradients, tensor.offset..<(tensor.offset + tensor.count), learningRate: lr,
-                   weightDecay: tensor.decays ? weightDecay : 0, beta1: config.beta1, beta2: config.beta2,
-                   epsilon: config.adamEpsilon)
+        for piece in (shard ?? .whole(count)).pieces {
+            for tensor in layout.tensors {
+                let range = piece.range.clamped(to: tensor.offset..<(tensor.offset + tensor.count))
+                guard !range.isEmpty else { continue }
+                let local = piece.local + range.lowerBound - piece.range.lowerBound
+                update(parameters + range.lowerBound, gradients + local, local, range.count, learningRate: lr,
+                       weightDecay: tensor.decays ? weightDecay : 0, beta1: config.beta1, beta2: config.beta2,
+                       epsilon: config.adamEpsilon)
+            }
         }
     }
 
@@ -40,18 +47,20 @@ public final class AdamW {
                 learningRates: [(Range<Int>, Float)], beta1: Float = 0.9, beta2: Float = 0.999, epsilon: Float = 1e-8) {
         step += 1
         for (range, lr) in learningRates where !range.isEmpty {
-            update(parameters, gradients, range, learningRate: lr, weightDecay: 0, beta1: beta1, beta2: beta2, epsilon: epsilon)
+            update(parameters + range.lowerBound, gradients + range.lowerBound, range.lowerBound, range.count, learningRate: lr,
+                   weightDecay: 0, beta1: beta1, beta2: beta2, epsilon: epsilon)
         }
     }
 
-    private func update(_ parameters: UnsafeMutablePointer<Float>, _ gradients: UnsafePointer<Float>, _ indices: Range<Int>,
+    /// `count` parameters from `parameters`, their gradients from `gradients`, their
+    /// moments from index `moment` of m and v.
+    private func update(_ parameters: UnsafeMutablePointer<Float>, _ gradients: UnsafePointer<Float>, _ moment: Int, _ count: Int,
                         learningRate lr: Float, weightDecay decay: Float, beta1 b1: Float, beta2 b2: Float, epsilon eps: Float) {
         let correction1 = 1 - Float(pow(Double(b1), Double(step)))
         let correction2 = 1 - Float(pow(Double(b2), Double(step)))
-        let (m, v) = (self.m, self.v), base = indices.lowerBound
-        Parallel.forRanges(indices.count) { range in
-            for j in range {
-                let i = base + j
+        let (m, v) = (self.m + moment, self.v + moment)
+        Parallel.forRanges(count) { range in
+            for i in range {
                 let g = gradients[i]
                 m[i] = b1 * m[i] + (1 - b1) * g
                 v[i] = b2 * v[i] + (1 - b2) * g * g
@@ -62,26 +71,35 @@ public final class AdamW {
     }
 
     /// The L2 norm of all gradients; when above `maxNorm` (> 0) they are scaled down to it.
-    /// Partial sums are combined in a fixed order, so the result is reproducible.
     @discardableResult
     public static func clipGradients(_ gradients: UnsafeMutablePointer<Float>, count: Int, maxNorm: Float) -> Float {
+        let norm = Float(sumOfSquares(gradients, count: count).squareRoot())
+        scale(gradients, count: count, norm: norm, maxNorm: maxNorm)
+        return norm
+    }
+
+    /// The sum of the squared gradients. Partial sums are combined in a fixed order, so the
+    /// result is reproducible.
+    public static func sumOfSquares(_ gradients: UnsafePointer<Float>, count: Int) -> Double {
         let chunks = 64
         var partial = [Double](repeating: 0, count: chunks)
         partial.withUnsafeMutableBufferPointer { sums in
-            let out = sums.baseAddress!
+            guard let out = sums.baseAddress else { return }
             Parallel.forEach(chunks) { c in
                 var s: Float = 0
                 for i in count * c / chunks..<count * (c + 1) / chunks { s += gradients[i] * gradients[i] }
                 out[c] = Double(s)
             }
         }
-        let norm = Float(partial.reduce(0, +).squareRoot())
-        if maxNorm > 0 && norm > maxNorm && norm.isFinite {
-            let scale = maxNorm / norm
-            Parallel.forRanges(count) { range in
-                for i in range { gradients[i] *= scale }
-            }
+        return partial.reduce(0, +)
+    }
+
+    /// Scales gradients of L2 norm `norm` down to `maxNorm` when above it (`maxNorm` > 0).
+    public static func scale(_ gradients: UnsafeMutablePointer<Float>, count: Int, norm: Float, maxNorm: Float) {
+        guard maxNorm > 0 && norm > maxNorm && norm.isFinite else { return }
+        let scale = maxNorm / norm
+        Parallel.forRanges(count) { range in
+            for i in range { gradients[i] *= scale }
         }
-        return norm
     }
 }

@@ -53,7 +53,7 @@ public enum Benchmark {
     public static func training(config: RunConfig, steps: Int, warmup: Int = 2,
                                 source: BatchSource = .randomTokens) throws -> Result {
         let m = config.model, t = config.training
-        let session = TrainingSession(config: config)
+        let session = try TrainingSession(config: config)
         var losses: [Double] = []
         for _ in 0..<warmup { losses.append(try session.step(from: source).loss) }
         // The median step time: a shared virtual machine's hiccups hit single steps.

@@ -11,16 +11,18 @@ public enum Checkpoint {
     public static func url(in runDirectory: URL) -> URL { runDirectory.appendingPathComponent(fileName) }
 
     /// Writes the checkpoint atomically. `failAfterBytes` simulates a kill mid-write (tests).
-    public static func save(to url: URL, config: RunConfig, model: Transformer, optimizer: AdamW?,
+    /// `moments`: AdamW's m and v of every parameter, in the parameter layout.
+    public static func save(to url: URL, config: RunConfig, model: Transformer,
+                            moments: (m: UnsafePointer<Float>, v: UnsafePointer<Float>)?,
                             state: TrainingState, failAfterBytes: Int? = nil) throws {
         var entries: [SafeTensorsEntry] = []
         for t in model.layout.tensors {
             entries.append(SafeTensorsEntry(name: t.name, dtype: .f32, shape: t.shape, pointer: model.parameters + t.offset))
         }
-        if let optimizer {
+        if let moments {
             for t in model.layout.tensors {
-                entries.append(SafeTensorsEntry(name: "optimizer.m." + t.name, dtype: .f32, shape: t.shape, pointer: optimizer.m + t.offset))
-                entries.append(SafeTensorsEntry(name: "optimizer.v." + t.name, dtype: .f32, shape: t.shape, pointer: optimizer.v + t.offset))
+                entries.append(SafeTensorsEntry(name: "optimizer.m." + t.name, dtype: .f32, shape: t.shape, pointer: moments.m + t.offset))
+                entries.append(SafeTensorsEntry(name: "optimizer.v." + t.name, dtype: .f32, shape: t.shape, pointer: moments.v + t.offset))
             }
         }
         let snapshot = model.quantizationSnapshot
@@ -71,14 +73,16 @@ public enum Checkpoint {
                                       elapsedSeconds: elapsed))
     }
 
-    /// Loads weights (and optimizer moments when `optimizer` is given) into a model whose
-    /// config must equal the checkpoint's; every tensor's shape is checked.
-    public static func load(_ file: SafeTensorsFile, into model: Transformer, optimizer: AdamW?) throws {
+    /// Loads weights (and AdamW's moments of every parameter, in the parameter layout, when
+    /// `moments` is given) into a model whose config must equal the checkpoint's; every
+    /// tensor's shape is checked.
+    public static func load(_ file: SafeTensorsFile, into model: Transformer,
+                            moments: (m: UnsafeMutablePointer<Float>, v: UnsafeMutablePointer<Float>)?) throws {
         for t in model.layout.tensors {
             try file.copy(t.name, dtype: .f32, shape: t.shape, into: model.parameters + t.offset)
-            if let optimizer {
-                try file.copy("optimizer.m." + t.name, dtype: .f32, shape: t.shape, into: optimizer.m + t.offset)
-                try file.copy("optimizer.v." + t.name, dtype: .f32, shape: t.shape, into: optimizer.v + t.offset)
+            if let moments {
+                try file.copy("optimizer.m." + t.name, dtype: .f32, shape: t.shape, into: moments.m + t.offset)
+                try file.copy("optimizer.v." + t.name, dtype: .f32, shape: t.shape, into: moments.v + t.offset)
             }
         }
         for i in 0..<model.layout.totalCount where !model.parameters[i].isFinite {
@@ -109,7 +113,7 @@ public enum Checkpoint {
             throw BitNetError.file("\(url.path): its model cannot be loaded here: \(shortfall)")
         }
         let model = Transformer(config: config.model, batch: batch)
-        try load(file, into: model, optimizer: nil)
+        try load(file, into: model, moments: nil)
         return (model, config, state)
     }
 }

@@ -29,7 +29,7 @@ public final class Trainer {
     /// Sets up a run. A directory holding a run is refused unless `resume` (continue it
     /// from its checkpoint, with its own config) or `force` (start over).
     public init(runDirectory: URL, config requested: RunConfig, dataset: TokenDataset,
-                resume: Bool, force: Bool, memoryLimit: Int? = nil, ranks: Communicator = .single) throws {
+                resume: Bool, force: Bool, memoryLimit: Int? = nil, ranks: Communicator = .single, zero: Bool = false) throws {
         let directory = RunDirectory(runDirectory)
         self.directory = directory
         self.dataset = dataset
@@ -53,7 +53,8 @@ public final class Trainer {
             }
         }
         if let shortfall = Transformer.memoryShortfall(config: config.model, batch: config.training.microBatchSize,
-                                                       storage: config.training.activationStorage, limit: memoryLimit) {
+                                                       storage: config.training.activationStorage,
+                                                       zeroRanks: zero ? ranks.size : 1, limit: memoryLimit) {
             throw BitNetError.field("micro_batch_size", problem: "(\(config.training.microBatchSize)): \(shortfall); lower it or the model size")
         }
         if ranks.isRoot { try directory.lock() }
@@ -63,7 +64,7 @@ public final class Trainer {
             directory.clear()
         }
         self.ranks = ranks
-        session = TrainingSession(config: config, ranks: ranks)
+        session = try TrainingSession(config: config, ranks: ranks, zero: zero)
         if let checkpoint {
             try session.restore(from: checkpoint.file, state: checkpoint.state)
             lastCheckpointStep = checkpoint.state.step
@@ -138,15 +139,15 @@ public final class Trainer {
         }
     }
 
-    /// Writes the checkpoint (rank 0; the other ranks hold the same weights).
+    /// Writes the checkpoint: rank 0 writes (the ranks hold the same weights), every rank
+    /// calls this (under ZeRO-1 each holds part of the optimizer moments).
     public func saveCheckpoint() throws {
-        guard ranks.isRoot else {
-            lastCheckpointStep = state.step
-            return
-        }
         let fail = failCheckpointWrite.flatMap { $0.step == state.step ? $0.afterBytes : nil }
-        try Checkpoint.save(to: directory.checkpointURL, config: config, model: model, optimizer: session.optimizer,
-                            state: state, failAfterBytes: fail)
+        try session.exchange.withWholeMoments(of: session.optimizer) { moments in
+            guard ranks.isRoot else { return }
+            try Checkpoint.save(to: directory.checkpointURL, config: config, model: model, moments: moments,
+                                state: state, failAfterBytes: fail)
+        }
         lastCheckpointStep = state.step
     }
 }

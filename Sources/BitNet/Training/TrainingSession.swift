@@ -31,6 +31,8 @@ public final class TrainingSession {
     public let schedule: LearningRateSchedule
     /// The ranks sharing each step (one process without mpirun).
     public let ranks: Communicator
+    /// How the ranks combine gradients and share the optimizer state (ZeRO-1 or not).
+    public let exchange: GradientExchange
     public private(set) var state: TrainingState
     /// Wall seconds this process has spent in the gradient all-reduce (timing only).
     public private(set) var communicationSeconds = 0.0
@@ -38,13 +40,15 @@ public final class TrainingSession {
     private let tokens, targets: UnsafeMutablePointer<Int32>
 
     /// A fresh run: weights initialized from the seed, the data generator seeded beside it.
-    public init(config: RunConfig, ranks: Communicator = .single) {
+    /// `zero`: shard the AdamW moments across the ranks (ZeRO stage 1).
+    public init(config: RunConfig, ranks: Communicator = .single, zero: Bool = false) throws {
         self.config = config
         self.ranks = ranks
         let t = config.training, seed = t.seed
         model = Transformer(config: config.model, batch: t.microBatchSize, storage: t.activationStorage)
         model.initializeParameters(seed: seed)
-        optimizer = AdamW(count: model.layout.totalCount)
+        exchange = try GradientExchange(layout: model.layout, ranks: ranks, sharded: zero)
+        optimizer = AdamW(count: exchange.shard.count)
         schedule = LearningRateSchedule(config: t, mode: config.model.mode)
         rng = Xoshiro256(seed: seed &+ 1)
         state = TrainingState(step: 0, optimizerStep: 0, rngState: rng.state, tokensSeen: 0)
@@ -59,7 +63,7 @@ public final class TrainingSession {
 
     /// Continues from a checkpoint written by a run of this config.
     public func restore(from file: SafeTensorsFile, state saved: TrainingState) throws {
-        try Checkpoint.load(file, into: model, optimizer: optimizer)
+        try exchange.loadMoments(into: optimizer) { m, v in try Checkpoint.load(file, into: model, moments: (m, v)) }
         rng = try Xoshiro256(state: saved.rngState)
         optimizer.step = saved.optimizerStep
         state = saved
@@ -80,7 +84,7 @@ public final class TrainingSession {
         // Several ranks: this rank's last micro-batch's backward starts each block's
         // gradient sum as soon as the block is done (the block's gradients are then final),
         // so the sums travel while the blocks below run.
-        let pending = ranks.size > 1 ? ranks.pendingSums() : nil
+        let distributed = ranks.size > 1
         let lastOwn = (accumulation - 1) - (accumulation - 1 - ranks.rank) % ranks.size
         var communication = 0.0
         func timed(_ body: () throws -> Void) rethrows {
@@ -101,40 +105,41 @@ public final class TrainingSession {
             if m.mode == .int4 { model.samplingSeed = rng.next() }  // the backward's sampling, resumable
             guard index % ranks.size == ranks.rank else { continue }  // another rank's micro-batch
             loss += Double(model.forward(tokens: tokens, targets: targets, batch: micro, length: context))
-            if let pending, index == lastOwn {
-                let (layout, gradients) = (model.layout, model.gradients)
+            if distributed && index == lastOwn {
+                let (exchange, gradients) = (self.exchange, model.gradients)
+                exchange.beginStep()
                 try model.backward(lossScale: 1 / Float(accumulation)) { l in
-                    let r = layout.range(ofLayer: l)
-                    try timed { try pending.start(gradients + r.lowerBound, count: r.count) }
+                    try timed { try exchange.send(layer: l, gradients: gradients) }
                 }
             } else {
                 model.backward(lossScale: 1 / Float(accumulation))
             }
         }
-        if let pending {
-            // The rest (the embedding before block 0, the final norm and head after the
-            // last block), then wait for every bucket.
-            let layout = model.layout
-            let first = layout.range(ofLayer: 0).lowerBound, end = layout.range(ofLayer: m.layers - 1).upperBound
+        // The optimizer's gradients: all, or this rank's shard of them (ZeRO-1).
+        var gradients = model.gradients
+        if distributed {
+            // The rest (the embedding, the final norm and head), then wait for every bucket.
             try timed {
-                try pending.start(model.gradients, count: first)
-                try pending.start(model.gradients + end, count: layout.totalCount - end)
-                try pending.finish()
+                gradients = try exchange.finish(gradients: model.gradients)
                 loss = try ranks.sum(loss)
             }
-            communicationSeconds += communication
         }
         loss /= Double(accumulation)
         let next = state.step + 1
         guard loss.isFinite else {
             throw BitNetError.diverged("loss became \(loss.isNaN ? "NaN" : "infinite") at step \(next)")
         }
-        let gradNorm = AdamW.clipGradients(model.gradients, count: model.layout.totalCount, maxNorm: t.gradClip)
+        let gradNorm = Float(try exchange.squaredNorm(gradients).squareRoot())
         guard gradNorm.isFinite else {
             throw BitNetError.diverged("gradient norm became \(gradNorm.isNaN ? "NaN" : "infinite") at step \(next)")
         }
-        optimizer.update(parameters: model.parameters, gradients: model.gradients, layout: model.layout,
+        AdamW.scale(gradients, count: exchange.shard.count, norm: gradNorm, maxNorm: t.gradClip)
+        optimizer.update(parameters: model.parameters, gradients: gradients, layout: model.layout, shard: exchange.shard,
                          learningRate: learningRate, weightDecay: schedule.weightDecay(at: state.step), config: t)
+        if distributed {
+            try timed { try exchange.shareUpdatedParameters(model.parameters) }
+            communicationSeconds += communication
+        }
         model.parametersDidChange()
         state.step = next
         state.optimizerStep = optimizer.step
