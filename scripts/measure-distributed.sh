@@ -6,13 +6,13 @@
 # without --zero 1. On each link it also runs `bench --allreduce` (the alpha-beta fit).
 # Other bitnet-train processes are paused meanwhile and resumed at the end. Needs root.
 #
-#   scripts/measure-distributed.sh PRESET STEPS LOG_EVERY RESULTS.jsonl
+#   scripts/measure-distributed.sh PRESET STEPS LOG_EVERY RESULTS.jsonl [TRAIN_OPTIONS...]
 # Appends one JSON line per job: preset, layout, zero, and per logged step tokens/s and
-# the share of time blocked in MPI.
+# the share of time blocked in MPI. ONLY=allreduce runs the link benchmarks alone.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
-preset=${1:?preset}; steps=${2:?steps}; every=${3:?log every}; results=${4:?results file}
+preset=${1:?preset}; steps=${2:?steps}; every=${3:?log every}; results=${4:?results file}; shift 4
 bin=${BITNET_TRAIN:-$root/.build/release/bitnet-train}
 data=${DATA:-$root/runs/shakespeare-data}
 work=$(mktemp -d /tmp/measure-distributed.XXXXXX)
@@ -27,7 +27,7 @@ trap resume_others EXIT
 [ -n "$others" ] && kill -STOP $others
 
 job=(train --data "$data" --preset "$preset" --mode binary --steps "$steps" --log-every "$every"
-     --eval-every 100000 --eval-windows 4 --checkpoint-every 100000)
+     --eval-every 100000 --eval-windows 4 --checkpoint-every 100000 "$@")
 
 record() {  # layout zero run-directory
     python3 - "$preset" "$1" "$2" "$3/metrics.jsonl" "$(lscpu | sed -n 's/^Model name: *//p')" >> "$results" <<'EOF'
@@ -57,21 +57,26 @@ run_two() {  # layout-name launcher... (the job's arguments follow)
     done
 }
 
-run_alone 1
-run_alone 2
-run_two "2 ranks x 1 thread, shared memory" mpirun -np 2 --bind-to none
+training=$([ "${ONLY:-}" = allreduce ] && echo no || echo yes)
+if [ $training = yes ]; then
+    run_alone 1
+    run_alone 2
+    run_two "2 ranks x 1 thread, shared memory" mpirun -np 2 --bind-to none
+fi
 for rate in 1gbit 10gbit; do
     "$here/simulated-machines.sh" down
     "$here/simulated-machines.sh" up "$rate"
-    run_two "2 machines x 1 thread, $rate" "$here/simulated-machines.sh" run
+    [ $training = yes ] && run_two "2 machines x 1 thread, $rate" "$here/simulated-machines.sh" run
     echo "allreduce over $rate:" >&2
-    "$here/simulated-machines.sh" run "$bin" bench --allreduce | tee -a "$work/allreduce-$rate.txt" >&2
+    "$here/simulated-machines.sh" run "$bin" bench --allreduce | tee "$work/allreduce-$rate.txt" >&2
     python3 - "$rate" "$work/allreduce-$rate.txt" >> "$results" <<'EOF'
 import json, re, sys
 rate, path = sys.argv[1:3]
-fit = [l for l in open(path) if l.startswith("fit:")][-1]
+lines = open(path).read().splitlines()
+fit = [l for l in lines if l.startswith("fit:")][-1]
 alpha, beta = re.search(r"alpha ([0-9.e+-]+) us.*beta ([0-9.e+-]+) ns/byte", fit).groups()
-print(json.dumps({"allreduce": rate, "alpha_us": float(alpha), "beta_ns_per_byte": float(beta)}))
+points = [[int(m.group(1)), float(m.group(2))] for m in (re.match(r" *([0-9]+) bytes: ([0-9.]+) ms", l) for l in lines) if m]
+print(json.dumps({"allreduce": rate, "alpha_us": float(alpha), "beta_ns_per_byte": float(beta), "bytes_ms": points}))
 EOF
 done
 "$here/simulated-machines.sh" down

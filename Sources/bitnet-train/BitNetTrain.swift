@@ -12,7 +12,8 @@ struct BitNetTrain: ParsableCommand {
         abstract: "Train 1-bit (BitNet) and full-precision Transformer language models on the CPU.",
         subcommands: [TokenizerCommand.self, PrepareCommand.self, TrainCommand.self, EvalCommand.self,
                       SampleCommand.self, BenchCommand.self, SweepCommand.self, LearningRateSweepCommand.self,
-                      ReportCommand.self, QuantizeCommand.self, PTQReportCommand.self, ExportCommand.self, PresetsCommand.self, FieldsCommand.self]
+                      ReportCommand.self, QuantizeCommand.self, PTQReportCommand.self, ExportCommand.self,
+                      ProjectScalingCommand.self, PresetsCommand.self, FieldsCommand.self]
     )
 
     static func main() { mainWithOneLineErrors(programName: "bitnet-train") }

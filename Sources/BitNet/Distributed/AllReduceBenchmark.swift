@@ -33,7 +33,9 @@ public enum AllReduceBenchmark {
     }
 
     /// Fit of seconds = alpha + beta * bytes minimizing the relative errors (weights
-    /// 1 / seconds^2), so the small messages fix alpha and the large ones beta.
+    /// 1 / seconds^2), so the small messages fix alpha and the large ones beta. A latency
+    /// cannot be negative: when the free fit's alpha is, alpha is 0 and beta refitted (a
+    /// shaped link whose rate falls at large sizes bends the line that way).
     public static func fit(_ points: [Point]) -> (alpha: Double, beta: Double)? {
         guard points.count >= 2 else { return nil }
         var (s0, s1, s2, t0, t1) = (0.0, 0.0, 0.0, 0.0, 0.0)
@@ -43,6 +45,7 @@ public enum AllReduceBenchmark {
         }
         let determinant = s0 * s2 - s1 * s1
         guard determinant > 0 else { return nil }
-        return ((s2 * t0 - s1 * t1) / determinant, (s0 * t1 - s1 * t0) / determinant)
+        let alpha = (s2 * t0 - s1 * t1) / determinant
+        return alpha >= 0 ? (alpha, (s0 * t1 - s1 * t0) / determinant) : (0, t1 / s2)
     }
 }

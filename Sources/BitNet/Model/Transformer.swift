@@ -166,6 +166,12 @@ public final class Transformer {
     /// Call after anything writes `parameters` (optimizer step, checkpoint load).
     public func parametersDidChange() { quantizedWeightsAreStale = true }
 
+    /// int4: whether some input step still waits for its first data (the first forward
+    /// pass sets it from its first sequence).
+    public var hasUnsetInputSteps: Bool {
+        layout.bitLinears.contains { p in p.steps.map { parameters[$0.input] <= 0 } ?? false }
+    }
+
     public func zeroGradients() { gradients.update(repeating: 0, count: layout.totalCount) }
 
     // MARK: Weights as the forward pass sees them

@@ -103,6 +103,12 @@ public final class TrainingSession {
                 }
             }
             if m.mode == .int4 { model.samplingSeed = rng.next() }  // the backward's sampling, resumable
+            // int4: the input steps start from the first micro-batch's first sequence. A rank
+            // that does not compute that micro-batch runs its forward once anyway, so every
+            // rank starts from the steps one process would.
+            if index == 0 && ranks.rank != 0 && model.hasUnsetInputSteps {
+                _ = model.forward(tokens: tokens, targets: targets, batch: micro, length: context)
+            }
             guard index % ranks.size == ranks.rank else { continue }  // another rank's micro-batch
             loss += Double(model.forward(tokens: tokens, targets: targets, batch: micro, length: context))
             if distributed && index == lastOwn {

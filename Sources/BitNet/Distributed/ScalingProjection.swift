@@ -1,0 +1,119 @@
+// Data-parallel training on many machines, on paper. The alpha-beta model of ring
+// collectives (Patarasuk & Yuan 2009; Thakur, Rabenseifner & Gropp 2005): over N machines
+// a ring all-reduce of S bytes takes 2(N-1) message steps of S/N bytes each, a
+// reduce-scatter or an all-gather half that. It is combined with this trainer's step:
+// compute, the blocks' buckets overlapped with the last micro-batch's backward, the
+// embedding and head after it, and under ZeRO-1 the all-gather after the update.
+import Foundation
+
+public enum ScalingProjection {
+    /// A network: seconds per message step and per byte.
+    public struct Link: Sendable {
+        public let name: String
+        public let alpha: Double
+        public let beta: Double
+
+        public init(name: String, alpha: Double, beta: Double) {
+            (self.name, self.alpha, self.beta) = (name, alpha, beta)
+        }
+
+        /// From the fit t = a + b * bytes of an all-reduce over two ranks (`bench
+        /// --allreduce`): a ring over two ranks takes 2 steps of bytes/2, so alpha = a/2
+        /// and beta = b.
+        public init(name: String, twoRankFit a: Double, _ b: Double) {
+            self.init(name: name, alpha: a / 2, beta: b)
+        }
+
+        /// Ring all-reduce of `bytes` over `machines`.
+        public func allReduce(_ bytes: Double, machines n: Int) -> Double { 2 * reduceScatter(bytes, machines: n) }
+
+        /// Ring reduce-scatter (or all-gather) of `bytes` over `machines`.
+        public func reduceScatter(_ bytes: Double, machines n: Int) -> Double {
+            n < 2 ? 0 : Double(n - 1) * (alpha + bytes / Double(n) * beta)
+        }
+    }
+
+    /// One model's training as one machine runs it.
+    public struct Workload: Sendable {
+        public let name: String
+        /// Bytes of the FP32 gradient: all of it, and the part sent after the backward
+        /// (the embedding, final norm and head).
+        public let gradientBytes: Double
+        public let tailBytes: Double
+        /// Tokens per second of one whole machine.
+        public let tokensPerSecond: Double
+        public let context: Int
+        public let microBatch: Int
+
+        public init(name: String, config: ModelConfig, microBatch: Int, tokensPerSecond: Double) {
+            let layout = ParameterLayout(config: config)
+            let blocks = (0..<config.layers).map { layout.range(ofLayer: $0) }
+            let inBlocks = blocks.reduce(0) { $0 + $1.count }
+            self.name = name
+            gradientBytes = 4 * Double(layout.totalCount)
+            tailBytes = 4 * Double(layout.totalCount - inBlocks)
+            self.tokensPerSecond = tokensPerSecond
+            context = config.context
+            self.microBatch = microBatch
+        }
+
+        public init(name: String, gradientBytes: Double, tailBytes: Double, tokensPerSecond: Double, context: Int, microBatch: Int) {
+            (self.name, self.gradientBytes, self.tailBytes) = (name, gradientBytes, tailBytes)
+            (self.tokensPerSecond, self.context, self.microBatch) = (tokensPerSecond, context, microBatch)
+        }
+    }
+
+    /// How a step's gradients travel.
+    public enum Variant: String, CaseIterable, Sendable {
+        /// One all-reduce after the backward.
+        case afterBackward = "all-reduce after the backward"
+        /// The trainer: the blocks' all-reduces during the last micro-batch's backward.
+        case overlapped = "overlapped all-reduce"
+        /// The trainer with --zero 1: reduce-scatters overlapped, all-gather after the update.
+        case zero1 = "ZeRO-1, overlapped"
+    }
+
+    /// The backward pass's share of a micro-batch's compute (twice the forward's FLOPs).
+    public static let backwardShare = 2.0 / 3.0
+
+    public struct Step: Sendable {
+        public let compute: Double
+        /// Communication time the step waits for (not hidden behind compute).
+        public let exposed: Double
+        public var seconds: Double { compute + exposed }
+        /// Tokens/s of N machines over N times one machine's.
+        public var efficiency: Double { compute / seconds }
+    }
+
+    /// One step of `batch` sequences over `machines` (each taking batch / machines).
+    public static func step(_ w: Workload, link: Link, machines n: Int, batch: Int, variant: Variant) -> Step {
+        let compute = Double(batch * w.context) / Double(n) / w.tokensPerSecond
+        // Only the last micro-batch's backward hides the blocks' sums.
+        let microBatches = max(1, batch / (n * w.microBatch))
+        let window = backwardShare * compute / Double(microBatches)
+        let blocks = w.gradientBytes - w.tailBytes
+        let exposed: Double
+        switch variant {
+        case .afterBackward:
+            exposed = link.allReduce(w.gradientBytes, machines: n)
+        case .overlapped:
+            exposed = max(link.allReduce(blocks, machines: n) - window, 0) + link.allReduce(w.tailBytes, machines: n)
+        case .zero1:
+            exposed = max(link.reduceScatter(blocks, machines: n) - window, 0) + link.reduceScatter(w.tailBytes, machines: n)
+                + link.reduceScatter(w.gradientBytes, machines: n)
+        }
+        return Step(compute: compute, exposed: n < 2 ? 0 : exposed)
+    }
+
+    /// The smallest batch (a multiple of machines x micro-batch, in sequences) at which
+    /// the step reaches `efficiency` (< 1). The exposed time does not grow with the batch
+    /// (the hiding window is one micro-batch's backward), so compute must reach
+    /// efficiency / (1 - efficiency) times it.
+    public static func batchNeeded(_ w: Workload, link: Link, machines n: Int, variant: Variant, efficiency: Double) -> Int {
+        let unit = n * w.microBatch
+        let exposed = step(w, link: link, machines: n, batch: unit, variant: variant).exposed
+        let compute = efficiency / (1 - efficiency) * exposed
+        let sequences = compute * w.tokensPerSecond * Double(n) / Double(w.context)
+        return max(1, Int(min((sequences / Double(unit)).rounded(.up), 1e12))) * unit
+    }
+}
