@@ -28,6 +28,7 @@ struct ProjectScalingCommand: ParsableCommand {
             help: "Global batch (sequences) for the efficiency column (default: each machine takes the preset's batch).")
     var batchSize: Int?
     @Option(help: "Also write a plot of efficiency against machines (SVG), one file per link: PATH-LINK.svg.") var svg: String?
+    @Option(help: "What the plots' title says about the machines.") var machine: String = "the measured machine"
 
     func validate() throws {
         if !(efficiency > 0 && efficiency < 1) { throw ValidationError("--efficiency must be in (0, 1), got \(efficiency)") }
@@ -65,7 +66,7 @@ struct ProjectScalingCommand: ParsableCommand {
     }
 
     private func plot(link: ScalingProjection.Link, workloads: [(ScalingProjection.Workload, Int)], path: String) throws {
-        var chart = SVGChart(title: "Projected data-parallel efficiency, \(link.name) link (each machine: the preset's batch)",
+        var chart = SVGChart(title: "Projected efficiency, \(link.name) link, \(machine), each with the preset's batch",
                              xLabel: "machines", yLabel: "efficiency", logX: true)
         let counts = (1...9).map { 1 << $0 }
         for (i, (w, batch)) in workloads.enumerated() {

@@ -4,9 +4,10 @@ import Testing
 
 struct ScalingProjectionTests {
     let link = ScalingProjection.Link(name: "test", alpha: 10e-6, beta: 1e-9)
-    /// 100 MB of gradients, 20 MB of them after the backward; 1000 tokens/s per machine.
-    let work = ScalingProjection.Workload(name: "w", gradientBytes: 100e6, tailBytes: 20e6, tokensPerSecond: 1000, context: 100,
-                                          microBatch: 1)
+    /// 100 MB of gradients in 4 block buckets and 2 after the backward (20 MB); 1000
+    /// tokens/s per machine.
+    let work = ScalingProjection.Workload(name: "w", gradientBytes: 100e6, tailBytes: 20e6, blockBuckets: 4, tokensPerSecond: 1000,
+                                          context: 100, microBatch: 1)
 
     @Test func ringCollectives() {
         // Two ranks: the fit t = a + b * bytes is the ring's 2 alpha + bytes * beta.
@@ -16,6 +17,8 @@ struct ScalingProjectionTests {
         #expect(abs(link.allReduce(100e6, machines: 4) - 6 * (10e-6 + 25e6 * 1e-9)) < 1e-12)
         #expect(abs(link.reduceScatter(100e6, machines: 4) - 3 * (10e-6 + 25e6 * 1e-9)) < 1e-12)
         #expect(link.allReduce(100e6, machines: 1) == 0)
+        // Three collectives pay the latency three times.
+        #expect(abs(link.allReduce(100e6, machines: 4, messages: 3) - 6 * (3 * 10e-6 + 25e6 * 1e-9)) < 1e-12)
     }
 
     /// Four machines, one sequence each: 0.1 s of compute, of which the backward's 2/3
@@ -26,11 +29,11 @@ struct ScalingProjectionTests {
         }
         #expect(abs(ScalingProjection.step(work, link: link, machines: 4, batch: 4, variant: .overlapped).compute - 0.1) < 1e-12)
         #expect(abs(exposed(.afterBackward) - 6 * (10e-6 + 25e-3)) < 1e-9)
-        // Blocks: 6 (10 us + 20 ms) - 0.0667 s; then the 20 MB tail: 6 (10 us + 5 ms).
-        #expect(abs(exposed(.overlapped) - (6 * (10e-6 + 20e-3) - 0.2 / 3 + 6 * (10e-6 + 5e-3))) < 1e-9)
+        // Blocks, 4 buckets: 6 (40 us + 20 ms) - 0.0667 s; then the tail's 2: 6 (20 us + 5 ms).
+        #expect(abs(exposed(.overlapped) - (6 * (40e-6 + 20e-3) - 0.2 / 3 + 6 * (20e-6 + 5e-3))) < 1e-9)
         // ZeRO-1: the blocks' reduce-scatter (0.06 s) is hidden whole; the tail's and the
-        // all-gather of everything are not.
-        #expect(abs(exposed(.zero1) - (3 * (10e-6 + 5e-3) + 3 * (10e-6 + 25e-3))) < 1e-9)
+        // all-gather of all 6 buckets are not.
+        #expect(abs(exposed(.zero1) - (3 * (20e-6 + 5e-3) + 3 * (60e-6 + 25e-3))) < 1e-9)
         let step = ScalingProjection.step(work, link: link, machines: 4, batch: 4, variant: .afterBackward)
         #expect(abs(step.efficiency - 0.1 / (0.1 + 6 * (10e-6 + 25e-3))) < 1e-12)
         #expect(ScalingProjection.step(work, link: link, machines: 1, batch: 4, variant: .afterBackward).efficiency == 1)

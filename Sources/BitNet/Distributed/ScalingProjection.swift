@@ -3,7 +3,9 @@
 // a ring all-reduce of S bytes takes 2(N-1) message steps of S/N bytes each, a
 // reduce-scatter or an all-gather half that. It is combined with this trainer's step:
 // compute, the blocks' buckets overlapped with the last micro-batch's backward, the
-// embedding and head after it, and under ZeRO-1 the all-gather after the update.
+// embedding and head after it, and under ZeRO-1 the all-gather after the update. Each
+// bucket is its own collective and pays the latency; one all-reduce after the backward
+// pays it once.
 import Foundation
 
 public enum ScalingProjection {
@@ -24,12 +26,15 @@ public enum ScalingProjection {
             self.init(name: name, alpha: a / 2, beta: b)
         }
 
-        /// Ring all-reduce of `bytes` over `machines`.
-        public func allReduce(_ bytes: Double, machines n: Int) -> Double { 2 * reduceScatter(bytes, machines: n) }
+        /// Ring all-reduces of `bytes` in all, in `messages` collectives (each pays the
+        /// latency), over `machines`.
+        public func allReduce(_ bytes: Double, machines n: Int, messages: Int = 1) -> Double {
+            2 * reduceScatter(bytes, machines: n, messages: messages)
+        }
 
-        /// Ring reduce-scatter (or all-gather) of `bytes` over `machines`.
-        public func reduceScatter(_ bytes: Double, machines n: Int) -> Double {
-            n < 2 ? 0 : Double(n - 1) * (alpha + bytes / Double(n) * beta)
+        /// Ring reduce-scatters (or all-gathers) of `bytes` in all, in `messages` collectives.
+        public func reduceScatter(_ bytes: Double, machines n: Int, messages: Int = 1) -> Double {
+            n < 2 ? 0 : Double(n - 1) * (Double(messages) * alpha + bytes / Double(n) * beta)
         }
     }
 
@@ -40,6 +45,10 @@ public enum ScalingProjection {
         /// (the embedding, final norm and head).
         public let gradientBytes: Double
         public let tailBytes: Double
+        /// Buckets: one per block, and the two after the backward (embedding; final norm
+        /// and head).
+        public let blockBuckets: Int
+        public let tailBuckets = 2
         /// Tokens per second of one whole machine.
         public let tokensPerSecond: Double
         public let context: Int
@@ -52,13 +61,15 @@ public enum ScalingProjection {
             self.name = name
             gradientBytes = 4 * Double(layout.totalCount)
             tailBytes = 4 * Double(layout.totalCount - inBlocks)
+            blockBuckets = config.layers
             self.tokensPerSecond = tokensPerSecond
             context = config.context
             self.microBatch = microBatch
         }
 
-        public init(name: String, gradientBytes: Double, tailBytes: Double, tokensPerSecond: Double, context: Int, microBatch: Int) {
-            (self.name, self.gradientBytes, self.tailBytes) = (name, gradientBytes, tailBytes)
+        public init(name: String, gradientBytes: Double, tailBytes: Double, blockBuckets: Int, tokensPerSecond: Double,
+                    context: Int, microBatch: Int) {
+            (self.name, self.gradientBytes, self.tailBytes, self.blockBuckets) = (name, gradientBytes, tailBytes, blockBuckets)
             (self.tokensPerSecond, self.context, self.microBatch) = (tokensPerSecond, context, microBatch)
         }
     }
@@ -66,11 +77,11 @@ public enum ScalingProjection {
     /// How a step's gradients travel.
     public enum Variant: String, CaseIterable, Sendable {
         /// One all-reduce after the backward.
-        case afterBackward = "all-reduce after the backward"
+        case afterBackward = "after backward"
         /// The trainer: the blocks' all-reduces during the last micro-batch's backward.
-        case overlapped = "overlapped all-reduce"
+        case overlapped = "overlapped"
         /// The trainer with --zero 1: reduce-scatters overlapped, all-gather after the update.
-        case zero1 = "ZeRO-1, overlapped"
+        case zero1 = "ZeRO-1"
     }
 
     /// The backward pass's share of a micro-batch's compute (twice the forward's FLOPs).
@@ -92,15 +103,17 @@ public enum ScalingProjection {
         let microBatches = max(1, batch / (n * w.microBatch))
         let window = backwardShare * compute / Double(microBatches)
         let blocks = w.gradientBytes - w.tailBytes
+        let (b, t) = (w.blockBuckets, w.tailBuckets)
         let exposed: Double
         switch variant {
         case .afterBackward:
             exposed = link.allReduce(w.gradientBytes, machines: n)
         case .overlapped:
-            exposed = max(link.allReduce(blocks, machines: n) - window, 0) + link.allReduce(w.tailBytes, machines: n)
+            exposed = max(link.allReduce(blocks, machines: n, messages: b) - window, 0)
+                + link.allReduce(w.tailBytes, machines: n, messages: t)
         case .zero1:
-            exposed = max(link.reduceScatter(blocks, machines: n) - window, 0) + link.reduceScatter(w.tailBytes, machines: n)
-                + link.reduceScatter(w.gradientBytes, machines: n)
+            exposed = max(link.reduceScatter(blocks, machines: n, messages: b) - window, 0)
+                + link.reduceScatter(w.tailBytes, machines: n, messages: t) + link.reduceScatter(w.gradientBytes, machines: n, messages: b + t)
         }
         return Step(compute: compute, exposed: n < 2 ? 0 : exposed)
     }
