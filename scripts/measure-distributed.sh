@@ -8,7 +8,8 @@
 #
 #   scripts/measure-distributed.sh PRESET STEPS LOG_EVERY RESULTS.jsonl [TRAIN_OPTIONS...]
 # Appends one JSON line per job: preset, layout, zero, and per logged step tokens/s and
-# the share of time blocked in MPI. ONLY=allreduce runs the link benchmarks alone.
+# the share of time blocked in MPI. ONLY=allreduce runs the link benchmarks alone,
+# ONLY=links the simulated machines alone; LINKS="1gbit" picks the links.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
@@ -58,15 +59,16 @@ run_two() {  # layout-name launcher... (the job's arguments follow)
 }
 
 training=$([ "${ONLY:-}" = allreduce ] && echo no || echo yes)
-if [ $training = yes ]; then
+if [ $training = yes ] && [ "${ONLY:-}" != links ]; then
     run_alone 1
     run_alone 2
     run_two "2 ranks x 1 thread, shared memory" mpirun -np 2 --bind-to none
 fi
-for rate in 1gbit 10gbit; do
+for rate in ${LINKS:-1gbit 10gbit}; do
     "$here/simulated-machines.sh" down
     "$here/simulated-machines.sh" up "$rate"
     [ $training = yes ] && run_two "2 machines x 1 thread, $rate" "$here/simulated-machines.sh" run
+    [ "${ONLY:-}" = links ] && continue
     echo "allreduce over $rate:" >&2
     "$here/simulated-machines.sh" run "$bin" bench --allreduce | tee "$work/allreduce-$rate.txt" >&2
     python3 - "$rate" "$work/allreduce-$rate.txt" >> "$results" <<'EOF'

@@ -4,11 +4,13 @@
 // communicator. Each returns MPI's error code (MPI_SUCCESS is 0).
 #include <mpi.h>
 
-static inline int bitnet_mpi_init(void) {
-    int provided = 0;
-    // Only the main thread calls MPI; worker threads never do.
-    return MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, &provided);
+/// MPI_THREAD_SERIALIZED: the gradient buckets' collectives run on a thread of their own
+/// while the main thread computes; the two never call MPI at the same time. `provided` is
+/// the level the library grants.
+static inline int bitnet_mpi_init(int *provided) {
+    return MPI_Init_thread(NULL, NULL, MPI_THREAD_SERIALIZED, provided);
 }
+static inline int bitnet_mpi_thread_serialized(void) { return MPI_THREAD_SERIALIZED; }
 static inline int bitnet_mpi_finalize(void) { return MPI_Finalize(); }
 static inline int bitnet_mpi_rank(int *rank) { return MPI_Comm_rank(MPI_COMM_WORLD, rank); }
 static inline int bitnet_mpi_size(int *size) { return MPI_Comm_size(MPI_COMM_WORLD, size); }
@@ -25,23 +27,10 @@ static inline int bitnet_mpi_sum_doubles(double *values, int count) {
 static inline int bitnet_mpi_max_int(int *value) {
     return MPI_Allreduce(MPI_IN_PLACE, value, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
 }
-/// Starts summing `values` over the ranks in place; `bitnet_mpi_wait_all` finishes it.
-/// (Non-blocking, so a layer's gradients travel while earlier layers' backward runs.)
-static inline int bitnet_mpi_start_sum_floats(float *values, int count, MPI_Request *request) {
-    return MPI_Iallreduce(MPI_IN_PLACE, values, count, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD, request);
-}
-/// Lets started operations progress (Open MPI advances them inside MPI calls).
-static inline int bitnet_mpi_test_all(int count, MPI_Request *requests, int *done) {
-    return MPI_Testall(count, requests, done, MPI_STATUSES_IGNORE);
-}
-static inline int bitnet_mpi_wait_all(int count, MPI_Request *requests) {
-    return MPI_Waitall(count, requests, MPI_STATUSES_IGNORE);
-}
 /// ZeRO stage 1. Sums `values` (the whole bucket) over the ranks and leaves in `piece`
 /// this rank's part of the sum, counts[r] floats for rank r, in rank order.
-static inline int bitnet_mpi_start_reduce_scatter_floats(const float *values, float *piece, const int *counts,
-                                                         MPI_Request *request) {
-    return MPI_Ireduce_scatter(values, piece, counts, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD, request);
+static inline int bitnet_mpi_reduce_scatter_floats(const float *values, float *piece, const int *counts) {
+    return MPI_Reduce_scatter(values, piece, counts, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
 }
 /// Every rank's part of `values` (counts[r] floats at offsets[r], already in place on
 /// rank r) copied to every rank.

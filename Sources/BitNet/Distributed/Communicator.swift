@@ -1,6 +1,7 @@
 // The processes of one training run: one, or N ranks started by Open MPI's mpirun.
 // Data-parallel training needs only a few collectives: sum the gradients (and the loss),
-// agree on stopping. Without mpirun nothing here touches MPI.
+// agree on stopping. Without mpirun nothing here touches MPI. Every call blocks; the
+// gradient buckets' calls run on a thread of their own (CommunicationThread).
 import CMPI
 import Foundation
 
@@ -25,8 +26,13 @@ public final class Communicator: @unchecked Sendable {
     /// The world of an mpirun job: initializes MPI once. Call `finalize()` at the end.
     public static func world() throws -> Communicator {
         guard launchedByMPI else { return .single }
-        guard bitnet_mpi_init() == 0, bitnet_mpi_errors_return() == 0 else {
+        var provided: Int32 = 0
+        guard bitnet_mpi_init(&provided) == 0, bitnet_mpi_errors_return() == 0 else {
             throw BitNetError.invalid("MPI: initialization failed")
+        }
+        guard provided >= bitnet_mpi_thread_serialized() else {
+            _ = bitnet_mpi_finalize()
+            throw BitNetError.invalid("MPI: this Open MPI does not support MPI_THREAD_SERIALIZED (the gradient sums' thread needs it)")
         }
         var rank: Int32 = 0, size: Int32 = 0
         guard bitnet_mpi_rank(&rank) == 0, bitnet_mpi_size(&size) == 0 else { throw BitNetError.invalid("MPI: no rank or size") }
@@ -37,15 +43,15 @@ public final class Communicator: @unchecked Sendable {
         if usesMPI { _ = bitnet_mpi_finalize() }
     }
 
-    /// values[i] = the sum over ranks of values[i], on every rank. Blocking: Open MPI's
-    /// MPI_Allreduce ran 64 MiB twice as fast as its non-blocking MPI_Iallreduce here.
+    /// values[i] = the sum over ranks of values[i], on every rank. (Open MPI's blocking
+    /// MPI_Allreduce ran 64 MiB twice as fast as its non-blocking MPI_Iallreduce here.)
     public func sum(_ values: UnsafeMutablePointer<Float>, count: Int) throws {
         guard usesMPI else { return }
         try Self.inPieces(count) { offset, n in try check(bitnet_mpi_sum_floats(values + offset, n), "sum of gradients") }
     }
 
     /// MPI counts are Int32: calls `body(offset, n)` over pieces covering 0..<count.
-    fileprivate static func inPieces(_ count: Int, _ body: (Int, Int32) throws -> Void) rethrows {
+    private static func inPieces(_ count: Int, _ body: (Int, Int32) throws -> Void) rethrows {
         var offset = 0
         while offset < count {
             let n = min(count - offset, Int(Int32.max / 2))
@@ -54,55 +60,16 @@ public final class Communicator: @unchecked Sendable {
         }
     }
 
-    /// Sums of several buffers started one by one and finished together: each bucket's
-    /// all-reduce travels while the caller computes the next (the backward pass of the
-    /// layers below). One per step; the buffers must stay untouched until `finish`.
-    public final class PendingSums {
-        private let ranks: Communicator
-        private var requests: [MPI_Request?] = []
-
-        fileprivate init(_ ranks: Communicator) { self.ranks = ranks }
-
-        /// Starts summing values[0..<count] over the ranks, in place.
-        public func start(_ values: UnsafeMutablePointer<Float>, count: Int) throws {
-            guard ranks.usesMPI, count > 0 else { return }
-            try Communicator.inPieces(count) { offset, n in
-                var request: MPI_Request?
-                try ranks.check(bitnet_mpi_start_sum_floats(values + offset, n, &request), "sum of gradients")
-                requests.append(request)
-            }
-            try progress()
+    /// Sums values[0..<counts.sum()] over the ranks, leaving rank r's part of the sum
+    /// (counts[r] floats, after those of ranks 0..<r) in `piece` (ZeRO-1).
+    public func reduceScatter(_ values: UnsafePointer<Float>, into piece: UnsafeMutablePointer<Float>,
+                              counts: UnsafePointer<Int32>) throws {
+        guard usesMPI else {
+            piece.update(from: values, count: Int(counts[0]))
+            return
         }
-
-        /// Starts summing values[0..<counts.sum()] over the ranks, leaving rank r's part of
-        /// the sum (counts[r] floats, after those of ranks 0..<r) in `piece` (ZeRO-1).
-        /// `counts` must stay valid until `finish`.
-        public func startReduceScatter(_ values: UnsafePointer<Float>, into piece: UnsafeMutablePointer<Float>,
-                                       counts: UnsafePointer<Int32>) throws {
-            guard ranks.usesMPI else { return }
-            var request: MPI_Request?
-            try ranks.check(bitnet_mpi_start_reduce_scatter_floats(values, piece, counts, &request), "sum of gradients")
-            requests.append(request)
-            try progress()
-        }
-
-        /// A chance for the started operations to move (Open MPI progresses them inside MPI calls).
-        private func progress() throws {
-            var done: Int32 = 0
-            try ranks.check(requests.withUnsafeMutableBufferPointer { bitnet_mpi_test_all(Int32($0.count), $0.baseAddress, &done) },
-                            "sum of gradients")
-        }
-
-        /// Waits until every started sum is done.
-        public func finish() throws {
-            guard !requests.isEmpty else { return }
-            try ranks.check(requests.withUnsafeMutableBufferPointer { bitnet_mpi_wait_all(Int32($0.count), $0.baseAddress) },
-                            "sum of gradients")
-            requests = []
-        }
+        try check(bitnet_mpi_reduce_scatter_floats(values, piece, counts), "sum of gradients")
     }
-
-    public func pendingSums() -> PendingSums { PendingSums(self) }
 
     /// Each rank's part of values (counts[r] floats at offsets[r], in place on rank r)
     /// copied to every rank: the parameters each rank updated under ZeRO-1.
@@ -137,7 +104,7 @@ public final class Communicator: @unchecked Sendable {
         return v != 0
     }
 
-    fileprivate func check(_ code: Int32, _ what: String) throws {
+    private func check(_ code: Int32, _ what: String) throws {
         if code != 0 { throw BitNetError.invalid("MPI: the \(what) failed on rank \(rank) (error \(code)); another rank may have died") }
     }
 }

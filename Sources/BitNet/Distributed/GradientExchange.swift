@@ -2,9 +2,9 @@
 // parameters' AdamW moments each rank keeps.
 //
 // Plain data parallelism: each gradient bucket (a block's parameters, the embedding, the
-// final norm and head) is summed onto every rank by an all-reduce, started as soon as the
-// backward pass has finished the bucket; every rank keeps all moments and applies the same
-// update. ZeRO stage 1 (Rajbhandari et al. 2020, `--zero 1`): each bucket is cut into one
+// final norm and head) is summed onto every rank by an all-reduce, queued on the
+// communication thread as soon as the backward pass has finished the bucket; every rank
+// keeps all moments and applies the same update. ZeRO stage 1 (Rajbhandari et al. 2020, `--zero 1`): each bucket is cut into one
 // piece per rank, a reduce-scatter leaves rank r the sum of its piece only, rank r updates
 // those parameters with the moments it alone keeps, and an all-gather hands the updated
 // parameters to every rank. The same traffic (an all-reduce is a reduce-scatter followed
@@ -37,11 +37,12 @@ public final class GradientExchange {
     private let buckets: [Range<Int>]
     private let layers: Int
     /// ZeRO-1: per bucket b and rank r, the length and offset (from the bucket's start) of
-    /// r's piece at [b * ranks + r]; MPI reads them until a started reduce-scatter ends.
+    /// r's piece at [b * ranks + r].
     private let counts, offsets: UnsafeMutablePointer<Int32>
     /// ZeRO-1: this rank's pieces of the summed gradients, in shard order.
     private let shardGradients: UnsafeMutablePointer<Float>?
-    private var pending: Communicator.PendingSums?
+    /// Runs the buckets' collectives during the backward (several ranks only).
+    private let thread: CommunicationThread?
 
     public init(layout: ParameterLayout, ranks: Communicator, sharded requested: Bool) throws {
         self.ranks = ranks
@@ -51,6 +52,7 @@ public final class GradientExchange {
         buckets = Self.buckets(layout)
         counts = .allocate(capacity: buckets.count * n)
         offsets = .allocate(capacity: buckets.count * n)
+        thread = n > 1 ? CommunicationThread() : nil
         guard sharded else {
             shard = .whole(layout.totalCount)
             shardGradients = nil
@@ -75,6 +77,7 @@ public final class GradientExchange {
     }
 
     deinit {
+        thread?.stop()
         counts.deallocate()
         offsets.deallocate()
         shardGradients?.deallocate()
@@ -107,34 +110,30 @@ public final class GradientExchange {
 
     // MARK: One step
 
-    /// Before the backward pass of a step's last own micro-batch.
-    public func beginStep() {
-        pending = ranks.size > 1 ? ranks.pendingSums() : nil
-    }
-
     /// Starts combining block `layer`'s gradients (final once its backward is done).
     public func send(layer: Int, gradients: UnsafeMutablePointer<Float>) throws {
         try send(bucket: layer, gradients: gradients)
     }
 
-    /// Starts the remaining buckets, waits for all, and returns the gradients the
+    /// Sends the remaining buckets, waits for all, and returns the gradients the
     /// optimizer reads: all of them, or under ZeRO-1 this rank's shard.
     public func finish(gradients: UnsafeMutablePointer<Float>) throws -> UnsafeMutablePointer<Float> {
         try send(bucket: layers, gradients: gradients)
         try send(bucket: layers + 1, gradients: gradients)
-        try pending?.finish()
-        pending = nil
+        try thread?.finish()
         return shardGradients ?? gradients
     }
 
+    /// Queues bucket b's sum; the backward must not touch the bucket until `finish`.
     private func send(bucket b: Int, gradients: UnsafeMutablePointer<Float>) throws {
-        guard let pending else { return }
-        let bucket = buckets[b]
+        guard let thread else { return }
+        let bucket = buckets[b], ranks = self.ranks
+        let values = gradients + bucket.lowerBound
         if let shardGradients {
-            try pending.startReduceScatter(gradients + bucket.lowerBound, into: shardGradients + shard.pieces[b].local,
-                                           counts: counts + b * ranks.size)
+            let piece = shardGradients + shard.pieces[b].local, counts = self.counts + b * ranks.size
+            thread.submit { try ranks.reduceScatter(values, into: piece, counts: counts) }
         } else {
-            try pending.start(gradients + bucket.lowerBound, count: bucket.count)
+            thread.submit { try ranks.sum(values, count: bucket.count) }
         }
     }
 

@@ -113,7 +113,6 @@ public final class TrainingSession {
             loss += Double(model.forward(tokens: tokens, targets: targets, batch: micro, length: context))
             if distributed && index == lastOwn {
                 let (exchange, gradients) = (self.exchange, model.gradients)
-                exchange.beginStep()
                 try model.backward(lossScale: 1 / Float(accumulation)) { l in
                     try timed { try exchange.send(layer: l, gradients: gradients) }
                 }
