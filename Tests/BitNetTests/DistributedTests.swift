@@ -248,6 +248,46 @@ import Testing
         #expect(worst < Self.cases[0].2)
     }
 
+    /// The other way round: a run checkpointed by one process (terminated part way)
+    /// resumes on two ranks, to within the fp tolerance of the uninterrupted process.
+    @Test func aOneProcessCheckpointResumesOnTwoRanks() throws {
+        setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1)
+        setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1)
+        let whole = Fixtures.temporaryDirectory("alone-whole"), cut = Fixtures.temporaryDirectory("alone-cut")
+        let arguments = { (out: URL) in
+            ["train", "--data", Fixtures.shared.data, "--out", out.path, "--preset", "tiny", "--mode", "fp", "--context", "32",
+             "--steps", "300", "--batch-size", "8", "--micro-batch-size", "2", "--log-every", "25", "--eval-every", "100",
+             "--eval-windows", "4", "--checkpoint-every", "1000", "--threads", "1"]
+        }
+        #expect(try Fixtures.run(arguments(whole)).status == 0)
+        let job = try Fixtures.launch(arguments(cut))
+        let metrics = cut.appendingPathComponent("metrics.jsonl")
+        let deadline = Date().addingTimeInterval(120)
+        while ((try? Data(contentsOf: metrics))?.count ?? 0) == 0 && Date() < deadline { usleep(20_000) }
+        kill(job.process.processIdentifier, SIGTERM)
+        let out = try job.finish()
+        #expect(out.status == 143 && out.stderr.contains("checkpoint saved at step"), "\(out.stderr.suffix(800))")
+        let resumed = try Fixtures.run(["-np", "2", "--oversubscribe", Fixtures.executable.path, "train", "--data", Fixtures.shared.data,
+                                        "--out", cut.path, "--resume", "--threads", "1"], executable: Self.mpirun)
+        #expect(resumed.status == 0, "\(resumed.stderr.suffix(1500))")
+        let worst = try Self.largestDifference(whole, cut)
+        print("fp: one process resumed on 2 ranks: largest relative loss difference: \(worst)")
+        #expect(worst < Self.cases[0].2)
+    }
+
+    /// A hostfile that does not exist: mpirun itself says so in its first lines and exits
+    /// non-zero at once; no rank starts.
+    @Test func aMissingHostfileFailsAtOnce() throws {
+        setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1)
+        setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1)
+        let started = Date()
+        let out = try Fixtures.run(["-np", "2", "--hostfile", "/nonexistent/hosts", Fixtures.executable.path, "train", "--data",
+                                    Fixtures.shared.data, "--out", Fixtures.temporaryDirectory("no-hosts").path], executable: Self.mpirun)
+        #expect(out.status != 0)
+        #expect(out.stderr.contains("unable to open the hostfile") && out.stderr.contains("/nonexistent/hosts"), "\(out.stderr)")
+        #expect(Date().timeIntervalSince(started) < 30)
+    }
+
     /// The alpha-beta fit recovers a known latency and bandwidth, and `bench --allreduce`
     /// under mpirun measures every size and prints the fit.
     @Test func allReduceBenchmarkAndFit() throws {
