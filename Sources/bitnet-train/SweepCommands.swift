@@ -36,6 +36,9 @@ struct SweepCommand: ParsableCommand {
             help: ArgumentHelp("lr-sweep directories, comma-separated: each mode's best rate there; from two or more widths, "
                                + "lr = a width^-k fitted per mode and applied to each size's width."))
     var lrFrom: String?
+    @Flag(help: ArgumentHelp("Plan instead of training: time a few steps of every run here and print its tokens, "
+                             + "tokens/s and CPU-hours, and the total. Writes nothing."))
+    var plan = false
 
     func validate() throws {
         let budgets = [tokens != nil, tokensPerParam != nil, flops != nil].filter { $0 }.count
@@ -58,6 +61,7 @@ struct SweepCommand: ParsableCommand {
                 seed: seed, evalWindows: evalWindows,
                 learningRateRule: try lrFrom.map { try LearningRateRule.from(sweeps: parseList($0, flag: "--lr-from") { URL(fileURLWithPath: $0) }) })
             if let rule = definition.learningRateRule { log("peak learning rates: \(rule.description)") }
+            if plan { return try printPlan(definition) }
             let directory = URL(fileURLWithPath: out)
             let interrupted = InterruptFlag()
             var progress: ProgressPrinter?
@@ -86,6 +90,21 @@ struct SweepCommand: ParsableCommand {
             try printLine(markdown)
             log("wrote \(out)/report.md, results.csv, results.json and the plots")
         }
+    }
+}
+
+extension SweepCommand {
+    /// `--plan`: a Markdown table of every run's compute on this machine.
+    func printPlan(_ definition: SweepDefinition) throws {
+        log("machine: \(Machine.description); timing 3 steps of every run (\(definition.budget))")
+        try printLine("| run | non-embedding parameters | steps | tokens | tokens/s | hours |")
+        try printLine("|---|---|---|---|---|---|")
+        let runs = try Sweep.plan(definition: definition) { r in
+            let m = r.config.model
+            try printLine(String(format: "| %@ | %@ | %d | %@ | %.0f | %.2f |", r.run, formatCount(m.nonEmbeddingParameters),
+                                  r.config.training.steps, formatCount(r.tokens), r.tokensPerSecond, r.hours))
+        }
+        try printLine(String(format: "\ntotal: %.1f hours on this machine (%d runs)", runs.reduce(0) { $0 + $1.hours }, runs.count))
     }
 }
 

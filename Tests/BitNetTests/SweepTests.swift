@@ -73,6 +73,30 @@ func isValidSVG(_ text: String) -> Bool {
                         basePreset: "tiny", context: 32, batchSize: nil, microBatchSize: nil, seed: 3, evalWindows: 8)
     }
 
+    /// `sweep --plan`: every run with the tokens its budget gives and a measured rate, the
+    /// hours their quotient, and no sweep directory written.
+    @Test func planTimesEveryRunAndWritesNothing() throws {
+        let out = Fixtures.temporaryDirectory("plan").appendingPathComponent("sweep")
+        let result = try Fixtures.run(["sweep", "--data", Fixtures.shared.data, "--presets", "32x1,48x2", "--modes", "fp,binary",
+                                       "--tokens-per-param", "20", "--base-preset", "tiny", "--context", "32", "--out", out.path,
+                                       "--plan"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let rows = result.stdout.split(separator: "\n").filter { $0.hasPrefix("| 32x1-") || $0.hasPrefix("| 48x2-") }
+        #expect(rows.count == 4, "\(result.stdout)")
+        let definition = Self.definition(["32x1", "48x2"], budget: .tokensPerParameter(20))
+        for row in rows {
+            let cells = row.split(separator: "|").map { $0.trimmingCharacters(in: .whitespaces) }
+            let (size, mode) = (String(cells[0].split(separator: "-")[0]), WeightMode(rawValue: String(cells[0].split(separator: "-")[1])))
+            let config = try definition.runConfig(size: SweepSize(size), mode: try #require(mode), vocabSize: 320)
+            #expect(Int(cells[2]) == config.training.steps, "\(row)")
+            let rate = try #require(Double(cells[4])), hours = try #require(Double(cells[5]))
+            let tokens = Double(config.training.steps * config.training.batchSize * 32)
+            #expect(rate > 0 && abs(hours - tokens / rate / 3600) <= 0.005 + 0.01 * hours, "\(row)")
+        }
+        #expect(result.stdout.contains("total: ") && result.stdout.contains("(4 runs)"))
+        #expect(!FileManager.default.fileExists(atPath: out.path))
+    }
+
     @Test func tinySweepEndToEnd() throws {
         let dir = Fixtures.temporaryDirectory("sweep")
         var started: [String] = []

@@ -61,14 +61,7 @@ public enum Sweep {
             }
         }
         // Every run's config is checked before any training starts.
-        var plan: [(SweepSize, WeightMode, RunConfig)] = []
-        for size in definition.sizes {
-            for mode in definition.modes {
-                let config = try definition.runConfig(size: size, mode: mode, vocabSize: dataset.meta.vocabSize)
-                try dataset.check(context: config.model.context)
-                plan.append((size, mode, config))
-            }
-        }
+        let plan = try configs(definition, dataset: dataset)
         try fm.createDirectory(at: directory.appendingPathComponent("runs"), withIntermediateDirectories: true)
         try AtomicFile.writeJSON(definition, to: definitionURL)
 
@@ -95,6 +88,46 @@ public enum Sweep {
             report(.finished(result))
         }
         return results
+    }
+
+    /// Every (size, mode)'s run config, checked against the data.
+    static func configs(_ definition: SweepDefinition, dataset: TokenDataset) throws -> [(SweepSize, WeightMode, RunConfig)] {
+        var plan: [(SweepSize, WeightMode, RunConfig)] = []
+        for size in definition.sizes {
+            for mode in definition.modes {
+                let config = try definition.runConfig(size: size, mode: mode, vocabSize: dataset.meta.vocabSize)
+                try dataset.check(context: config.model.context)
+                plan.append((size, mode, config))
+            }
+        }
+        return plan
+    }
+
+    /// One run's compute, as planned before a sweep starts.
+    public struct PlannedRun: Sendable {
+        public let run: String
+        public let config: RunConfig
+        /// Tokens the budget gives it.
+        public let tokens: Int
+        /// Measured on this machine: the median of a few of the run's own training steps.
+        public let tokensPerSecond: Double
+        public var hours: Double { Double(tokens) / tokensPerSecond / 3600 }
+    }
+
+    /// The compute each run of a sweep would take here, from `steps` timed training steps
+    /// of its own config on the data's batches (nothing is written).
+    public static func plan(definition: SweepDefinition, steps: Int = 3,
+                            report: (PlannedRun) throws -> Void = { _ in }) throws -> [PlannedRun] {
+        try definition.validate()
+        let dataset = try TokenDataset(directory: definition.data)
+        return try configs(definition, dataset: dataset).map { size, mode, config in
+            let t = config.training
+            let timed = try Benchmark.training(config: config, steps: steps, warmup: 1, source: .dataset(dataset))
+            let run = PlannedRun(run: SweepDefinition.runName(size: size, mode: mode), config: config,
+                                 tokens: t.steps * t.batchSize * config.model.context, tokensPerSecond: timed.tokensPerSecond)
+            try report(run)
+            return run
+        }
     }
 
     static func summarize(trainer: Trainer, name: String, size: SweepSize, mode: WeightMode) throws -> SweepResult {
