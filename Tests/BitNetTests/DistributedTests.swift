@@ -10,15 +10,26 @@ import Testing
     /// `bitnet-train train` for 40 steps on the fixture data, under mpirun with `ranks`
     /// ranks or alone (ranks nil); 1 thread each, as two ranks share this machine.
     static func train(_ out: URL, ranks: Int?, mode: WeightMode, batch: Int = 8, extra: [String] = []) throws -> Fixtures.Output {
-        // Open MPI refuses to run as root without these (containers and CI run as root).
-        setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1)
-        setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1)
+        allowRunningAsRoot()
         let arguments = ["train", "--data", Fixtures.shared.data, "--out", out.path, "--preset", "tiny", "--mode", mode.rawValue,
                          "--context", "32", "--steps", "40", "--batch-size", "\(batch)", "--micro-batch-size", "2",
                          "--log-every", "5", "--eval-every", "20", "--eval-windows", "8", "--threads", "1"] + extra
         guard let ranks else { return try Fixtures.run(arguments) }
         return try Fixtures.run(["-np", "\(ranks)", "--oversubscribe", Fixtures.executable.path] + arguments,
                                 executable: mpirun)
+    }
+
+    /// Open MPI refuses to run as root without these (containers and CI run as root).
+    static func allowRunningAsRoot() {
+        setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1)
+        setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1)
+    }
+
+    /// Two fp runs' logged losses agree within the fp tolerance (the difference printed).
+    static func expectFPMatch(_ a: URL, _ b: URL, _ what: String) throws {
+        let worst = try largestDifference(a, b)
+        print("fp: \(what): largest relative loss difference: \(worst)")
+        #expect(worst < cases[0].2)
     }
 
     /// (loss, val_loss) per logged step.
@@ -151,8 +162,7 @@ import Testing
     static func interruptAndResume(mode: WeightMode, steps: Int, checkpointEvery: Int, extra: [String] = [],
                                    alsoResumeAlone: Bool = false, ready: (URL) -> Bool,
                                    interrupt: ([Int32]) -> Void) throws -> (Fixtures.Output, seconds: Double, whole: URL, alone: URL?) {
-        setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1)
-        setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1)
+        allowRunningAsRoot()
         let whole = Fixtures.temporaryDirectory("whole"), cut = Fixtures.temporaryDirectory("cut")
         let arguments = { (out: URL, resume: Bool) in
             twoRanks(out, resume: resume, mode: mode, steps: steps, checkpointEvery: checkpointEvery, extra: extra)
@@ -243,16 +253,13 @@ import Testing
         let copy = try #require(alone)
         let file = try SafeTensorsFile(url: copy.appendingPathComponent("checkpoint.safetensors"))
         #expect(file.tensors.keys.contains("optimizer.v.embedding.weight"))
-        let worst = try Self.largestDifference(whole, copy)
-        print("fp: ZeRO-1 on 2 ranks, resumed on one process: largest relative loss difference: \(worst)")
-        #expect(worst < Self.cases[0].2)
+        try Self.expectFPMatch(whole, copy, "ZeRO-1 on 2 ranks, resumed on one process")
     }
 
     /// The other way round: a run checkpointed by one process (terminated part way)
     /// resumes on two ranks, to within the fp tolerance of the uninterrupted process.
     @Test func aOneProcessCheckpointResumesOnTwoRanks() throws {
-        setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1)
-        setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1)
+        Self.allowRunningAsRoot()
         let whole = Fixtures.temporaryDirectory("alone-whole"), cut = Fixtures.temporaryDirectory("alone-cut")
         let arguments = { (out: URL) in
             ["train", "--data", Fixtures.shared.data, "--out", out.path, "--preset", "tiny", "--mode", "fp", "--context", "32",
@@ -270,16 +277,13 @@ import Testing
         let resumed = try Fixtures.run(["-np", "2", "--oversubscribe", Fixtures.executable.path, "train", "--data", Fixtures.shared.data,
                                         "--out", cut.path, "--resume", "--threads", "1"], executable: Self.mpirun)
         #expect(resumed.status == 0, "\(resumed.stderr.suffix(1500))")
-        let worst = try Self.largestDifference(whole, cut)
-        print("fp: one process resumed on 2 ranks: largest relative loss difference: \(worst)")
-        #expect(worst < Self.cases[0].2)
+        try Self.expectFPMatch(whole, cut, "one process resumed on 2 ranks")
     }
 
     /// A hostfile that does not exist: mpirun itself says so in its first lines and exits
     /// non-zero at once; no rank starts.
     @Test func aMissingHostfileFailsAtOnce() throws {
-        setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1)
-        setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1)
+        Self.allowRunningAsRoot()
         let started = Date()
         let out = try Fixtures.run(["-np", "2", "--hostfile", "/nonexistent/hosts", Fixtures.executable.path, "train", "--data",
                                     Fixtures.shared.data, "--out", Fixtures.temporaryDirectory("no-hosts").path], executable: Self.mpirun)
@@ -301,8 +305,7 @@ import Testing
         let bent = [AllReduceBenchmark.Point(bytes: 1 << 20, seconds: 8e-3), AllReduceBenchmark.Point(bytes: 1 << 24, seconds: 0.28)]
         let clamped = try #require(AllReduceBenchmark.fit(bent))
         #expect(clamped.alpha == 0 && clamped.beta > 8e-3 / Double(1 << 20) && clamped.beta < 0.28 / Double(1 << 24), "\(clamped)")
-        setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1)
-        setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1)
+        Self.allowRunningAsRoot()
         let out = try Fixtures.run(["-np", "2", "--oversubscribe", Fixtures.executable.path, "bench", "--allreduce"],
                                    executable: Self.mpirun)
         #expect(out.status == 0, "\(out.stderr.suffix(1500))")
