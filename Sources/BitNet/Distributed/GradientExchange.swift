@@ -36,6 +36,8 @@ public final class GradientExchange {
     /// The buckets: blocks 0..<layers, then the embedding, then the final norm and head.
     private let buckets: [Range<Int>]
     private let layers: Int
+    /// Floats in the parameter block.
+    private let totalCount: Int
     /// ZeRO-1: per bucket b and rank r, the length and offset (from the bucket's start) of
     /// r's piece at [b * ranks + r].
     private let counts, offsets: UnsafeMutablePointer<Int32>
@@ -49,6 +51,7 @@ public final class GradientExchange {
         let n = ranks.size
         sharded = requested && n > 1
         layers = layout.layers.count
+        totalCount = layout.totalCount
         buckets = Self.buckets(layout)
         counts = .allocate(capacity: buckets.count * n)
         offsets = .allocate(capacity: buckets.count * n)
@@ -160,7 +163,7 @@ public final class GradientExchange {
     public func withWholeMoments(of optimizer: AdamW,
                                  _ body: ((m: UnsafePointer<Float>, v: UnsafePointer<Float>)?) throws -> Void) throws {
         guard sharded else { return try body((UnsafePointer(optimizer.m), UnsafePointer(optimizer.v))) }
-        let total = buckets.map(\.upperBound).max() ?? 0, n = ranks.size
+        let total = totalCount, n = ranks.size
         let whole = UnsafeMutablePointer<Float>.allocate(capacity: ranks.isRoot ? 2 * max(total, 1) : 1)
         defer { whole.deallocate() }
         if ranks.isRoot { whole.initialize(repeating: 0, count: 2 * total) }
@@ -178,7 +181,7 @@ public final class GradientExchange {
     public func loadMoments(into optimizer: AdamW,
                             _ fill: (_ m: UnsafeMutablePointer<Float>, _ v: UnsafeMutablePointer<Float>) throws -> Void) throws {
         guard sharded else { return try fill(optimizer.m, optimizer.v) }
-        let total = buckets.map(\.upperBound).max() ?? 0
+        let total = totalCount
         let whole = UnsafeMutablePointer<Float>.allocate(capacity: 2 * max(total, 1))
         defer { whole.deallocate() }
         whole.initialize(repeating: 0, count: 2 * total)

@@ -48,20 +48,19 @@ public enum ScalingProjection {
         /// Buckets: one per block, and the two after the backward (embedding; final norm
         /// and head).
         public let blockBuckets: Int
-        public let tailBuckets = 2
+        public static let tailBuckets = 2
         /// Tokens per second of one whole machine.
         public let tokensPerSecond: Double
         public let context: Int
         public let microBatch: Int
 
         public init(name: String, config: ModelConfig, microBatch: Int, tokensPerSecond: Double) {
-            let layout = ParameterLayout(config: config)
-            let blocks = (0..<config.layers).map { layout.range(ofLayer: $0) }
-            let inBlocks = blocks.reduce(0) { $0 + $1.count }
+            // The trainer's own buckets: the blocks, then the tail's.
+            let buckets = GradientExchange.buckets(ParameterLayout(config: config))
             self.name = name
-            gradientBytes = 4 * Double(layout.totalCount)
-            tailBytes = 4 * Double(layout.totalCount - inBlocks)
-            blockBuckets = config.layers
+            gradientBytes = 4 * Double(buckets.reduce(0) { $0 + $1.count })
+            tailBytes = 4 * Double(buckets.suffix(Self.tailBuckets).reduce(0) { $0 + $1.count })
+            blockBuckets = buckets.count - Self.tailBuckets
             self.tokensPerSecond = tokensPerSecond
             context = config.context
             self.microBatch = microBatch
@@ -103,7 +102,7 @@ public enum ScalingProjection {
         let microBatches = max(1, batch / (n * w.microBatch))
         let window = backwardShare * compute / Double(microBatches)
         let blocks = w.gradientBytes - w.tailBytes
-        let (b, t) = (w.blockBuckets, w.tailBuckets)
+        let (b, t) = (w.blockBuckets, Workload.tailBuckets)
         let exposed: Double
         switch variant {
         case .afterBackward:

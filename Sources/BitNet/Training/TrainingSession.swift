@@ -3,8 +3,9 @@
 // clip, AdamW at the schedule's rate. With several ranks (mpirun) every rank draws the
 // step's whole sequence of micro-batches, computes those whose index is its rank modulo
 // the number of ranks, and the gradients are summed across ranks before the update, so
-// the data and the result do not depend on the number of ranks (up to FP32 sum order). The session owns the model, the optimizer, the
-// schedule and the step counter and data generator that a checkpoint saves.
+// the data and the result do not depend on the number of ranks (up to FP32 sum order).
+// The session owns the model, the optimizer, the schedule and the step counter and data
+// generator that a checkpoint saves.
 import Foundation
 
 /// Where a step's sequences come from.
