@@ -298,6 +298,12 @@ import BitNetRuntime
                                mentions: "not a valid SentencePiece model")
         try expectCleanFailure(["train", "--data", dir.path + "/nodata", "--out", dir.path + "/r"], mentions: "meta.json: missing")
         try expectCleanFailure(["train", "--data", data, "--out", dir.path + "/r", "--preset", "huge"], mentions: "unknown preset 'huge'")
+        try expectCleanFailure(["train", "--data", data, "--out", dir.path + "/r", "--zero", "2"], mentions: "--zero must be 0 or 1")
+        try expectCleanFailure(["project-scaling", "--link", "1gbit=5", "--workload", "small=3000"],
+                               mentions: "--link: expected NAME=ALPHA_US,BETA_NS")
+        try expectCleanFailure(["project-scaling", "--link", "1gbit=0,6.7", "--workload", "huge=3000"], mentions: "unknown preset 'huge'")
+        try expectCleanFailure(["project-scaling", "--link", "1gbit=0,6.7", "--workload", "small=-1"],
+                               mentions: "--workload: expected PRESET=TOKENS_PER_SECOND")
         try expectCleanFailure(["train", "--data", data, "--out", dir.path + "/r", "--dim", "100", "--heads", "3"],
                                mentions: "heads (3) must divide dim (100)")
         try expectCleanFailure(["train", "--data", data, "--out", dir.path + "/r", "--layers", "0"],
