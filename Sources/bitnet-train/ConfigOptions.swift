@@ -5,7 +5,9 @@ import BitNet
 import BitNetCLI
 
 struct ConfigOptions: ParsableArguments {
-    @Option(help: "Size preset (see 'bitnet-train presets').") var preset: String = "mini"
+    @Option(help: ArgumentHelp("Size preset (see 'bitnet-train presets'), or WIDTHxLAYERS (e.g. 64x2) on mini's settings, "
+                               + "shaped as sweep's sizes are."))
+    var preset: String = "mini"
     /// Every other option: config fields by flag, read against the table in `runConfig`.
     @Argument(parsing: .allUnrecognized, help: .hidden) var fieldArguments: [String] = []
 
@@ -50,8 +52,8 @@ struct ConfigOptions: ParsableArguments {
 
     /// The preset, the data's vocabulary size, then the flags given, validated.
     func runConfig(vocabSize: Int?) throws -> RunConfig {
-        let p = try Preset.named(preset)
-        let base = RunConfig(preset: preset, model: p.model, training: p.training)
+        let (model, training) = try SweepSize(preset).config(basePreset: "mini")
+        let base = RunConfig(preset: preset, model: model, training: training)
         return try base.overriding((vocabSize.map { [("vocab_size", "\($0)")] } ?? []) + fieldValues())
     }
 }

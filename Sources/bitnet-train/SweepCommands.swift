@@ -36,6 +36,9 @@ struct SweepCommand: ParsableCommand {
             help: ArgumentHelp("lr-sweep directories, comma-separated: each mode's best rate there; from two or more widths, "
                                + "lr = a width^-k fitted per mode and applied to each size's width."))
     var lrFrom: String?
+    @Option(help: ArgumentHelp("A second text file (a corpus the models are not trained on) every finished run is also "
+                               + "evaluated on, encoded with the data's tokenizer."))
+    var text: String?
     @Flag(help: ArgumentHelp("Plan instead of training: time a few steps of every run here and print its tokens, "
                              + "tokens/s and CPU-hours, and the total. Writes nothing."))
     var plan = false
@@ -59,7 +62,8 @@ struct SweepCommand: ParsableCommand {
                 modes: try parseList(modes, flag: "--modes") { WeightMode(rawValue: $0) }, budget: budget,
                 basePreset: basePreset, context: context, batchSize: batchSize, microBatchSize: microBatchSize,
                 seed: seed, evalWindows: evalWindows,
-                learningRateRule: try lrFrom.map { try LearningRateRule.from(sweeps: parseList($0, flag: "--lr-from") { URL(fileURLWithPath: $0) }) })
+                learningRateRule: try lrFrom.map { try LearningRateRule.from(sweeps: parseList($0, flag: "--lr-from") { URL(fileURLWithPath: $0) }) },
+                text: text)
             if let rule = definition.learningRateRule { log("peak learning rates: \(rule.description)") }
             if plan { return try printPlan(definition) }
             let directory = URL(fileURLWithPath: out)

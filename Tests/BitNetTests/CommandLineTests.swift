@@ -297,7 +297,7 @@ import BitNetRuntime
         try expectCleanFailure(["prepare", "--input", Fixtures.shared.corpus, "--tokenizer", binary, "--out", dir.path + "/d"],
                                mentions: "not a valid SentencePiece model")
         try expectCleanFailure(["train", "--data", dir.path + "/nodata", "--out", dir.path + "/r"], mentions: "meta.json: missing")
-        try expectCleanFailure(["train", "--data", data, "--out", dir.path + "/r", "--preset", "huge"], mentions: "unknown preset 'huge'")
+        try expectCleanFailure(["train", "--data", data, "--out", dir.path + "/r", "--preset", "huge"], mentions: "unknown preset or size 'huge'")
         try expectCleanFailure(["train", "--data", data, "--out", dir.path + "/r", "--zero", "2"], mentions: "--zero must be 0 or 1")
         try expectCleanFailure(["project-scaling", "--link", "1gbit=5", "--workload", "small=3000"],
                                mentions: "--link: expected NAME=ALPHA_US,BETA_NS")

@@ -68,9 +68,9 @@ func isValidSVG(_ text: String) -> Bool {
 }
 
 @Suite(.serialized) struct SweepTests {
-    static func definition(_ sizes: [String], budget: SweepBudget = .tokens(12_000)) -> SweepDefinition {
+    static func definition(_ sizes: [String], budget: SweepBudget = .tokens(12_000), text: String? = nil) -> SweepDefinition {
         SweepDefinition(data: Fixtures.shared.data, sizes: sizes.map(SweepSize.init), modes: [.fp, .binary], budget: budget,
-                        basePreset: "tiny", context: 32, batchSize: nil, microBatchSize: nil, seed: 3, evalWindows: 8)
+                        basePreset: "tiny", context: 32, batchSize: nil, microBatchSize: nil, seed: 3, evalWindows: 8, text: text)
     }
 
     /// `sweep --plan`: every run with the tokens its budget gives and a measured rate, the
@@ -100,13 +100,22 @@ func isValidSVG(_ text: String) -> Bool {
     @Test func tinySweepEndToEnd() throws {
         let dir = Fixtures.temporaryDirectory("sweep")
         var started: [String] = []
-        let results = try Sweep.run(definition: Self.definition(["32x1", "tiny"]), directory: dir, force: false) { event in
+        // A second corpus: another text from the same generator (a different seed).
+        let text = dir.appendingPathComponent("second.txt")
+        try Fixtures.corpusText(lines: 400, seed: 11).write(to: text, atomically: true, encoding: .utf8)
+        let definition = Self.definition(["32x1", "tiny"], text: text.path)
+        let results = try Sweep.run(definition: definition, directory: dir, force: false) { event in
             if case .starting(let run, _, _, _, _) = event { started.append(run) }
         }
         #expect(results.count == 4)
         #expect(started == ["32x1-fp", "32x1-binary", "tiny-fp", "tiny-binary"])
         for r in results {
             #expect(r.finalValLoss.isFinite && r.finalValLoss < 5.77)  // below log(320), the untrained loss
+            // The text loss is the run's checkpoint evaluated on the encoded text, as `eval --text` does.
+            let (model, _, _) = try Checkpoint.loadModel(runDirectory: dir.appendingPathComponent("runs/\(r.run)"), batch: 8)
+            let ids = try Tokenizer(path: Fixtures.shared.tokenizer).encode(try Corpus.readText(text.path))
+            let expected = Double(Evaluation.loss(model: model, tokens: ids, batch: 8))
+            #expect(abs(try #require(r.textLoss) - expected) < 1e-5 * expected, "\(r.run): \(String(describing: r.textLoss)) vs \(expected)")
             #expect(r.tokens >= 12_000 - 256 && r.tokens <= 12_000 + 256)
             #expect(r.trainingFlops > 0 && !r.curve.isEmpty)
         }
@@ -117,14 +126,15 @@ func isValidSVG(_ text: String) -> Bool {
         #expect(markdown.contains("too few points (2 < 3): no fit"))
         #expect(markdown.contains("binary - fp"))
         #expect(markdown.contains("45 nm"))
-        for name in ["loss_vs_params.svg", "loss_vs_compute.svg", "training_curves.svg"] {
+        #expect(markdown.contains("## Second corpus: `\(text.path)`"))
+        for name in ["loss_vs_params.svg", "loss_vs_compute.svg", "loss_vs_energy.svg", "training_curves.svg"] {
             let svg = try String(contentsOf: dir.appendingPathComponent(name), encoding: .utf8)
             #expect(isValidSVG(svg), "\(name) is not valid SVG")
         }
 
         // Running it again trains nothing.
         var events: [String] = []
-        _ = try Sweep.run(definition: Self.definition(["32x1", "tiny"]), directory: dir, force: false) { event in
+        _ = try Sweep.run(definition: definition, directory: dir, force: false) { event in
             switch event {
             case .skipped(let run): events.append("skip " + run)
             case .starting(let run, _, _, _, _): events.append("start " + run)
@@ -135,10 +145,11 @@ func isValidSVG(_ text: String) -> Bool {
 
         // A different definition is refused, and with force only the changed runs train.
         #expect(throws: BitNetError.self) {
-            _ = try Sweep.run(definition: Self.definition(["32x1", "tiny", "48x2"]), directory: dir, force: false) { _ in }
+            _ = try Sweep.run(definition: Self.definition(["32x1", "tiny", "48x2"], text: text.path), directory: dir, force: false) { _ in }
         }
         events = []
-        let more = try Sweep.run(definition: Self.definition(["32x1", "tiny", "48x2"]), directory: dir, force: true) { event in
+        let more = try Sweep.run(definition: Self.definition(["32x1", "tiny", "48x2"], text: text.path), directory: dir,
+                                 force: true) { event in
             if case .starting(let run, _, _, _, _) = event { events.append(run) }
         }
         #expect(events == ["48x2-fp", "48x2-binary"])
@@ -173,11 +184,81 @@ func isValidSVG(_ text: String) -> Bool {
             }
         }
         #expect(message(Self.definition([])).contains("size list is empty"))
-        #expect(message(Self.definition(["huge"])).contains("unknown size 'huge'"))
+        #expect(message(Self.definition(["huge"])).contains("unknown preset or size 'huge'"))
         #expect(message(Self.definition(["tiny"], budget: .tokens(100))).contains("less than one optimizer step"))
         #expect(message(Self.definition(["tiny"], budget: .flops(-1))).contains("budget of FLOPs per run must be positive"))
+        let short = dir.appendingPathComponent("short.txt")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        try "too short".write(to: short, atomically: true, encoding: .utf8)
+        #expect(message(Self.definition(["tiny"], text: short.path)).contains("smaller than one context window"))
+        #expect(message(Self.definition(["tiny"], text: dir.path + "/missing.txt")).contains("missing.txt"))
         // Nothing was written for a refused sweep.
         #expect(!FileManager.default.fileExists(atPath: Sweep.definitionURL(dir).path))
+    }
+
+    /// `--preset WIDTHxLAYERS` (train, bench, lr-sweep) shapes the model as the sweep's size
+    /// of that name, so an lr-sweep tunes exactly the models a sweep trains.
+    @Test func presetFlagTakesASweepSize() throws {
+        let run = Fixtures.temporaryDirectory("preset-size").appendingPathComponent("run")
+        let result = try Fixtures.run(["train", "--data", Fixtures.shared.data, "--out", run.path, "--preset", "48x2",
+                                       "--context", "32", "--steps", "1", "--batch-size", "2", "--micro-batch-size", "2"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let saved = try #require(try RunDirectory(run).readConfig())
+        let definition = SweepDefinition(data: Fixtures.shared.data, sizes: [SweepSize("48x2")], modes: [.binary], budget: .tokens(64),
+                                         basePreset: "mini", context: 32, batchSize: 2, microBatchSize: 2, seed: 0, evalWindows: 1)
+        let swept = try definition.runConfig(size: SweepSize("48x2"), mode: .binary, vocabSize: 320).model
+        #expect(saved.model == swept, "\(saved.model) vs \(swept)")
+        #expect(saved.model.dim == 48 && saved.model.layers == 2 && saved.model.heads == 3)
+    }
+
+    /// The report on results that follow known laws exactly: the held-out size is
+    /// predicted, the gap and second-corpus tables hold the differences, and the energy
+    /// fit uses each mode's arithmetic.
+    @Test func reportPredictsTheLargestSizeOfAnExactLaw() throws {
+        let dir = Fixtures.temporaryDirectory("sweep-report")
+        let sizes = ["32x1", "48x1", "64x2", "96x2", "128x3"]
+        let definition = Self.definition(sizes, text: "second.txt")
+        try AtomicFile.writeJSON(definition, to: Sweep.definitionURL(dir))
+        func law(_ mode: WeightMode, _ n: Double) -> Double { mode == .fp ? 9 * pow(n, -0.3) + 1.5 : 4 * pow(n, -0.2) + 1.8 }
+        var results: [SweepResult] = []
+        for size in sizes {
+            for mode in [WeightMode.fp, .binary] {
+                let config = try definition.runConfig(size: SweepSize(size), mode: mode, vocabSize: 320).model
+                let n = Double(config.nonEmbeddingParameters), tokens = 12_000
+                results.append(SweepResult(run: "\(size)-\(mode.rawValue)", size: size, mode: mode, parameters: config.totalParameters,
+                                           nonEmbeddingParameters: config.nonEmbeddingParameters, tokens: tokens,
+                                           trainingFlops: 6 * n * Double(tokens), wallSeconds: 1800, finalTrainLoss: law(mode, n),
+                                           finalValLoss: law(mode, n), textLoss: law(mode, n) + (mode == .fp ? 1 : 1.25), curve: []))
+            }
+        }
+        try Sweep.saveResults(results, directory: dir)
+        let report = try SweepReport(directory: dir)
+        let predictions = report.predictions()
+        #expect(predictions.count == 4)  // 2 modes x (parameters, compute)
+        for p in predictions {
+            #expect(p.heldOut.size == "128x3" && p.fit.points == 4)
+            #expect(abs(p.error) < 1e-3, "\(p.mode) against \(p.against): predicted \(p.predicted), actual \(p.heldOut.finalValLoss)")
+        }
+        // Energy: fp's FP16 multiply-adds cost more per token than binary's additions at every size.
+        for size in sizes {
+            let fp = try #require(results.first { $0.size == size && $0.mode == .fp })
+            let binary = try #require(results.first { $0.size == size && $0.mode == .binary })
+            #expect(report.inferenceEnergy(fp) > 10 * report.inferenceEnergy(binary))
+        }
+        #expect(try #require(report.fitAgainstEnergy(.fp)).rSquared > 0.99)
+        let markdown = try report.write()
+        #expect(markdown.contains("Wall time of the runs in all: 5.00 hours."))
+        #expect(markdown.contains("## Prediction test"))
+        #expect(markdown.contains("inference energy per token"))
+        // The second corpus's gaps are the validation gaps plus 0.25.
+        let second = try #require(markdown.components(separatedBy: "## Second corpus").last)
+        let firstRow = try #require(second.split(separator: "\n").first { $0.hasPrefix("| 32x1 |") })
+        let fp = try #require(results.first { $0.run == "32x1-fp" }), binary = try #require(results.first { $0.run == "32x1-binary" })
+        let gap = binary.finalValLoss - fp.finalValLoss
+        #expect(firstRow.contains(String(format: "%+.4f |", gap + 0.25)), "\(firstRow)")
+        #expect(markdown.contains(String(format: "| 32x1 | %d | %.4f | %.4f | %+.4f |", fp.nonEmbeddingParameters, fp.finalValLoss,
+                                         binary.finalValLoss, gap)))
+        #expect(isValidSVG(try String(contentsOf: dir.appendingPathComponent("loss_vs_energy.svg"), encoding: .utf8)))
     }
 
     @Test func learningRateSweepFlagsDivergence() throws {

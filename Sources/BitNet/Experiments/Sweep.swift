@@ -15,22 +15,25 @@ public struct SweepResult: Codable, Sendable, Equatable {
     public var wallSeconds: Double
     public var finalTrainLoss: Double
     public var finalValLoss: Double
+    /// Loss on the sweep's second corpus (`text`), when it has one.
+    public var textLoss: Double?
     /// (tokens seen, training loss) at each logged step, for the training-curve plot.
     public var curve: [[Double]]
 
     enum CodingKeys: String, CodingKey {
         case run, size, mode, parameters, nonEmbeddingParameters = "non_embedding_parameters", tokens
         case trainingFlops = "training_flops", wallSeconds = "wall_seconds", finalTrainLoss = "final_train_loss"
-        case finalValLoss = "final_val_loss", curve
+        case finalValLoss = "final_val_loss", textLoss = "text_loss", curve
     }
 
     public static let csvHeader =
-        "run,size,mode,parameters,non_embedding_parameters,tokens,training_flops,wall_seconds,final_train_loss,final_val_loss"
+        "run,size,mode,parameters,non_embedding_parameters,tokens,training_flops,wall_seconds,final_train_loss,final_val_loss,text_loss"
 
     public var csvRow: String {
         [run, size, mode.rawValue, String(parameters), String(nonEmbeddingParameters), String(tokens),
          String(format: "%.6g", trainingFlops), String(format: "%.1f", wallSeconds),
-         String(format: "%.5f", finalTrainLoss), String(format: "%.5f", finalValLoss)].joined(separator: ",")
+         String(format: "%.5f", finalTrainLoss), String(format: "%.5f", finalValLoss),
+         textLoss.map { String(format: "%.5f", $0) } ?? ""].joined(separator: ",")
     }
 }
 
@@ -60,8 +63,9 @@ public enum Sweep {
                 throw BitNetError.occupied("\(directory.path) holds a different sweep (\(definitionURL.lastPathComponent) differs)")
             }
         }
-        // Every run's config is checked before any training starts.
+        // Every run's config (and the second corpus) is checked before any training starts.
         let plan = try configs(definition, dataset: dataset)
+        let text = try textTokens(definition, dataset: dataset, context: plan.map(\.2.model.context).max() ?? 0)
         try fm.createDirectory(at: directory.appendingPathComponent("runs"), withIntermediateDirectories: true)
         try AtomicFile.writeJSON(definition, to: definitionURL)
 
@@ -82,7 +86,7 @@ public enum Sweep {
             trainer.shouldStop = shouldStop
             try trainer.run { report(.training(run: name, $0)) }
             if trainer.state.step < config.training.steps { return results }  // stopped
-            let result = try summarize(trainer: trainer, name: name, size: size, mode: mode)
+            let result = try summarize(trainer: trainer, name: name, size: size, mode: mode, text: text)
             results.append(result)
             try saveResults(results, directory: directory)
             report(.finished(result))
@@ -130,7 +134,19 @@ public enum Sweep {
         }
     }
 
-    static func summarize(trainer: Trainer, name: String, size: SweepSize, mode: WeightMode) throws -> SweepResult {
+    /// The second corpus as token ids of the data's tokenizer, long enough for a window of
+    /// every run's context.
+    static func textTokens(_ definition: SweepDefinition, dataset: TokenDataset, context: Int) throws -> [Int32]? {
+        guard let path = definition.text else { return nil }
+        let ids = try Tokenizer(path: dataset.tokenizerPath).encode(try Corpus.readText(path))
+        guard ids.count > context else {
+            throw BitNetError.invalid("--text \(path): \(ids.count) tokens is smaller than one context window (\(context) + 1)")
+        }
+        return ids
+    }
+
+    static func summarize(trainer: Trainer, name: String, size: SweepSize, mode: WeightMode,
+                          text: [Int32]?) throws -> SweepResult {
         let config = trainer.config.model
         let metrics = trainer.directory.readMetrics()
         let tokensPerStep = Double(trainer.config.training.batchSize * config.context)
@@ -143,7 +159,10 @@ public enum Sweep {
             run: name, size: size.name, mode: mode, parameters: config.totalParameters,
             nonEmbeddingParameters: config.nonEmbeddingParameters, tokens: tokens,
             trainingFlops: config.trainingFlopsPerToken * Double(tokens), wallSeconds: trainer.state.elapsedSeconds,
-            finalTrainLoss: curve.last?[1] ?? .nan, finalValLoss: Double(try trainer.validationLoss()), curve: curve)
+            finalTrainLoss: curve.last?[1] ?? .nan, finalValLoss: Double(try trainer.validationLoss()),
+            textLoss: text.map { Double(Evaluation.loss(model: trainer.model, tokens: $0, batch: trainer.config.training.microBatchSize)) }
+                .flatMap { $0.isFinite ? $0 : nil },
+            curve: curve)
     }
 
     public static func loadResults(_ directory: URL) -> [SweepResult] {

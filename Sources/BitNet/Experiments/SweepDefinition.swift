@@ -53,7 +53,7 @@ public struct SweepSize: Codable, Sendable, Equatable {
         if let preset = Preset.all.first(where: { $0.name == name }) { return (preset.model, preset.training) }
         let parts = name.lowercased().split(separator: "x")
         guard parts.count == 2, let dim = Int(parts[0]), let layers = Int(parts[1]), dim > 0, layers > 0 else {
-            throw BitNetError.invalid("unknown size '\(name)': give a preset (\(Preset.all.map(\.name).joined(separator: ", "))) "
+            throw BitNetError.invalid("unknown preset or size '\(name)': give a preset (\(Preset.all.map(\.name).joined(separator: ", "))) "
                               + "or WIDTHxLAYERS such as 96x3")
         }
         let base = try Preset.named(basePreset)
@@ -87,10 +87,13 @@ public struct SweepDefinition: Codable, Sendable, Equatable {
     public var evalWindows: Int
     /// Peak learning rates by mode and width from lr-sweeps (nil: each mode's default).
     public var learningRateRule: LearningRateRule?
+    /// A text file every finished run is also evaluated on (a second corpus the models
+    /// were not trained on), encoded with the data's tokenizer.
+    public var text: String?
 
     public init(data: String, sizes: [SweepSize], modes: [WeightMode], budget: SweepBudget, basePreset: String,
                 context: Int?, batchSize: Int?, microBatchSize: Int?, seed: UInt64, evalWindows: Int,
-                learningRateRule: LearningRateRule? = nil) {
+                learningRateRule: LearningRateRule? = nil, text: String? = nil) {
         self.data = data
         self.sizes = sizes
         self.modes = modes
@@ -102,6 +105,7 @@ public struct SweepDefinition: Codable, Sendable, Equatable {
         self.seed = seed
         self.evalWindows = evalWindows
         self.learningRateRule = learningRateRule
+        self.text = text
     }
 
     public func validate() throws {

@@ -35,11 +35,66 @@ public struct SweepReport {
         return PowerLawFit.fit(x: r.map(\.trainingFlops), y: r.map(\.finalValLoss))
     }
 
+    /// The arithmetic a mode's products use at inference: FP16 multiply-adds for `fp`
+    /// (the paper's baseline), additions only for BitNet, INT8 multiply-adds for `int4`
+    /// (Table 2 has no INT4 figures, so this is an upper bound).
+    static func inferenceArithmetic(_ mode: WeightMode) -> EnergyEstimate.Arithmetic {
+        switch mode {
+        case .fp: .fp16
+        case .binary, .ternary: .bitnet
+        case .int4: .int8
+        }
+    }
+
+    /// The node the loss-against-energy plot uses (the paper's energy figures are at 7 nm).
+    static let energyNode = OperationEnergy.nodes[1]
+
+    /// Arithmetic energy per token of a run's projections at inference (NaN when its
+    /// config cannot be found).
+    func inferenceEnergy(_ r: SweepResult) -> Double {
+        runConfig(r).map {
+            EnergyEstimate.picojoulesPerToken(config: $0, arithmetic: Self.inferenceArithmetic(r.mode), energy: Self.energyNode)
+        } ?? .nan
+    }
+
+    public func fitAgainstEnergy(_ mode: WeightMode) -> PowerLawFit? {
+        let r = rows(mode).filter { inferenceEnergy($0).isFinite }
+        return PowerLawFit.fit(x: r.map(inferenceEnergy), y: r.map(\.finalValLoss))
+    }
+
+    /// A law fitted on every size but the largest, and what it says of the largest.
+    public struct Prediction: Sendable {
+        public let mode: WeightMode
+        public let against: String
+        public let heldOut: SweepResult
+        public let fit: PowerLawFit
+        public var predicted: Double { fit.predict(x) }
+        public let x: Double
+        public var error: Double { predicted - heldOut.finalValLoss }
+    }
+
+    /// The BitNet paper's claim that small runs predict large ones, tested per mode: fitted
+    /// on all sizes but the largest (at least 3), against parameters and against compute.
+    public func predictions() -> [Prediction] {
+        modes.flatMap { mode -> [Prediction] in
+            let r = rows(mode)
+            guard r.count >= 4, let largest = r.last else { return [] }
+            let fitted = r.dropLast()
+            let axes: [(String, (SweepResult) -> Double)] = [("non-embedding parameters", { Double($0.nonEmbeddingParameters) }),
+                                                             ("training FLOPs", \.trainingFlops)]
+            return axes.compactMap { against, x in
+                PowerLawFit.fit(x: fitted.map(x), y: fitted.map(\.finalValLoss)).map {
+                    Prediction(mode: mode, against: against, heldOut: largest, fit: $0, x: x(largest))
+                }
+            }
+        }
+    }
+
     /// Writes report.md and the three plots; returns the Markdown.
     @discardableResult
     public func write() throws -> String {
         let plots = [("loss_vs_params.svg", lossVersusParameters()), ("loss_vs_compute.svg", lossVersusCompute()),
-                     ("training_curves.svg", trainingCurves())]
+                     ("loss_vs_energy.svg", lossVersusEnergy()), ("training_curves.svg", trainingCurves())]
         for (name, svg) in plots { try AtomicFile.write(Data(svg.utf8), to: directory.appendingPathComponent(name)) }
         let markdown = self.markdown()
         try AtomicFile.write(Data(markdown.utf8), to: directory.appendingPathComponent("report.md"))
@@ -60,9 +115,11 @@ public struct SweepReport {
             md += "| \(r.run) | \(r.mode.rawValue) | \(r.parameters) | \(r.nonEmbeddingParameters) | \(r.tokens) | "
                 + String(format: "%.3g | %.0f s | %.4f | %.4f |\n", r.trainingFlops, r.wallSeconds, r.finalTrainLoss, r.finalValLoss)
         }
+        md += String(format: "\nWall time of the runs in all: %.2f hours.\n", results.reduce(0) { $0 + $1.wallSeconds } / 3600)
         md += "\n## Fits: L = a * x^(-alpha) + c\n\n| mode | against | a | alpha | c | R^2 | points |\n|---|---|---|---|---|---|---|\n"
         for mode in modes {
-            for (against, fit) in [("non-embedding parameters", fitAgainstParameters(mode)), ("training FLOPs", fitAgainstCompute(mode))] {
+            for (against, fit) in [("non-embedding parameters", fitAgainstParameters(mode)), ("training FLOPs", fitAgainstCompute(mode)),
+                                   ("inference energy per token", fitAgainstEnergy(mode))] {
                 if let f = fit {
                     md += "| \(mode.rawValue) | \(against) | " + String(format: "%.4g | %.4f | %.4f | %.4f | %d |\n", f.a, f.alpha, f.c, f.rSquared, f.points)
                 } else {
@@ -70,21 +127,48 @@ public struct SweepReport {
                 }
             }
         }
-        if modes.contains(.fp) && modes.count > 1 {
-            md += "\n## Gap to full precision (final validation loss)\n\n| size | non-embedding | "
-                + modes.filter { $0 != .fp }.map { "\($0.rawValue) - fp" }.joined(separator: " | ") + " |\n"
-            md += "|---|---|" + modes.filter { $0 != .fp }.map { _ in "---|" }.joined() + "\n"
-            for fp in rows(.fp) {
-                let gaps = modes.filter { $0 != .fp }.map { m -> String in
-                    guard let other = results.first(where: { $0.mode == m && $0.size == fp.size }) else { return "-" }
-                    return String(format: "%+.4f", other.finalValLoss - fp.finalValLoss)
-                }
-                md += "| \(fp.size) | \(fp.nonEmbeddingParameters) | " + gaps.joined(separator: " | ") + " |\n"
-            }
+        md += gapTable("Gap to full precision (final validation loss)", loss: \.finalValLoss)
+        md += predictionSection()
+        if results.contains(where: { $0.textLoss != nil }) {
+            md += gapTable("Second corpus: `\(definition?.text ?? "text")` (not trained on)", loss: \.textLoss)
         }
         md += "\n## Plots\n\n![validation loss against parameters](loss_vs_params.svg)\n\n"
-            + "![validation loss against training compute](loss_vs_compute.svg)\n\n![training curves](training_curves.svg)\n"
+            + "![validation loss against training compute](loss_vs_compute.svg)\n\n"
+            + "![validation loss against inference energy](loss_vs_energy.svg)\n\n![training curves](training_curves.svg)\n"
         md += energySection()
+        return md
+    }
+
+    /// Each size's loss per mode and each quantized mode's difference from `fp`.
+    func gapTable(_ title: String, loss: (SweepResult) -> Double?) -> String {
+        let others = modes.filter { $0 != .fp }
+        guard modes.contains(.fp), !others.isEmpty else { return "" }
+        var md = "\n## \(title)\n\n| size | non-embedding |" + modes.map { " \($0.rawValue) |" }.joined()
+            + others.map { " \($0.rawValue) - fp |" }.joined() + "\n|---|---|" + String(repeating: "---|", count: modes.count + others.count) + "\n"
+        func value(_ mode: WeightMode, _ size: String) -> Double? {
+            results.first { $0.mode == mode && $0.size == size }.flatMap(loss)
+        }
+        for fp in rows(.fp) {
+            let losses = modes.map { value($0, fp.size).map { String(format: " %.4f |", $0) } ?? " - |" }
+            let gaps = others.map { m -> String in
+                guard let a = value(m, fp.size), let b = loss(fp) else { return " - |" }
+                return String(format: " %+.4f |", a - b)
+            }
+            md += "| \(fp.size) | \(fp.nonEmbeddingParameters) |" + losses.joined() + gaps.joined() + "\n"
+        }
+        return md
+    }
+
+    func predictionSection() -> String {
+        let predictions = self.predictions()
+        guard !predictions.isEmpty else { return "" }
+        var md = "\n## Prediction test: each law fitted without the largest size\n\n"
+            + "| mode | against | fitted on | alpha | held out | predicted | actual | error |\n|---|---|---|---|---|---|---|---|\n"
+        for p in predictions {
+            md += "| \(p.mode.rawValue) | \(p.against) | \(p.fit.points) sizes | " + String(format: "%.4f", p.fit.alpha)
+                + " | \(p.heldOut.size) | " + String(format: "%.4f | %.4f | %+.4f (%+.1f%%) |\n", p.predicted,
+                                                      p.heldOut.finalValLoss, p.error, 100 * p.error / p.heldOut.finalValLoss)
+        }
         return md
     }
 
@@ -142,7 +226,7 @@ public struct SweepReport {
         var chart = SVGChart(title: title, xLabel: xLabel, yLabel: "final validation loss (nats/token)", logX: true)
         for mode in modes {
             let color = Self.modeColors[mode] ?? "#333"
-            let points = rows(mode).map { (x: x($0), y: $0.finalValLoss) }
+            let points = rows(mode).map { (x: x($0), y: $0.finalValLoss) }.filter { $0.x.isFinite }
             chart.series.append(.init(name: mode.rawValue, points: points, color: color, line: false, markers: true))
             if let f = fit(mode) {
                 chart.series.append(.init(name: String(format: "%@ fit (alpha %.3f)", mode.rawValue, f.alpha),
@@ -161,6 +245,11 @@ public struct SweepReport {
     public func lossVersusCompute() -> String {
         scatterWithFits(title: "Validation loss against training compute", xLabel: "training FLOPs",
                         x: \.trainingFlops, fit: fitAgainstCompute)
+    }
+
+    public func lossVersusEnergy() -> String {
+        scatterWithFits(title: "Validation loss against inference energy (\(Self.energyNode.node); fp in FP16)",
+                        xLabel: "arithmetic energy per token (pJ)", x: inferenceEnergy, fit: fitAgainstEnergy)
     }
 
     public func trainingCurves() -> String {
