@@ -196,6 +196,19 @@ func isValidSVG(_ text: String) -> Bool {
         #expect(!FileManager.default.fileExists(atPath: Sweep.definitionURL(dir).path))
     }
 
+    /// Every mode of a size trains on the same tokens under a tokens-per-parameter budget
+    /// (the quantized modes' extra norm gains do not change it), counted on `fp`'s parameters.
+    @Test func tokensPerParameterBudgetIsTheSameForEveryMode() throws {
+        var definition = Self.definition(["64x2"], budget: .tokensPerParameter(20))
+        definition.modes = [.fp, .binary, .ternary, .int4]
+        let configs = try WeightMode.allCases.map { try definition.runConfig(size: SweepSize("64x2"), mode: $0, vocabSize: 320) }
+        let fp = configs[0]
+        #expect(configs[1].model.nonEmbeddingParameters > fp.model.nonEmbeddingParameters)  // the SubLN gains
+        let tokensPerStep = fp.training.batchSize * fp.model.context
+        #expect(fp.training.steps == (20 * fp.model.nonEmbeddingParameters + tokensPerStep / 2) / tokensPerStep)
+        for c in configs { #expect(c.training.steps == fp.training.steps, "\(c.model.mode)") }
+    }
+
     /// `--preset WIDTHxLAYERS` (train, bench, lr-sweep) shapes the model as the sweep's size
     /// of that name, so an lr-sweep tunes exactly the models a sweep trains.
     @Test func presetFlagTakesASweepSize() throws {

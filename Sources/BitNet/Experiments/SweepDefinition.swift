@@ -134,7 +134,11 @@ public struct SweepDefinition: Codable, Sendable, Equatable {
         let sized = try RunConfig(preset: size.name, model: m, training: t).overriding(overrides)
         // The budget sets the steps; logging, evaluation and checkpoints scale with them.
         let tokensPerStep = sized.training.batchSize * sized.model.context
-        guard let tokens = budget.tokens(for: sized.model) else {
+        // The budget counts the size's parameters as `fp` has them (without the quantized
+        // modes' SubLN gains), so every mode of a size trains on the same tokens.
+        var shape = sized.model
+        shape.mode = .fp
+        guard let tokens = budget.tokens(for: shape) else {
             throw BitNetError.invalid("\(budget.flag): the budget (\(budget)) gives size \(size.name) more than "
                                       + "\(SweepBudget.maxTokens) tokens")
         }
