@@ -94,23 +94,35 @@ import BitNetRuntime
         let (trained, _, _) = try Checkpoint.loadModel(runDirectory: Self.run, batch: 1)
         var reference = ReferenceModel(model: trained)
         reference.rules.embeddingInFloat16 = true  // the packed file's embedding, as exported with --f16
-        let referenceOurs = reference.logits(tokens: prompt, t: prompt.count).logits
+        let (referenceOurs, oursRounding) = reference.logits(tokens: prompt, t: prompt.count)
         reference.rules = .llamaCpp
-        let referenceLlama = reference.logits(tokens: prompt, t: prompt.count).logits
-        func largest(_ a: [[Double]], _ b: [[Double]]) -> Double {
+        let (referenceLlama, llamaRounding) = reference.logits(tokens: prompt, t: prompt.count)
+        func largest(_ a: [[Double]], _ b: [[Double]], rows: Int = .max) -> Double {
             guard a.count == b.count else { return .infinity }
-            return zip(a, b).map { zip($0, $1).map { abs($0 - $1) }.max() ?? .infinity }.max() ?? .infinity
+            return zip(a, b).prefix(rows).map { zip($0, $1).map { abs($0 - $1) }.max() ?? .infinity }.max() ?? 0
         }
-        let (runtimeError, llamaError, rules) = (largest(ourLogits, referenceOurs), largest(llamaLogits, referenceLlama),
+        // An activation within 1e-5 of a rounding tie (in quantization steps; FP32's own
+        // error there is about 1e-5) may round the other way in a program than in the
+        // Float64 reference: one step apart, which attention then carries to every later
+        // position. Each program is held to its rules exactly before its first such tie.
+        func firstTie(_ rounding: ReferenceModel.Offsets) -> Int {
+            (0..<prompt.count).first { (rounding.nearestTie[$0] ?? 1) < 1e-5 } ?? prompt.count
+        }
+        let (runtimeError, llamaError, rules) = (largest(ourLogits, referenceOurs, rows: firstTie(oursRounding)),
+                                                 largest(llamaLogits, referenceLlama, rows: firstTie(llamaRounding)),
                                                  largest(referenceOurs, referenceLlama))
+        let (runtimeAll, llamaAll) = (largest(ourLogits, referenceOurs), largest(llamaLogits, referenceLlama))
         let between = largest(llamaLogits, ourLogits)
-        print("largest logit differences: bitnet-run vs its rules \(runtimeError), llama.cpp vs its rules \(llamaError), "
-              + "the two rule sets \(rules), llama.cpp vs bitnet-run \(between)")
+        print("largest logit differences: bitnet-run vs its rules \(runtimeError) before position \(firstTie(oursRounding)) "
+              + "(\(runtimeAll) at all \(prompt.count)), llama.cpp vs its rules \(llamaError) before \(firstTie(llamaRounding)) "
+              + "(\(llamaAll)), the two rule sets \(rules), llama.cpp vs bitnet-run \(between)")
         // The tolerance: each program computes its own rules to float precision (FP32 sums
-        // in another order than the Float64 reference: 1e-3 is ~20x what either shows), so
-        // the two differ by what their rules differ by, plus twice that.
+        // in another order than the Float64 reference: 1e-3 is ~20x what either shows); a
+        // flipped rounding costs a quantization step (0.1 bounds it here); and the two
+        // programs differ by at most what their rules differ by plus each one's error.
         #expect(runtimeError < 1e-3 && llamaError < 1e-3)
-        #expect(between <= rules + 2e-3)
+        #expect(runtimeAll < 0.1 && llamaAll < 0.1)
+        #expect(between <= rules + runtimeAll + llamaAll + 2e-3)
         // The ternary types hold the same codes and scales: TQ1_0 computes what TQ2_0 does.
         let tq1 = try Self.llamaCpp(["model": try Self.export("tq1_0").path, "context": 64, "threads": 2,
                                      "exact_attention": true, "logits": prompt.map(Int.init)])
@@ -120,7 +132,15 @@ import BitNetRuntime
         let greedyTheirs = (answer["greedy"] as? [Int] ?? []).map(Int32.init)
         let agree = zip(greedyTheirs, greedyOurs).prefix { $0 == $1 }.count
         print("greedy: llama.cpp \(greedyTheirs), ours \(greedyOurs): first \(agree) agree")
-        #expect(agree >= 8 && Set(greedyOurs).count > 3)
+        #expect(greedyTheirs.count == 16 && Set(greedyOurs).count > 3)
+        // Where they part, the two choices were a near-tie in our logits: closer than twice
+        // what the programs' logits differ by on the prompt.
+        if agree < 16 {
+            let step = Self.runtimeLogits(runtime, prompt + greedyOurs.prefix(agree)).last!
+            let gap = Double(step[Int(greedyOurs[agree])] - step[Int(greedyTheirs[agree])])
+            print("greedy parts at step \(agree): our logit for llama.cpp's token is \(gap) below our choice")
+            #expect(gap >= 0 && gap <= 2 * between + 2e-3, "gap \(gap), between \(between)")
+        }
 
         // Perplexity on unseen text.
         let nll = answer["window_nll"] as? [Double] ?? [], counts = answer["window_count"] as? [Int] ?? []

@@ -34,6 +34,15 @@ struct ReferenceModel {
     struct Offsets {
         var activations: [String: [Double]] = [:]
         var weights: [Int: [Double]] = [:]
+        /// Per row (token): the smallest distance, in quantization steps, of any of its
+        /// quantized activations from a rounding tie. A value that close rounds either
+        /// way in another program's FP32 arithmetic, and the two then differ by a step.
+        var nearestTie: [Int: Double] = [:]
+
+        mutating func noteRounding(_ v: Double, row: Int) {
+            let margin = abs(abs(v - v.rounded(.down)) - 0.5)
+            nearestTie[row] = min(nearestTie[row] ?? .infinity, margin)
+        }
     }
 
     init(model: Transformer) {
@@ -89,7 +98,11 @@ struct ReferenceModel {
                     let rows = config.activationScaling == .perToken ? r...r : (r / t * t)...(r / t * t + t - 1)
                     let eta = rows.map { h[$0].min()! }.min()!, top = rows.map { h[$0].max()! }.max()!
                     let gamma = max(top - eta, 1e-5)
-                    return row.map { min(max(($0 - eta) * 254 / gamma, 0), 254).rounded(.toNearestOrEven) * gamma / 254 + eta }
+                    return row.map { h -> Double in
+                        let v = min(max((h - eta) * 254 / gamma, 0), 254)
+                        record.noteRounding(v, row: r)
+                        return v.rounded(.toNearestOrEven) * gamma / 254 + eta
+                    }
                 }
                 record.activations[key] = zip(input.flatMap { $0 }, h.flatMap { $0 }).map { $0 - $1 }
             } else {
@@ -105,7 +118,9 @@ struct ReferenceModel {
                             let first = i / block * block
                             g = max(row[first..<min(first + block, row.count)].map(abs).max() ?? 0, 1e-5)
                         }
-                        return min(max((row[i] * 127 / g), -127), 127).rounded(.toNearestOrEven) * g / 127
+                        let v = min(max((row[i] * 127 / g), -127), 127)
+                        record.noteRounding(v, row: r)
+                        return v.rounded(.toNearestOrEven) * g / 127
                     }
                 }
                 record.activations[key] = zip(input.flatMap { $0 }, h.flatMap { $0 }).map { $0 - $1 }
