@@ -31,15 +31,9 @@ public enum Attention {
     static func causalSoftmax(_ p: UnsafeMutablePointer<Float>, length t: Int) {
         for i in 0..<t {
             let row = p + i * t
-            var m = -Float.infinity
-            for j in 0...i { m = max(m, row[j]) }
-            var sum: Float = 0
-            for j in 0...i {
-                let e = FastMath.exp(row[j] - m)
-                row[j] = e
-                sum += e
-            }
-            let inv = 1 / sum
+            let m = Reduce.maximum(row, i + 1)
+            for j in 0...i { row[j] = FastMath.exp(row[j] - m) }  // no accumulator here: it vectorizes
+            let inv = 1 / Reduce.sum(row, i + 1)
             for j in 0...i { row[j] *= inv }
             for j in (i + 1)..<t { row[j] = 0 }
         }

@@ -8,15 +8,10 @@ public enum CrossEntropy {
         Parallel.forRanges(n, workPerItem: v) { rows in
             for r in rows {
                 let row = logits + r * v
-                var m = -Float.infinity
-                for j in 0..<v { m = max(m, row[j]) }
-                var sum: Float = 0
-                for j in 0..<v {
-                    let e = FastMath.exp(row[j] - m)
-                    row[j] = e
-                    sum += e
-                }
-                let inv = 1 / sum
+                // Three passes, none carrying a float accumulator, so each vectorizes.
+                let m = Reduce.maximum(row, v)
+                for j in 0..<v { row[j] = FastMath.exp(row[j] - m) }
+                let inv = 1 / Reduce.sum(row, v)
                 for j in 0..<v { row[j] *= inv }
                 // Clamp zero probabilities, but let a NaN through so training can stop on it.
                 let p = row[Int(targets[r])]

@@ -30,9 +30,7 @@ public enum Quantizers {
 
     @inline(__always)
     static func absmaxRow(_ x: UnsafePointer<Float>, width c: Int) -> Float {
-        var m: Float = 0
-        for i in 0..<c { m = max(m, abs(x[i])) }
-        return max(m, minimumAbsmax)
+        max(Reduce.maximumMagnitude(x, c), minimumAbsmax)
     }
 
     /// Per-tensor scaling: every row's gamma becomes the largest of its sequence's rows.
