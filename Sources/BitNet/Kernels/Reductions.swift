@@ -3,15 +3,25 @@
 // anything else in its body: the softmax over an 8192-piece vocabulary spent a third of
 // a small model's training step computing its exponentials one at a time.
 
+/// Sixteen floats at a time from and to unaligned memory.
+enum Lanes {
+    @inline(__always)
+    static func load(_ p: UnsafePointer<Float>) -> SIMD16<Float> { UnsafeRawPointer(p).loadUnaligned(as: SIMD16<Float>.self) }
+
+    @inline(__always)
+    static func store(_ v: SIMD16<Float>, to p: UnsafeMutablePointer<Float>) {
+        UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD16<Float>.self)
+    }
+}
+
 public enum Reduce {
     /// x[0] + ... + x[n-1], summed in 16 lanes, then across them.
     @inline(__always)
     public static func sum(_ x: UnsafePointer<Float>, _ n: Int) -> Float {
-        let raw = UnsafeRawPointer(x)
         var lanes = SIMD16<Float>(repeating: 0)
         var i = 0
         while i + 16 <= n {
-            lanes += raw.loadUnaligned(fromByteOffset: 4 * i, as: SIMD16<Float>.self)
+            lanes += Lanes.load(x + i)
             i += 16
         }
         var total = lanes.sum()
@@ -26,12 +36,11 @@ public enum Reduce {
     /// that feeds them on (as softmax does, through exp) still propagates them.
     @inline(__always)
     public static func maximum(_ x: UnsafePointer<Float>, _ n: Int) -> Float {
-        let raw = UnsafeRawPointer(x)
         var lanes = SIMD16<Float>(repeating: -.infinity)
         var i = 0
         while i + 16 <= n {
             // A compare and a blend; pointwiseMax compiles to a scalar compare per lane.
-            let v = raw.loadUnaligned(fromByteOffset: 4 * i, as: SIMD16<Float>.self)
+            let v = Lanes.load(x + i)
             lanes.replace(with: v, where: v .> lanes)
             i += 16
         }
@@ -46,11 +55,10 @@ public enum Reduce {
     /// The largest |x[i]| of x[0..<n] (0 when n is 0); NaNs are passed over.
     @inline(__always)
     public static func maximumMagnitude(_ x: UnsafePointer<Float>, _ n: Int) -> Float {
-        let raw = UnsafeRawPointer(x)
         var lanes = SIMD16<Float>(repeating: 0)
         var i = 0
         while i + 16 <= n {
-            var v = raw.loadUnaligned(fromByteOffset: 4 * i, as: SIMD16<Float>.self)
+            var v = Lanes.load(x + i)
             v.replace(with: -v, where: v .< 0)
             lanes.replace(with: v, where: v .> lanes)
             i += 16
@@ -61,5 +69,24 @@ public enum Reduce {
             i += 1
         }
         return m
+    }
+
+    /// (x[0] - m)^2 + ... + (x[n-1] - m)^2, in 16 lanes.
+    @inline(__always)
+    public static func sumOfSquares(_ x: UnsafePointer<Float>, _ n: Int, minus m: Float) -> Float {
+        var lanes = SIMD16<Float>(repeating: 0)
+        var i = 0
+        while i + 16 <= n {
+            let d = Lanes.load(x + i) - m
+            lanes += d * d
+            i += 16
+        }
+        var total = lanes.sum()
+        while i < n {
+            let d = x[i] - m
+            total += d * d
+            i += 1
+        }
+        return total
     }
 }

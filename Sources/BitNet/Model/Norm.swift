@@ -23,18 +23,8 @@ public enum Norm {
         _ kind: NormKind, out y: UnsafeMutablePointer<Float>, inp x: UnsafePointer<Float>, gain: UnsafePointer<Float>,
         bias: UnsafePointer<Float>?, width c: Int, epsilon: Float
     ) -> (Float, Float) {
-        var m: Float = 0
-        if kind == .layer {
-            var sum: Float = 0
-            for i in 0..<c { sum += x[i] }
-            m = sum / Float(c)
-        }
-        var sumSquares: Float = 0
-        for i in 0..<c {
-            let d = x[i] - m
-            sumSquares += d * d
-        }
-        let s = 1 / (sumSquares / Float(c) + epsilon).squareRoot()
+        let m = kind == .layer ? Reduce.sum(x, c) / Float(c) : 0
+        let s = 1 / (Reduce.sumOfSquares(x, c, minus: m) / Float(c) + epsilon).squareRoot()
         if let bias {
             for i in 0..<c { y[i] = (x[i] - m) * s * gain[i] + bias[i] }
         } else {
@@ -63,14 +53,26 @@ public enum Norm {
             for r in n * chunk / chunks..<n * (chunk + 1) / chunks {
                 let x = inp + r * c, dy = dout + r * c, dx = dinp + r * c
                 let m = mean[r], s = rstd[r]
-                var sumG: Float = 0, sumGX: Float = 0
-                for i in 0..<c {
+                // Sixteen lanes by hand: the two sums would keep the plain loop scalar.
+                var lanesG = SIMD16<Float>(repeating: 0), lanesGX = SIMD16<Float>(repeating: 0)
+                var i = 0
+                while i + 16 <= c {
+                    let dyv = Lanes.load(dy + i), xhat = (Lanes.load(x + i) - m) * s, g = dyv * Lanes.load(gain + i)
+                    lanesG += g
+                    lanesGX += g * xhat
+                    Lanes.store(Lanes.load(pg + i) + dyv * xhat, to: pg + i)
+                    Lanes.store(Lanes.load(pb + i) + dyv, to: pb + i)
+                    i += 16
+                }
+                var sumG = lanesG.sum(), sumGX = lanesGX.sum()
+                while i < c {
                     let xhat = (x[i] - m) * s
                     let g = dy[i] * gain[i]
                     sumG += g
                     sumGX += g * xhat
                     pg[i] += dy[i] * xhat
                     pb[i] += dy[i]
+                    i += 1
                 }
                 let meanG = kind == .layer ? sumG / Float(c) : 0
                 let meanGX = sumGX / Float(c)
