@@ -70,23 +70,4 @@ public enum Reduce {
         }
         return m
     }
-
-    /// (x[0] - m)^2 + ... + (x[n-1] - m)^2, in 16 lanes.
-    @inline(__always)
-    public static func sumOfSquares(_ x: UnsafePointer<Float>, _ n: Int, minus m: Float) -> Float {
-        var lanes = SIMD16<Float>(repeating: 0)
-        var i = 0
-        while i + 16 <= n {
-            let d = Lanes.load(x + i) - m
-            lanes += d * d
-            i += 16
-        }
-        var total = lanes.sum()
-        while i < n {
-            let d = x[i] - m
-            total += d * d
-            i += 1
-        }
-        return total
-    }
 }
