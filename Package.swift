@@ -35,9 +35,12 @@ let package = Package(
         // Sampling and the generation loop, defined once for both programs (same seed,
         // same text). No dependencies.
         .target(name: "BitNetSampling", path: "Sources/BitNetSampling", swiftSettings: nativeSwift),
+        // exp, sigmoid, tanh and the sixteen-lane reductions, defined once for both programs
+        // (their logits match bit for bit). No dependencies.
+        .target(name: "BitNetMath", path: "Sources/BitNetMath", swiftSettings: nativeSwift),
         .target(
             name: "BitNet",
-            dependencies: ["BitNetFormat", "BitNetSampling", "COpenBLAS", "CSentencePiece", "CBitKernels", "CMPI"],
+            dependencies: ["BitNetFormat", "BitNetSampling", "BitNetMath", "COpenBLAS", "CSentencePiece", "CBitKernels", "CMPI"],
             path: "Sources/BitNet",
             swiftSettings: nativeSwift
         ),
@@ -52,7 +55,7 @@ let package = Package(
         // The lean runtime: reads MODEL.bitnet; no BLAS, no SentencePiece, no training code.
         .target(
             name: "BitNetRuntime",
-            dependencies: ["BitNetFormat", "BitNetSampling", "CBitKernels"],
+            dependencies: ["BitNetFormat", "BitNetSampling", "BitNetMath", "CBitKernels"],
             path: "Sources/BitNetRuntime",
             swiftSettings: nativeSwift
         ),
@@ -77,7 +80,7 @@ let package = Package(
         ),
         .testTarget(
             name: "BitNetTests",
-            dependencies: ["BitNet", "BitNetRuntime", "BitNetFormat", "BitNetSampling"],
+            dependencies: ["BitNet", "BitNetRuntime", "BitNetFormat", "BitNetSampling", "BitNetMath"],
             path: "Tests/BitNetTests",
             swiftSettings: nativeSwift
         ),

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Checks Package.swift's target graph (from `swift package dump-package` on stdin):
 the runtime and its CLI must not reach the training library, OpenBLAS or SentencePiece,
-and the format and sampling modules must depend on nothing. Exits 1 with one line per violation."""
+and the format, sampling and math modules must depend on nothing. Exits 1 with one line per violation."""
 import json
 import sys
 
@@ -30,6 +30,7 @@ rules = {
     "bitnet-run": {"BitNet", "COpenBLAS", "CSentencePiece"},
     "BitNetFormat": set(edges) - {"BitNetFormat"},
     "BitNetSampling": set(edges) - {"BitNetSampling"},
+    "BitNetMath": set(edges) - {"BitNetMath"},
 }
 failures = [f"layering: {target} depends on {', '.join(sorted(reachable(target) & banned))}"
             for target, banned in rules.items() if reachable(target) & banned]

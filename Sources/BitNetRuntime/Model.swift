@@ -2,6 +2,7 @@
 // into the mapped file), the run state (buffers allocated once), forward(tokens, start)
 // -> logits. A prompt runs in batched steps (many tokens against the same weights);
 // generation is a step of one token. Every BitLinear runs add-only on packed weights.
+import BitNetMath
 import BitNetSampling
 import CBitKernels
 import Foundation
@@ -241,7 +242,7 @@ public final class Model: @unchecked Sendable {
             }
             var sum: Float = 0
             for i in 0...pos {
-                s[i] = RuntimeMath.exp(s[i] - m)
+                s[i] = FastMath.exp(s[i] - m)
                 sum += s[i]
             }
             for i in 0...pos { s[i] /= sum }
@@ -313,11 +314,11 @@ public final class Model: @unchecked Sendable {
             let (up, gate, hidden) = (ffnUp.pointer, ffnGate.pointer, hidden.pointer)
             switch c.activation {
             case .swiglu:
-                for i in 0..<n * c.ffnDim { hidden[i] = gate[i] * RuntimeMath.sigmoid(gate[i]) * up[i] }
+                for i in 0..<n * c.ffnDim { hidden[i] = gate[i] * FastMath.sigmoid(gate[i]) * up[i] }
             case .gelu:
                 for i in 0..<n * c.ffnDim {
                     let u = up[i]
-                    hidden[i] = 0.5 * u * (1 + RuntimeMath.tanh(0.797_884_56 * (u + 0.044715 * u * u * u)))
+                    hidden[i] = 0.5 * u * (1 + FastMath.tanh(0.797_884_56 * (u + 0.044715 * u * u * u)))
                 }
             case .relu2:
                 for i in 0..<n * c.ffnDim {

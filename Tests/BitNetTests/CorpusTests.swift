@@ -86,7 +86,7 @@ import Testing
         let unit = Fixtures.corpusText(lines: 40_000, seed: 9)  // about 1.5 MB
         func write(_ name: String, copies: Int) throws -> String {
             let url = dir.appendingPathComponent(name)
-            FileManager.default.createFile(atPath: url.path, contents: nil)
+            _ = FileManager.default.createFile(atPath: url.path, contents: nil)
             let handle = try FileHandle(forWritingTo: url)
             for _ in 0..<copies { try handle.write(contentsOf: Data(unit.utf8)) }
             try handle.close()

@@ -2,6 +2,7 @@
 import Foundation
 import Testing
 @testable import BitNet
+import BitNetMath
 
 @Suite struct FastMathTests {
     @Test func expMatchesLibmToAFewUlps() {

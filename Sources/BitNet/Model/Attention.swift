@@ -1,4 +1,5 @@
 // Causal multi-head self-attention, forward and backward (RoPE is applied before, in Rope.swift).
+import BitNetMath
 import Foundation
 
 /// Causal attention, with grouped-query attention when `kvHeads` < `heads`: query head

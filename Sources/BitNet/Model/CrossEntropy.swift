@@ -1,4 +1,5 @@
 // Softmax cross-entropy over the vocabulary, forward and backward.
+import BitNetMath
 import Foundation
 
 public enum CrossEntropy {

@@ -1,5 +1,6 @@
 // The feed-forward non-linearities (SwiGLU, GELU, squared ReLU), elementwise
 // forward and backward; the projections around them are BitLinears.
+import BitNetMath
 import Foundation
 
 /// Shapes: up, gate, hidden [N, F] (gate only for SwiGLU).

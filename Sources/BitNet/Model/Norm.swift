@@ -1,5 +1,6 @@
 // RMSNorm and LayerNorm over the last dimension, forward and backward
 // (the block norms, the final norm, and BitLinear's SubLN).
+import BitNetMath
 
 /// Shapes: inp, out [N, C]; gain, bias [C]; mean, rstd [N] (saved for backward).
 public enum Norm {

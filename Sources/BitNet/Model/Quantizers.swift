@@ -2,6 +2,7 @@
 // Sign-binarized weights (eq. 1-3) and absmean ternary weights (BitNet b1.58 eq. 1-3).
 // docs/FORMAT.md restates these rules for the runtime, which must match them exactly.
 
+import BitNetMath
 import BitNetFormat
 
 public enum Quantizers {

@@ -2,21 +2,22 @@
 // accumulator does not vectorize (IEEE addition is not reassociated), and neither does
 // anything else in its body: the softmax over an 8192-piece vocabulary spent a third of
 // a small model's training step computing its exponentials one at a time.
+// @inlinable: inlined into other modules' loops.
 
 /// Sixteen floats at a time from and to unaligned memory.
-enum Lanes {
-    @inline(__always)
-    static func load(_ p: UnsafePointer<Float>) -> SIMD16<Float> { UnsafeRawPointer(p).loadUnaligned(as: SIMD16<Float>.self) }
+public enum Lanes {
+    @inlinable @inline(__always)
+    public static func load(_ p: UnsafePointer<Float>) -> SIMD16<Float> { UnsafeRawPointer(p).loadUnaligned(as: SIMD16<Float>.self) }
 
-    @inline(__always)
-    static func store(_ v: SIMD16<Float>, to p: UnsafeMutablePointer<Float>) {
+    @inlinable @inline(__always)
+    public static func store(_ v: SIMD16<Float>, to p: UnsafeMutablePointer<Float>) {
         UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD16<Float>.self)
     }
 }
 
 public enum Reduce {
     /// x[0] + ... + x[n-1], summed in 16 lanes, then across them.
-    @inline(__always)
+    @inlinable @inline(__always)
     public static func sum(_ x: UnsafePointer<Float>, _ n: Int) -> Float {
         var lanes = SIMD16<Float>(repeating: 0)
         var i = 0
@@ -34,7 +35,7 @@ public enum Reduce {
 
     /// The largest of x[0..<n] (-infinity when n is 0). NaNs are passed over; a caller
     /// that feeds them on (as softmax does, through exp) still propagates them.
-    @inline(__always)
+    @inlinable @inline(__always)
     public static func maximum(_ x: UnsafePointer<Float>, _ n: Int) -> Float {
         var lanes = SIMD16<Float>(repeating: -.infinity)
         var i = 0
@@ -53,7 +54,7 @@ public enum Reduce {
     }
 
     /// The largest |x[i]| of x[0..<n] (0 when n is 0); NaNs are passed over.
-    @inline(__always)
+    @inlinable @inline(__always)
     public static func maximumMagnitude(_ x: UnsafePointer<Float>, _ n: Int) -> Float {
         var lanes = SIMD16<Float>(repeating: 0)
         var i = 0
