@@ -58,8 +58,9 @@ public struct SweepReport {
     }
 
     public func fitAgainstEnergy(_ mode: WeightMode) -> PowerLawFit? {
-        let r = rows(mode).filter { inferenceEnergy($0).isFinite }
-        return PowerLawFit.fit(x: r.map(inferenceEnergy), y: r.map(\.finalValLoss))
+        // Each run's energy once (it reads the run's config).
+        let points = rows(mode).map { (x: inferenceEnergy($0), y: $0.finalValLoss) }.filter { $0.x.isFinite }
+        return PowerLawFit.fit(x: points.map(\.x), y: points.map(\.y))
     }
 
     /// A law fitted on every size but the largest, and what it says of the largest.
