@@ -114,4 +114,21 @@ import Testing
                     "\(n)x\(i)->\(o): wrong outputs \(forwardWrong) (X W^T), \(inputWrong) (G W), \(weightWrong) (G^T X)")
         }
     }
+
+    /// The backward products' byte transpose, scalar and in 16 x 16 register blocks, against
+    /// the definition: shapes with and without whole blocks, column ranges split as the
+    /// cores split them, and nothing written outside the output.
+    @Test func transposeEqualsTheDefinition() {
+        var rng = Xoshiro256(seed: 55)
+        for (rows, cols) in [(1, 1), (15, 17), (16, 16), (33, 47), (130, 200), (3, 64)] {
+            let a = Self.values(rows * cols, rng: &rng)
+            for vectorized in [false, true] {
+                var out = [Int8](repeating: 99, count: rows * cols + 16)
+                IntegerMatmul.transpose(a, rows: rows, cols: cols, into: &out, vectorized: vectorized)
+                let wrong = (0..<rows * cols).filter { k in out[k] != a[k % rows * cols + k / rows] }.count
+                #expect(wrong == 0 && out[(rows * cols)...].allSatisfy { $0 == 99 },
+                        "\(rows)x\(cols) \(vectorized ? "SSE2" : "scalar"): \(wrong) wrong")
+            }
+        }
+    }
 }

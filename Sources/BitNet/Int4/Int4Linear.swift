@@ -200,13 +200,18 @@ enum Int4Linear {
                 guard largest > 0 else { continue }
                 step = largest / 7
                 let key = UInt32(truncatingIfNeeded: rng.next()), gathered = ws.gatheredParts
+                // The integer from the bits of v + 1.5 * 2^23 and unchecked index arithmetic:
+                // a trapping conversion or addition would keep the loop scalar.
+                let magic: Float = 12_582_912
                 Parallel.forRanges(rows.count, workPerItem: o) { range in
                     for j in range {
                         let k = rows[j], factor = parts.scale(k.row) * k.weight / step, codes = parts.codes(k.row)
+                        let first = j * o, out = gathered + first
                         // |codes * factor| <= 7, so floor(v + u) stays in [-7, 7].
                         for c in 0..<o {
-                            let u = CounterRandom.uniform(key: key, index: j * o + c)
-                            gathered[j * o + c] = Int8((Float(codes[c]) * factor + u).rounded(.down))
+                            let u = CounterRandom.uniform(key: key, index: first &+ c)
+                            let v = (Float(codes[c]) * factor + u).rounded(.down) + magic
+                            out[c] = Int8(truncatingIfNeeded: v.bitPattern)
                         }
                     }
                 }
@@ -267,10 +272,16 @@ enum Int4Linear {
         }
     }
 
+    /// The largest |code| of a row. The largest and smallest are taken apart (a negation
+    /// inside the loop checks for overflow, which keeps it scalar); codes >= -8, so the
+    /// final negation cannot overflow.
     static func maxCode(_ codes: UnsafePointer<Int8>, _ width: Int) -> Int8 {
-        var m: Int8 = 0
-        for c in 0..<width { m = max(m, codes[c] < 0 ? -codes[c] : codes[c]) }  // codes >= -8: no overflow
-        return m
+        var largest: Int8 = 0, smallest: Int8 = 0
+        for c in 0..<width {
+            largest = max(largest, codes[c])
+            smallest = min(smallest, codes[c])
+        }
+        return max(largest, 0 &- smallest)
     }
 
     static func codeNorm(_ codes: UnsafePointer<Int8>, _ width: Int) -> Float {

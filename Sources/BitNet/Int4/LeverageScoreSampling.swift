@@ -9,6 +9,7 @@
 //   proportional to its score ||a_i|| ||b_i|| (capped at 1, scaled so the p_i sum to the
 //   budget) and divides it by p_i: unbiased, with the smallest variance a row-sampling
 //   estimator of this kind can have (Drineas, Kannan, Mahoney 2006).
+import BitNetMath
 import Foundation
 
 enum LeverageScoreSampling {
@@ -50,8 +51,7 @@ enum LeverageScoreSampling {
     /// The residual is within s_hi / 2 = 7 s_lo, so lo stays in [-7, 7] without clipping.
     static func splitBits(_ g: UnsafePointer<Float>, count: Int, hi: UnsafeMutablePointer<Int8>,
                           lo: UnsafeMutablePointer<Int8>, key: UInt32) -> (high: Float, low: Float) {
-        var largest: Float = 0
-        for i in 0..<count { largest = max(largest, abs(g[i])) }
+        let largest = Reduce.maximumMagnitude(g, count)
         guard largest > 0 else {
             hi.update(repeating: 0, count: count)
             lo.update(repeating: 0, count: count)

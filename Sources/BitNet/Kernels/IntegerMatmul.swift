@@ -59,18 +59,14 @@ enum IntegerMatmul {
         forward(dw, scratchG, scratchX, rows: o, inFeatures: n, outFeatures: i, values: values)
     }
 
-    /// out[c, r] = a[r, c], in tiles that stay in cache; the cores take column tiles.
-    static func transpose(_ a: UnsafePointer<Int8>, rows: Int, cols: Int, into out: UnsafeMutablePointer<Int8>) {
+    /// out[c, r] = a[r, c] (CBitKernels/transpose_s8.c); the cores take 64-column tiles.
+    /// `vectorized: false` runs the scalar path, for the tests.
+    static func transpose(_ a: UnsafePointer<Int8>, rows: Int, cols: Int, into out: UnsafeMutablePointer<Int8>,
+                          vectorized: Bool = true) {
         let tile = 64
         Parallel.forRanges((cols + tile - 1) / tile, workPerItem: rows * tile) { tiles in
-            for t in tiles {
-                let c0 = t * tile
-                for r0 in stride(from: 0, to: rows, by: tile) {
-                    for r in r0..<min(r0 + tile, rows) {
-                        for c in c0..<min(c0 + tile, cols) { out[c * rows + r] = a[r * cols + c] }
-                    }
-                }
-            }
+            bitnet_transpose_s8(a, rows, cols, out, tiles.lowerBound * tile, min(tiles.upperBound * tile, cols),
+                                vectorized ? 1 : 0)
         }
     }
 }

@@ -26,7 +26,9 @@ public enum Checkpoint {
             }
         }
         let snapshot = model.quantizationSnapshot
-        let configJSON = String(decoding: try JSONEncoder().encode(config), as: UTF8.self)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys  // identical runs write identical checkpoints (but for the elapsed time)
+        let configJSON = String(decoding: try encoder.encode(config), as: UTF8.self)
         let metadata = [
             "format": format, "version": version, "config": configJSON,
             "step": String(state.step), "optimizer_step": String(state.optimizerStep),

@@ -90,6 +90,11 @@ void bitnet_gemm_s8t(int path, const int8_t *a, size_t lda, const int8_t *b, siz
 void bitnet_gemm_s8t_f32(int path, const int8_t *a, size_t lda, const int8_t *b, size_t ldb, float *c, size_t ldc,
                          int row_begin, int row_end, int n, int k);
 
+/// out[c * rows + r] = a[r * cols + c] for r < rows and columns c in [col_from, col_to):
+/// a [rows, cols] transposed. `vectorized` 0 takes the scalar path (tests compare the two);
+/// otherwise 16 x 16 blocks go through SSE2 registers on x86-64.
+void bitnet_transpose_s8(const int8_t *a, size_t rows, size_t cols, int8_t *out, size_t col_from, size_t col_to,
+                         int vectorized);
 /// 1 when the AVX2 paths are in use (for the benchmark report).
 int bitnet_kernels_use_avx2(void);
 /// Forces the scalar paths (tests compare the two); returns the previous setting.
