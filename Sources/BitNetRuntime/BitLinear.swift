@@ -2,6 +2,7 @@
 // activations per token, an integer product over the packed weights that only adds
 // activations (through tables of their partial sums), and one rescale per output.
 import BitNetFormat
+import BitNetMath
 import CBitKernels
 import Foundation
 
@@ -17,34 +18,17 @@ public enum PackedBitLinear {
     /// SubLN that BitLinears reading the same input (query, key, value) share.
     public static func normStatistics(_ kind: RuntimeNorm, x: UnsafePointer<Float>, count c: Int,
                                       epsilon: Float) -> (mean: Float, scale: Float) {
-        var m: Float = 0
-        if kind == .layer {
-            var sum: Float = 0
-            for i in 0..<c { sum += x[i] }
-            m = sum / Float(c)
-        }
-        var sumSquares: Float = 0
-        for i in 0..<c {
-            let d = x[i] - m
-            sumSquares += d * d
-        }
-        return (m, 1 / (sumSquares / Float(c) + epsilon).squareRoot())
+        RowNorm.statistics(x, count: c, centred: kind == .layer, epsilon: epsilon)
     }
 
     public static func normalize(out y: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, mean m: Float, scale s: Float,
                                  gain: UnsafePointer<Float>, bias: UnsafePointer<Float>?, count c: Int) {
-        if let bias {
-            for i in 0..<c { y[i] = (x[i] - m) * s * gain[i] + bias[i] }
-        } else {
-            for i in 0..<c { y[i] = (x[i] - m) * s * gain[i] }
-        }
+        RowNorm.apply(out: y, x: x, mean: m, scale: s, gain: gain, bias: bias, count: c)
     }
 
     /// Rules 2-3 per token: q = round_half_even(clamp(h * 127/gamma, -127, 127)); returns gamma.
     public static func quantize(_ h: UnsafePointer<Float>, count c: Int, into q: UnsafeMutablePointer<Int8>) -> Float {
-        var m: Float = 0
-        for i in 0..<c { m = max(m, abs(h[i])) }
-        let gamma = max(m, 1e-5)
+        let gamma = max(Reduce.maximumMagnitude(h, c), 1e-5)  // the trainer's absmax, in sixteen lanes
         let scale = 127 / gamma
         // Adding 1.5 * 2^23 rounds half to even and leaves the integer in the low bits:
         // no checked conversion, so the loop vectorizes.

@@ -24,25 +24,8 @@ public enum Norm {
         _ kind: NormKind, out y: UnsafeMutablePointer<Float>, inp x: UnsafePointer<Float>, gain: UnsafePointer<Float>,
         bias: UnsafePointer<Float>?, width c: Int, epsilon: Float
     ) -> (Float, Float) {
-        // Summed in order, as the runtime sums: its BitLinear equals the trainer's bit for
-        // bit (RuntimeBitLinearTests), and the gamma after this norm would move by an ulp.
-        var m: Float = 0
-        if kind == .layer {
-            var sum: Float = 0
-            for i in 0..<c { sum += x[i] }
-            m = sum / Float(c)
-        }
-        var sumSquares: Float = 0
-        for i in 0..<c {
-            let d = x[i] - m
-            sumSquares += d * d
-        }
-        let s = 1 / (sumSquares / Float(c) + epsilon).squareRoot()
-        if let bias {
-            for i in 0..<c { y[i] = (x[i] - m) * s * gain[i] + bias[i] }
-        } else {
-            for i in 0..<c { y[i] = (x[i] - m) * s * gain[i] }
-        }
+        let (m, s) = RowNorm.statistics(x, count: c, centred: kind == .layer, epsilon: epsilon)
+        RowNorm.apply(out: y, x: x, mean: m, scale: s, gain: gain, bias: bias, count: c)
         return (m, s)
     }
 
