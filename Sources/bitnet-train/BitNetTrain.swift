@@ -13,7 +13,7 @@ struct BitNetTrain: ParsableCommand {
         subcommands: [TokenizerCommand.self, PrepareCommand.self, TrainCommand.self, EvalCommand.self,
                       SampleCommand.self, BenchCommand.self, SweepCommand.self, LearningRateSweepCommand.self,
                       ReportCommand.self, QuantizeCommand.self, PTQReportCommand.self, ExportCommand.self,
-                      ProjectScalingCommand.self, PresetsCommand.self, FieldsCommand.self]
+                      ProjectScalingCommand.self, PlotCommand.self, PresetsCommand.self, FieldsCommand.self]
     )
 
     static func main() { mainWithOneLineErrors(programName: "bitnet-train") }

@@ -70,6 +70,7 @@ struct FlagCase: CustomTestStringConvertible, Sendable {
         add("bitnet-train", ["ptq-report", "--fp", "RUN", "--data", "DATA", "--out", "OUT", "--methods", "rtn"],
             ["--epochs"], costly: ["0"])
         add("bitnet-train", ["lr-sweep", "--data", "DATA", "--preset", "tiny", "--steps", "2", "--out", "OUT"], ["--lrs"])
+        add("bitnet-train", ["plot", "RUN", "--out", "OUT"], ["--from-step"], valid: ["0"])
         return cases
     }()
 }
