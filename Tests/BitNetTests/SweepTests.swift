@@ -61,6 +61,18 @@ func isValidSVG(_ text: String) -> Bool {
         #expect(isValidSVG(SVGChart(title: "t", xLabel: "x", yLabel: "y", logX: true).render()))
     }
 
+    /// Log axes: powers of ten (and 2x, 5x) over wide spans; round, evenly stepped values
+    /// under a decade, where powers of ten would leave one or two labels, or none.
+    @Test func logAxisTicks() {
+        let chart = SVGChart(title: "t", xLabel: "x", yLabel: "y", logX: true)
+        #expect(chart.ticks(0, 4, log: true) == [1, 10, 100, 1000, 10000])
+        #expect(chart.ticks(log10(3), log10(300), log: true) == [5, 10, 20, 50, 100, 200])
+        let narrow = chart.ticks(log10(28), log10(150), log: true)
+        #expect(narrow == [50, 100, 150], "\(narrow)")
+        // A loss axis: no power of ten in range at all, before.
+        #expect(chart.ticks(log10(3.2), log10(4.5), log: true) == [3.5, 4, 4.5])
+    }
+
     @Test func fewerThanThreePointsGiveNoFit() {
         #expect(PowerLawFit.fit(x: [1e4, 1e5], y: [3, 2.5]) == nil)
         #expect(PowerLawFit.fit(x: [1e4, 1e4, 1e4], y: [3, 2.9, 2.8]) == nil)

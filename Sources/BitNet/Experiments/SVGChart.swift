@@ -104,7 +104,11 @@ public struct SVGChart {
 
     /// Tick values in data units: powers of ten (with 2 and 5 when few decades) on a log
     /// axis, 1-2-5 steps on a linear one.
-    private func ticks(_ lo: Double, _ hi: Double, log: Bool) -> [Double] {
+    /// Tick values (in data units) for an axis spanning [lo, hi] (log10 units on a log
+    /// axis). A log axis under one decade gets evenly stepped round values instead of
+    /// powers of ten, which would leave it with one or two labels.
+    func ticks(_ lo: Double, _ hi: Double, log: Bool) -> [Double] {
+        if log && hi - lo < 1 { return ticks(pow(10, lo), pow(10, hi), log: false).filter { $0 > 0 } }
         if log {
             let decades = Int(floor(lo))...Int(ceil(hi))
             let multipliers: [Double] = hi - lo < 2.5 ? [1, 2, 5] : [1]
