@@ -38,10 +38,16 @@ import Testing
         #expect(report.contains("15 of 15 cells done") && report.contains("groups of 16 input columns"))
         #expect(isValidSVG(try String(contentsOf: directory.appendingPathComponent("ptq.svg"), encoding: .utf8)))
 
-        // A run again with nothing left to do quantizes nothing.
+        // A run again with nothing left to do quantizes nothing, and redraws the report.
         finished = []
+        for name in ["report.md", "results.csv", "ptq.svg"] {
+            try FileManager.default.removeItem(at: directory.appendingPathComponent(name))
+        }
         _ = try PTQReport.run(definition, directory: directory, progress: collect)
         #expect(finished.isEmpty)
+        #expect(try String(contentsOf: directory.appendingPathComponent("report.md"), encoding: .utf8) == report)
+        #expect(try String(contentsOf: directory.appendingPathComponent("results.csv"), encoding: .utf8) == csv)
+        #expect(FileManager.default.fileExists(atPath: directory.appendingPathComponent("ptq.svg").path))
     }
 
     @Test func groupSizeIsTheLargestThatDividesEveryWidth() {

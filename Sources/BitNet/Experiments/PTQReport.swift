@@ -172,6 +172,8 @@ public enum PTQReport {
             progress(.cellFinished(name: cell.name, result: result, index: index + 1, total: cells.count,
                                    remainingSeconds: remainingSeconds(cells: cells, results: results)))
         }
+        // Also when every cell had finished earlier: a re-run redraws the report with this build.
+        try write(results, definition: d, groupSize: group, directory: directory)
         return results
     }
 
