@@ -38,7 +38,9 @@ $B sweep --data $D --presets $sizes --modes $modes --tokens $((steps * 16 * 128)
 # 4. The longest run: binary `small` at 20 tokens per non-embedding parameter (95M tokens).
 out=$S/small-binary
 if [ ! -f $out/done ]; then
-  if [ -f $out/checkpoint.safetensors ]; then
+  # --resume once the run has a config: a run killed before its first checkpoint then
+  # starts again from step 0 with that config (a fresh `train` would refuse the directory).
+  if [ -f $out/config.json ]; then
     $B train --data $D --out $out --resume >> $out.log 2>&1
   else
     $B train --data $D --out $out --preset small --mode binary --steps 23176 --log-every 50 --eval-every 1000 \
