@@ -16,7 +16,7 @@ struct PlotCommand: ParsableCommand {
 
     @Argument(help: "Run directories.") var runs: [String]
     @Option(help: "The SVG file to write.") var out: String
-    @Option(help: "The horizontal axis: \(TrainingCurves.Axis.allCases.map(\.rawValue).joined(separator: ", ")).")
+    @Option(help: "The horizontal axis (hours: wall time, carried over resumes).")
     var x: TrainingCurves.Axis = .step
     @Option(parsing: .unconditional, help: "Leave out the steps before this one (the first steps' high loss flattens the rest).")
     var fromStep: Int = 0
