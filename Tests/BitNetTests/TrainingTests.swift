@@ -135,6 +135,32 @@ import Testing
         #expect(second.state.step == 10)
     }
 
+    /// A run killed before its first checkpoint (a config and some metrics lines, no
+    /// checkpoint): a fresh start is refused, and `--resume` starts it again from step 0
+    /// with its saved config, dropping the stale metrics (the study's scripts rely on it).
+    @Test func resumeBeforeTheFirstCheckpointStartsOver() throws {
+        let dataset = try TokenDataset(directory: Fixtures.shared.data)
+        let config = Fixtures.tinyRunConfig(mode: .binary, steps: 10, vocabSize: dataset.meta.vocabSize)
+        let dir = Fixtures.temporaryDirectory("killed-early")
+        do {
+            let killed = try Trainer(runDirectory: dir, config: config, dataset: dataset, resume: false, force: false)
+            killed.directory.unlock()
+        }
+        let run = RunDirectory(dir)
+        try AtomicFile.write(Data("{\"step\":7,\"loss\":5}\n".utf8), to: run.metricsURL)
+        #expect(!FileManager.default.fileExists(atPath: run.checkpointURL.path))
+        #expect(throws: BitNetError.occupied("\(dir.path): already holds a run")) {
+            try Trainer(runDirectory: dir, config: config, dataset: dataset, resume: false, force: false)
+        }
+        var other = config
+        other.training.steps = 99  // ignored: a resumed run keeps its own config
+        let resumed = try Trainer(runDirectory: dir, config: other, dataset: dataset, resume: true, force: false)
+        #expect(resumed.state.step == 0 && resumed.config.training.steps == 10)
+        try resumed.run { _ in }
+        #expect(resumed.state.step == 10)
+        #expect(run.readMetrics().compactMap { $0["step"] as? Int }.first != 7)
+    }
+
     @Test func interruptedCheckpointWriteKeepsThePreviousCheckpoint() throws {
         let dataset = try TokenDataset(directory: Fixtures.shared.data)
         let config = Fixtures.tinyRunConfig(mode: .binary, steps: 40, vocabSize: dataset.meta.vocabSize)
