@@ -31,21 +31,27 @@ enum LearnedStepQuantizer {
         let inverse = 1 / s
         var ds: Double = 0
         // Sixteen lanes at a time: one Double accumulator per element kept the loop scalar
-        // (2% of an `int4` step at `small`). Each block's terms are summed in Float, then
-        // added in Double.
+        // (2% of an `int4` step at `small`). The terms are summed in Float lanes over
+        // runs of 1024 values, each run's total then added in Double (the lanes' sum is a
+        // call, too slow to make per block).
         let low = SIMD16<Float>(repeating: lowest), high = SIMD16<Float>(repeating: highest)
         var i = 0
         while i + 16 <= count {
-            let v = Lanes.load(x + i) * inverse, d = Lanes.load(dout + i)  // read before dx (may alias)
-            let k = v.rounded(.toNearestOrEven), below = k .< low, above = k .> high, outside = below .| above
-            var level = k, inside = v, passed = d
-            level.replace(with: low, where: below)
-            level.replace(with: high, where: above)
-            inside.replace(with: 0, where: outside)
-            passed.replace(with: 0, where: outside)
-            Lanes.store(passed, to: dx + i)
-            ds += Double((d * (level - inside)).sum())
-            i += 16
+            var terms = SIMD16<Float>(repeating: 0)
+            let end = min(i + 1024, count - 15)
+            while i < end {
+                let v = Lanes.load(x + i) * inverse, d = Lanes.load(dout + i)  // read before dx (may alias)
+                let k = v.rounded(.toNearestOrEven), below = k .< low, above = k .> high, outside = below .| above
+                var level = k, inside = v, passed = d
+                level.replace(with: low, where: below)
+                level.replace(with: high, where: above)
+                inside.replace(with: 0, where: outside)
+                passed.replace(with: 0, where: outside)
+                Lanes.store(passed, to: dx + i)
+                terms += d * (level - inside)
+                i += 16
+            }
+            ds += Double(terms.sum())
         }
         while i < count {
             let v = x[i] * inverse, k = v.rounded(.toNearestOrEven), d = dout[i]
