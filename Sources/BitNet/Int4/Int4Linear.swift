@@ -232,8 +232,7 @@ enum Int4Linear {
 
     /// into = inp H, row by row in blocks.
     static func transform(_ inp: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>, rows: Int, width: Int, block: Int) {
-        out.update(from: inp, count: rows * width)
-        WalshHadamard.blockDiagonal(out, rows: rows, width: width, block: block)
+        WalshHadamard.blockDiagonal(out, rows: rows, width: width, block: block, from: inp)
     }
 
     /// A weight's INT4 codes from W H [o, i] at step s, and the same transposed [i, o]

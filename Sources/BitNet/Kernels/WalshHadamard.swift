@@ -28,11 +28,14 @@ enum WalshHadamard {
     }
 
     /// The block-diagonal transform of each row of x [rows, width]: every run of `block`
-    /// columns (a power of two dividing width) transformed on its own.
-    static func blockDiagonal(_ x: UnsafeMutablePointer<Float>, rows: Int, width: Int, block: Int) {
+    /// columns (a power of two dividing width) transformed on its own. With `source`, each
+    /// row is first copied from it, on the core that transforms it, while it is in cache.
+    static func blockDiagonal(_ x: UnsafeMutablePointer<Float>, rows: Int, width: Int, block: Int,
+                              from source: UnsafePointer<Float>? = nil) {
         precondition(width % block == 0, "the caller checks the block size")
         Parallel.forRanges(rows, workPerItem: width * 8) { range in
             for r in range {
+                if let source { (x + r * width).update(from: source + r * width, count: width) }
                 if block >= 8 {
                     contiguousBlocks(x + r * width, width: width, block: block)
                 } else {
