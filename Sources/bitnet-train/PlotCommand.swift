@@ -26,7 +26,6 @@ struct PlotCommand: ParsableCommand {
     @Option(help: "The chart's title.") var title: String?
 
     func validate() throws {
-        if runs.isEmpty { throw ValidationError("give at least one run directory") }
         if fromStep < 0 { throw ValidationError("--from-step must be >= 0, got \(fromStep)") }
     }
 

@@ -53,8 +53,8 @@ public enum TrainingCurves {
                 guard let seconds = (line["elapsed_seconds"] as? NSNumber)?.doubleValue else { continue }
                 x = seconds / 3600
             }
-            // JSON null (a non-finite loss) arrives as NSNull and is skipped.
             curve.lastStep = max(curve.lastStep, step)
+            // JSON null (a non-finite loss) arrives as NSNull and is skipped.
             if let loss = (line["loss"] as? NSNumber)?.doubleValue { curve.train.append((x, loss)) }
             if let loss = (line["val_loss"] as? NSNumber)?.doubleValue {
                 curve.validation.append((x, loss))
