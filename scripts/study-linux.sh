@@ -13,17 +13,19 @@ mkdir -p $S
 # The second corpus: the first 1 MB of the quick-start Shakespeare (whole lines).
 [ -s $S/shakespeare-1MB.txt ] || head -c 1000000 data/corpus/shakespeare.txt | sed '$d' > $S/shakespeare-1MB.txt
 
+# Steps 1-3 train two runs at a time, one core each (--jobs 2): these small models train
+# about 1.1-1.3x faster that way (docs/BENCHMARKS.md).
 # 1. lr-sweeps at two widths, 2M tokens (977 steps of 16 x 128) each.
 for size in 64x2 128x4; do
   [ -f $S/lr-$size/results.json ] && continue
   $B lr-sweep --data $D --preset $size --steps 977 --modes $modes --lrs 3e-4,1e-3,3e-3,1e-2,3e-2 \
-    --out $S/lr-$size >> $S/lr-$size.log 2>&1 || exit 1
+    --jobs 2 --out $S/lr-$size >> $S/lr-$size.log 2>&1 || exit 1
 done
 lr="--lr-from $S/lr-64x2,$S/lr-128x4"
 
 # 2. Compute-optimal: 20 tokens per non-embedding parameter.
 $B sweep --data $D --presets $sizes --modes $modes --tokens-per-param 20 $lr --text $S/shakespeare-1MB.txt \
-  --out $S/compute-optimal >> $S/compute-optimal.log 2>&1 || exit 1
+  --jobs 2 --out $S/compute-optimal >> $S/compute-optimal.log 2>&1 || exit 1
 
 # 3. The paper's protocol: every size on the largest size's tokens; its runs are the same
 #    configs as in step 2, so they are copied, not retrained.
@@ -33,7 +35,7 @@ for m in fp binary ternary; do
   [ -d $S/paper/runs/128x4-$m ] || cp -r $S/compute-optimal/runs/128x4-$m $S/paper/runs/
 done
 $B sweep --data $D --presets $sizes --modes $modes --tokens $((steps * 16 * 128)) $lr --text $S/shakespeare-1MB.txt \
-  --out $S/paper >> $S/paper.log 2>&1 || exit 1
+  --jobs 2 --out $S/paper >> $S/paper.log 2>&1 || exit 1
 
 # 4. The longest run: binary `small` at 20 tokens per non-embedding parameter (95M tokens).
 out=$S/small-binary

@@ -12,6 +12,14 @@ func parseList<T>(_ text: String, flag: String, _ parse: (String) -> T?) throws 
     }
 }
 
+let jobsHelp = ArgumentHelp(
+    "Runs to train at once, each on cores / jobs threads. Small models use many cores poorly, so several at once "
+        + "finish sooner (docs/BENCHMARKS.md); a run's last bits depend on its thread count.")
+
+func validateJobs(_ jobs: Int) throws {
+    if jobs < 1 || jobs > 256 { throw ValidationError("--jobs must be in 1...256, got \(jobs)") }
+}
+
 struct SweepCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sweep",
@@ -42,6 +50,7 @@ struct SweepCommand: ParsableCommand {
     @Flag(help: ArgumentHelp("Plan instead of training: time a few steps of every run here and print its tokens, "
                              + "tokens/s and CPU-hours, and the total. Writes nothing."))
     var plan = false
+    @Option(parsing: .unconditional, help: jobsHelp) var jobs = 1
 
     func validate() throws {
         let budgets = [tokens != nil, tokensPerParam != nil, flops != nil].filter { $0 }.count
@@ -52,6 +61,7 @@ struct SweepCommand: ParsableCommand {
         }
         if let flops, !(flops > 0 && flops.isFinite) { throw ValidationError("--flops must be a positive number, got \(flops)") }
         if evalWindows <= 0 { throw ValidationError("--eval-windows must be positive, got \(evalWindows)") }
+        try validateJobs(jobs)
     }
 
     func run() throws {
@@ -68,8 +78,9 @@ struct SweepCommand: ParsableCommand {
             if plan { return try printPlan(definition) }
             let directory = URL(fileURLWithPath: out)
             let interrupted = InterruptFlag()
-            var progress: ProgressPrinter?
-            let results = try Sweep.run(definition: definition, directory: directory, force: force,
+            if jobs > 1 { log("\(jobs) runs at a time, \(max(1, Parallel.threads / jobs)) thread(s) each") }
+            var progress: [String: ProgressPrinter] = [:]
+            let results = try Sweep.run(definition: definition, directory: directory, force: force, jobs: jobs,
                                         shouldStop: { interrupted.isSet }) { event in
                 switch event {
                 case .skipped(let run): log("\(run): finished earlier, kept")
@@ -77,10 +88,10 @@ struct SweepCommand: ParsableCommand {
                     log("[\(index + 1)/\(total)] \(run): \(formatCount(config.model.nonEmbeddingParameters)) non-embedding "
                         + "parameters, \(config.training.steps) steps of \(config.training.batchSize) x \(config.model.context) tokens"
                         + (resuming ? " (resuming)" : ""))
-                    progress = ProgressPrinter(steps: config.training.steps)
-                case .training(_, let e): progress?.handle(e)
+                    progress[run] = ProgressPrinter(steps: config.training.steps, run: jobs > 1 ? run : nil)
+                case .training(let run, let e): progress[run]?.handle(e)
                 case .finished(let r):
-                    progress?.finish()
+                    progress.removeValue(forKey: r.run)?.finish()
                     log(String(format: "%@: final val loss %.4f after %.0f s", r.run, r.finalValLoss, r.wallSeconds))
                 }
             }
@@ -135,10 +146,12 @@ struct LearningRateSweepCommand: ParsableCommand {
     @Option(parsing: .unconditional, help: "Peak learning rates, comma-separated.") var lrs: String = "1e-4,3e-4,1e-3,3e-3,1e-2"
     @Option(help: "Output directory.") var out: String
     @Flag(help: "Retrain runs that already exist.") var force = false
+    @Option(parsing: .unconditional, help: jobsHelp) var jobs = 1
     @OptionGroup var options: ConfigOptions
 
     func validate() throws {
         _ = try options.fieldValues()
+        try validateJobs(jobs)
         for rate in try parseList(lrs, flag: "--lrs", { Float($0) }) where !(rate > 0 && rate <= 1000) {
             throw ValidationError("--lrs: each rate must be in (0, 1000], got \(rate)")
         }
@@ -152,7 +165,7 @@ struct LearningRateSweepCommand: ParsableCommand {
             let results = try LearningRateSweep.run(
                 base: base, modes: try parseList(modes, flag: "--modes") { WeightMode(rawValue: $0) },
                 learningRates: try parseList(lrs, flag: "--lrs") { Float($0) }, dataset: dataset,
-                directory: URL(fileURLWithPath: out), force: force) { log($0) }
+                directory: URL(fileURLWithPath: out), force: force, jobs: jobs) { log($0) }
             for r in results {
                 try printLine(String(format: "%@ lr %g: %.4f -> %.4f%@", r.mode.rawValue, r.learningRate, r.initialValLoss,
                              r.finalValLoss, r.diverged ? " DIVERGED" : ""))

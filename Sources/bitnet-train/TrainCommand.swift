@@ -100,13 +100,19 @@ func formatDuration(_ seconds: Double) -> String {
     return "\(s)s"
 }
 
-/// A progress bar when stderr is a terminal, plain log lines otherwise.
+/// A progress bar when stderr is a terminal, plain log lines otherwise, and always
+/// for one of several runs training at once (each line then starts with its name).
 final class ProgressPrinter {
     let steps: Int
-    let isTerminal = isatty(STDERR_FILENO) == 1
+    let prefix: String
+    let isTerminal: Bool
     private var barShown = false
 
-    init(steps: Int) { self.steps = steps }
+    init(steps: Int, run: String? = nil) {
+        self.steps = steps
+        prefix = run.map { "\($0): " } ?? ""
+        isTerminal = run == nil && isatty(STDERR_FILENO) == 1
+    }
 
     func handle(_ event: TrainingEvent) {
         switch event {
@@ -141,7 +147,7 @@ final class ProgressPrinter {
     private func line(_ text: String) {
         if barShown { log("\r\u{1B}[2K", terminator: "") }
         barShown = false
-        log(text)
+        log(prefix + text)
     }
 
     func finish() { if barShown { log("") } }

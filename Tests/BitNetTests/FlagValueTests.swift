@@ -54,7 +54,7 @@ struct FlagCase: CustomTestStringConvertible, Sendable {
         add("bitnet-train", train, ["--grad-clip"], valid: ["0", "99999999999999999999", "1e30"])
         add("bitnet-train", ["sweep", "--data", "DATA", "--presets", "32x1", "--out", "OUT"], ["--tokens", "--tokens-per-param"])
         add("bitnet-train", ["sweep", "--data", "DATA", "--presets", "32x1", "--out", "OUT"], ["--flops"], costly: ["99999999999999999999"])
-        add("bitnet-train", sweep, ["--context", "--eval-windows", "--batch-size", "--micro-batch-size"])
+        add("bitnet-train", sweep, ["--context", "--eval-windows", "--batch-size", "--micro-batch-size", "--jobs"])
         add("bitnet-train", ["quantize", "RUN", "--out", "OUT", "--wbits", "4"], ["--group-size", "--abits"])
         add("bitnet-train", ["quantize", "RUN", "--out", "OUT"], ["--wbits"])
         add("bitnet-train", ["quantize", "RUN", "--out", "OUT", "--wbits", "4", "--method", "gptq", "--calibration", "DATA"],
@@ -69,7 +69,7 @@ struct FlagCase: CustomTestStringConvertible, Sendable {
             ["--calibration-windows", "--group-size"])
         add("bitnet-train", ["ptq-report", "--fp", "RUN", "--data", "DATA", "--out", "OUT", "--methods", "rtn"],
             ["--epochs"], costly: ["0"])
-        add("bitnet-train", ["lr-sweep", "--data", "DATA", "--preset", "tiny", "--steps", "2", "--out", "OUT"], ["--lrs"])
+        add("bitnet-train", ["lr-sweep", "--data", "DATA", "--preset", "tiny", "--steps", "2", "--out", "OUT"], ["--lrs", "--jobs"])
         add("bitnet-train", ["plot", "RUN", "--out", "OUT"], ["--from-step"], valid: ["0"])
         return cases
     }()

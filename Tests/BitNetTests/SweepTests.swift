@@ -4,6 +4,7 @@ import Foundation
 #if canImport(FoundationXML)
 import FoundationXML
 #endif
+import Synchronization
 import Testing
 @testable import BitNet
 
@@ -170,19 +171,45 @@ func isValidSVG(_ text: String) -> Bool {
         #expect(fitted.fitAgainstParameters(.fp) != nil && fitted.fitAgainstParameters(.binary) != nil)
     }
 
-    @Test func interruptedSweepResumes() throws {
+    /// Stopped by a signal, every run in progress checkpoints; the next call resumes them.
+    @Test(arguments: [1, 2]) func interruptedSweepResumes(jobs: Int) throws {
         let dir = Fixtures.temporaryDirectory("sweep-stop")
-        var steps = 0
-        let partial = try Sweep.run(definition: Self.definition(["32x1"]), directory: dir, force: false,
-                                    shouldStop: { steps >= 1 }) { event in
-            if case .training(_, .step) = event { steps += 1 }
+        let steps = Mutex(0)
+        let partial = try Sweep.run(definition: Self.definition(["32x1"]), directory: dir, force: false, jobs: jobs,
+                                    shouldStop: { steps.withLock { $0 >= 1 } }) { event in
+            if case .training(_, .step) = event { steps.withLock { $0 += 1 } }
         }
         #expect(partial.isEmpty)
-        var resumed = false
-        let results = try Sweep.run(definition: Self.definition(["32x1"]), directory: dir, force: false) { event in
-            if case .starting(_, _, _, _, true) = event { resumed = true }
+        var resumed: [String] = []
+        let results = try Sweep.run(definition: Self.definition(["32x1"]), directory: dir, force: false, jobs: jobs) { event in
+            if case .starting(let run, _, _, _, true) = event { resumed.append(run) }
         }
-        #expect(resumed && results.count == 2)
+        #expect(resumed.count == jobs && results.count == 2, "\(resumed)")
+    }
+
+    /// Two runs at once: each run's metrics equal the same run trained alone on its share
+    /// of the threads (the runs do not disturb each other), the costliest start first,
+    /// and the results keep the plan's order.
+    @Test func concurrentRunsEqualRunsTrainedAlone() throws {
+        let dir = Fixtures.temporaryDirectory("sweep-jobs")
+        let definition = Self.definition(["32x1", "tiny"])
+        var started: [String] = []
+        let results = try Sweep.run(definition: definition, directory: dir, force: false, jobs: 2) { event in
+            if case .starting(let run, _, _, _, _) = event { started.append(run) }
+        }
+        #expect(results.map(\.run) == ["32x1-fp", "32x1-binary", "tiny-fp", "tiny-binary"])
+        #expect(Set(started.prefix(2)) == ["tiny-fp", "tiny-binary"], "\(started)")
+        let dataset = try TokenDataset(directory: Fixtures.shared.data)
+        let share = ConcurrentRuns(jobs: 2).threadsPerRun
+        for (size, mode, config) in try Sweep.configs(definition, dataset: dataset) {
+            let name = SweepDefinition.runName(size: size, mode: mode)
+            let alone = Fixtures.temporaryDirectory("alone-\(name)")
+            try Parallel.withThreads(share) {
+                try Trainer(runDirectory: alone, config: config, dataset: dataset, resume: false, force: false).run { _ in }
+            }
+            let swept = try Fixtures.deterministicMetrics(dir.appendingPathComponent("runs/\(name)"))
+            #expect(try Fixtures.deterministicMetrics(alone) == swept, "\(name)")
+        }
     }
 
     @Test func badDefinitionsAreRefused() throws {
@@ -286,13 +313,13 @@ func isValidSVG(_ text: String) -> Bool {
         #expect(isValidSVG(try String(contentsOf: dir.appendingPathComponent("loss_vs_energy.svg"), encoding: .utf8)))
     }
 
-    @Test func learningRateSweepFlagsDivergence() throws {
+    @Test(arguments: [1, 2]) func learningRateSweepFlagsDivergence(jobs: Int) throws {
         let dataset = try TokenDataset(directory: Fixtures.shared.data)
         let config = Fixtures.tinyRunConfig(mode: .fp, steps: 20, vocabSize: dataset.meta.vocabSize)
         let dir = Fixtures.temporaryDirectory("lr-sweep")
         let results = try LearningRateSweep.run(base: config, modes: [.fp, .binary], learningRates: [3e-3, 1000],
-                                                dataset: dataset, directory: dir, force: false) { _ in }
-        #expect(results.count == 4)
+                                                dataset: dataset, directory: dir, force: false, jobs: jobs) { _ in }
+        #expect(results.map(\.mode) == [.fp, .fp, .binary, .binary] && results.map(\.learningRate) == [3e-3, 1000, 3e-3, 1000])
         for r in results {
             #expect(r.diverged == (r.learningRate == 1000), "\(r)")
         }

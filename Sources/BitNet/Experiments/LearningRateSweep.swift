@@ -48,47 +48,53 @@ public struct LearningRateResult: Codable, Sendable, Equatable {
 }
 
 public enum LearningRateSweep {
-    /// Trains `base` once per (mode, learning rate) under DIR/runs, then writes
-    /// results.json, lr_sweep.svg and report.md into `directory`.
+    /// Trains `base` once per (mode, learning rate) under DIR/runs, `jobs` at a time,
+    /// then writes results.json, lr_sweep.svg and report.md into `directory`.
     public static func run(base: RunConfig, modes: [WeightMode], learningRates: [Float], dataset: TokenDataset,
-                           directory: URL, force: Bool, report: (String) -> Void) throws -> [LearningRateResult] {
+                           directory: URL, force: Bool, jobs: Int = 1, report: (String) -> Void) throws -> [LearningRateResult] {
         guard !modes.isEmpty else { throw BitNetError.invalid("the list of modes is empty") }
         guard !learningRates.isEmpty else { throw BitNetError.invalid("the list of learning rates is empty") }
-        var results: [LearningRateResult] = []
-        for mode in modes {
-            for lr in learningRates {
-                let config = try base.overriding([("mode", mode.rawValue), ("learning_rate", "\(lr)")])
-                let name = "\(mode.rawValue)-lr\(lr)"
-                report("\(name): training \(config.training.steps) steps")
-                let runDirectory = directory.appendingPathComponent("runs").appendingPathComponent(name)
-                let trainer = try Trainer(runDirectory: runDirectory, config: config, dataset: dataset, resume: !force,
-                                          force: force)
-                // The starting loss, from a fresh model with the run's seed (a re-run resumes
-                // finished runs, whose weights are trained).
-                let fresh = try TrainingSession(config: config).model
-                let initial = Double(Evaluation.loss(model: fresh, dataset: dataset, windows: config.training.evalWindows,
-                                                     batch: config.training.microBatchSize))
-                var result = LearningRateResult(mode: mode, learningRate: lr, initialValLoss: initial, finalValLoss: .nan,
-                                                diverged: false, note: "")
-                do {
-                    try trainer.run { _ in }
-                    result.finalValLoss = Double(try trainer.validationLoss())
-                    if !result.finalValLoss.isFinite || result.finalValLoss > initial {
-                        result.diverged = true
-                        result.note = "final loss above the initial loss"
-                    }
-                } catch BitNetError.diverged(let reason) {
+        let grid = modes.flatMap { mode in learningRates.map { (mode, $0) } }
+        var results: [(Int, LearningRateResult)] = []
+        let queue = ConcurrentRuns(jobs: jobs)
+        try queue.forEach(grid.count) { index in
+            let (mode, lr) = grid[index]
+            let config = try base.overriding([("mode", mode.rawValue), ("learning_rate", "\(lr)")])
+            let name = "\(mode.rawValue)-lr\(lr)"
+            queue.serialized { report("\(name): training \(config.training.steps) steps") }
+            let runDirectory = directory.appendingPathComponent("runs").appendingPathComponent(name)
+            let trainer = try Trainer(runDirectory: runDirectory, config: config, dataset: dataset, resume: !force,
+                                      force: force)
+            trainer.shouldStop = { queue.failed }
+            // The starting loss, from a fresh model with the run's seed (a re-run resumes
+            // finished runs, whose weights are trained).
+            let fresh = try TrainingSession(config: config).model
+            let initial = Double(Evaluation.loss(model: fresh, dataset: dataset, windows: config.training.evalWindows,
+                                                 batch: config.training.microBatchSize))
+            var result = LearningRateResult(mode: mode, learningRate: lr, initialValLoss: initial, finalValLoss: .nan,
+                                            diverged: false, note: "")
+            do {
+                try trainer.run { _ in }
+                if trainer.state.step < config.training.steps { return }  // another run failed
+                result.finalValLoss = Double(try trainer.validationLoss())
+                if !result.finalValLoss.isFinite || result.finalValLoss > initial {
                     result.diverged = true
-                    result.note = reason
+                    result.note = "final loss above the initial loss"
                 }
+            } catch BitNetError.diverged(let reason) {
+                result.diverged = true
+                result.note = reason
+            }
+            queue.serialized {
                 report(String(format: "%@: final val loss %.4f%@", name, result.finalValLoss, result.diverged ? " (diverged)" : ""))
-                results.append(result)
+                results.append((index, result))
             }
         }
-        try AtomicFile.writeJSON(results, to: directory.appendingPathComponent("results.json"))
-        try AtomicFile.write(Data(plot(results).utf8), to: directory.appendingPathComponent("lr_sweep.svg"))
-        try AtomicFile.write(Data(markdown(results, base: base).utf8), to: directory.appendingPathComponent("report.md"))
-        return results
+        let ordered = results.sorted { $0.0 < $1.0 }.map(\.1)
+        try AtomicFile.writeJSON(ordered, to: directory.appendingPathComponent("results.json"))
+        try AtomicFile.write(Data(plot(ordered).utf8), to: directory.appendingPathComponent("lr_sweep.svg"))
+        try AtomicFile.write(Data(markdown(ordered, base: base).utf8), to: directory.appendingPathComponent("report.md"))
+        return ordered
     }
 
     public static func plot(_ results: [LearningRateResult]) -> String {

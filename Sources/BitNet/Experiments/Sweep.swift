@@ -1,6 +1,7 @@
 // Scaling-law sweeps (the BitNet paper's section 3 as one command): every (size, mode)
-// trained into its own run directory under the sweep directory, one after another;
-// finished runs are skipped, an interrupted one resumes from its checkpoint.
+// trained into its own run directory under the sweep directory, one after another or
+// `jobs` at a time; finished runs are skipped, an interrupted one resumes from its
+// checkpoint.
 import Foundation
 
 /// One finished run of a sweep: a row of results.csv and results.json.
@@ -50,7 +51,7 @@ public enum Sweep {
 
     /// Runs (or continues) a sweep. A directory holding a different sweep is refused
     /// unless `force`; then runs whose config changed are started over, the others kept.
-    public static func run(definition: SweepDefinition, directory: URL, force: Bool,
+    public static func run(definition: SweepDefinition, directory: URL, force: Bool, jobs: Int = 1,
                            shouldStop: @escaping () -> Bool = { false },
                            report: (SweepEvent) -> Void) throws -> [SweepResult] {
         try definition.validate()
@@ -69,29 +70,48 @@ public enum Sweep {
         try fm.createDirectory(at: directory.appendingPathComponent("runs"), withIntermediateDirectories: true)
         try AtomicFile.writeJSON(definition, to: definitionURL)
 
-        var results = loadResults(directory).filter { r in plan.contains { SweepDefinition.runName(size: $0.0, mode: $0.1) == r.run } }
-        for (index, (size, mode, config)) in plan.enumerated() {
-            let name = SweepDefinition.runName(size: size, mode: mode)
+        let names = plan.map { SweepDefinition.runName(size: $0.0, mode: $0.1) }
+        var results = loadResults(directory).filter { names.contains($0.run) }
+        let queue = ConcurrentRuns(jobs: jobs)
+        // Several at once: the longest runs first, so that the last to finish is a short one.
+        let order = jobs == 1 ? Array(plan.indices) : plan.indices.sorted { cost(plan[$0].2) > cost(plan[$1].2) }
+        try queue.forEach(order.count) { k in
+            let index = order[k]
+            let (size, mode, config) = plan[index], name = names[index]
             let runDirectory = directory.appendingPathComponent("runs").appendingPathComponent(name)
-            let savedConfig = try? RunDirectory(runDirectory).readConfig()
-            let unchanged = savedConfig == config
-            if unchanged, results.contains(where: { $0.run == name }) {
-                report(.skipped(run: name))
-                continue
+            let unchanged = (try? RunDirectory(runDirectory).readConfig()) == config
+            let skipped = queue.serialized { () -> Bool in
+                if unchanged, results.contains(where: { $0.run == name }) {
+                    report(.skipped(run: name))
+                    return true
+                }
+                results.removeAll { $0.run == name }
+                report(.starting(run: name, index: index, total: plan.count, config: config, resuming: unchanged))
+                return false
             }
-            results.removeAll { $0.run == name }
-            report(.starting(run: name, index: index, total: plan.count, config: config, resuming: unchanged))
+            if skipped { return }
             let trainer = try Trainer(runDirectory: runDirectory, config: config, dataset: dataset,
                                       resume: unchanged, force: !unchanged)
-            trainer.shouldStop = shouldStop
-            try trainer.run { report(.training(run: name, $0)) }
-            if trainer.state.step < config.training.steps { return results }  // stopped
+            trainer.shouldStop = { shouldStop() || queue.failed }
+            try trainer.run { event in queue.serialized { report(.training(run: name, event)) } }
+            if trainer.state.step < config.training.steps {  // stopped
+                queue.stop()
+                return
+            }
             let result = try summarize(trainer: trainer, name: name, size: size, mode: mode, text: text)
-            results.append(result)
-            try saveResults(results, directory: directory)
-            report(.finished(result))
+            try queue.serialized {
+                results.append(result)
+                results.sort { (names.firstIndex(of: $0.run) ?? 0) < (names.firstIndex(of: $1.run) ?? 0) }
+                try saveResults(results, directory: directory)
+                report(.finished(result))
+            }
         }
         return results
+    }
+
+    /// A run's training compute, to order concurrent runs.
+    static func cost(_ config: RunConfig) -> Double {
+        config.model.trainingFlopsPerToken * Double(config.training.steps * config.training.batchSize * config.model.context)
     }
 
     /// Every (size, mode)'s run config, checked against the data.

@@ -3,7 +3,9 @@
 // OpenBLAS runs single-threaded and we split each product across the cores ourselves,
 // by rows of the output. One threading system means no OpenBLAS worker threads spinning
 // while our own loops run, several small products (attention heads) can run at once,
-// and the split depends only on the shapes, so results are reproducible.
+// and the split depends only on the shapes and the thread count, so results are
+// reproducible. (Not across thread counts: OpenBLAS's rounding depends on where a
+// product's rows are cut.)
 import COpenBLAS
 
 public enum Matmul {
