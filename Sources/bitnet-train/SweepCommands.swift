@@ -162,10 +162,17 @@ struct LearningRateSweepCommand: ParsableCommand {
             let dataset = try TokenDataset(directory: data)
             let base = try options.runConfig(vocabSize: dataset.meta.vocabSize)
             try dataset.check(context: base.model.context)
+            let modeList = try parseList(modes, flag: "--modes") { WeightMode(rawValue: $0) }
+            let rates = try parseList(lrs, flag: "--lrs") { Float($0) }
+            let interrupted = InterruptFlag()
             let results = try LearningRateSweep.run(
-                base: base, modes: try parseList(modes, flag: "--modes") { WeightMode(rawValue: $0) },
-                learningRates: try parseList(lrs, flag: "--lrs") { Float($0) }, dataset: dataset,
-                directory: URL(fileURLWithPath: out), force: force, jobs: jobs) { log($0) }
+                base: base, modes: modeList, learningRates: rates, dataset: dataset, directory: URL(fileURLWithPath: out),
+                force: force, jobs: jobs, shouldStop: { interrupted.isSet }) { log($0) }
+            if interrupted.isSet || results.count < modeList.count * rates.count {
+                log("interrupted: \(results.count) of \(modeList.count * rates.count) runs finished; "
+                    + "the same command continues the sweep")
+                throw ExitCode(interrupted.isSet ? interrupted.exitStatus : 130)
+            }
             for r in results {
                 try printLine(String(format: "%@ lr %g: %.4f -> %.4f%@", r.mode.rawValue, r.learningRate, r.initialValLoss,
                              r.finalValLoss, r.diverged ? " DIVERGED" : ""))

@@ -226,7 +226,8 @@ import BitNetRuntime
     }
 
     /// Ctrl-C finishes the step, checkpoints and exits 130 (SIGTERM: 143); a resumed run refuses flags
-    /// that would change its config; an interrupted sweep writes no report.
+    /// that would change its config; an interrupted sweep writes no report, an interrupted
+    /// lr-sweep no results.
     @Test func interruptsAndResumes() throws {
         let data = Fixtures.shared.data
         let run = Fixtures.temporaryDirectory("cli-sigint")
@@ -263,6 +264,24 @@ import BitNetRuntime
         let interrupted = try sweeping.finish()
         #expect(interrupted.status == 130 && interrupted.stderr.contains("interrupted: 0 of 2 runs finished"), "\(interrupted.stderr)")
         #expect(!FileManager.default.fileExists(atPath: sweep.appendingPathComponent("report.md").path))
+
+        // An lr-sweep training two runs at once: both checkpoint, and no results are written.
+        let lrSweep = Fixtures.temporaryDirectory("cli-sigint-lr-sweep")
+        let tuning = try Fixtures.launch(["lr-sweep", "--data", data, "--preset", "tiny", "--steps", "100000", "--context", "32",
+                                          "--modes", "fp", "--lrs", "1e-3,3e-3", "--log-every", "1", "--jobs", "2",
+                                          "--out", lrSweep.path])
+        let lrMetrics = ["fp-lr0.001", "fp-lr0.003"].map { lrSweep.appendingPathComponent("runs/\($0)/metrics.jsonl").path }
+        while lrMetrics.contains(where: { (FileManager.default.contents(atPath: $0)?.count ?? 0) == 0 }) && Date() < deadline {
+            usleep(5_000)
+        }
+        kill(tuning.process.processIdentifier, SIGINT)
+        let tuned = try tuning.finish()
+        #expect(tuned.status == 130 && tuned.stderr.contains("interrupted: 0 of 2 runs finished"), "\(tuned.stderr)")
+        for name in ["fp-lr0.001", "fp-lr0.003"] {
+            let (_, _, stoppedAt) = try Checkpoint.loadModel(runDirectory: lrSweep.appendingPathComponent("runs/\(name)"))
+            #expect(stoppedAt.step > 0, "\(name)")
+        }
+        #expect(!FileManager.default.fileExists(atPath: lrSweep.appendingPathComponent("results.json").path))
     }
 
     @Test func sweepCommandsRefuseBadInput() throws {

@@ -49,9 +49,12 @@ public struct LearningRateResult: Codable, Sendable, Equatable {
 
 public enum LearningRateSweep {
     /// Trains `base` once per (mode, learning rate) under DIR/runs, `jobs` at a time,
-    /// then writes results.json, lr_sweep.svg and report.md into `directory`.
+    /// then writes results.json, lr_sweep.svg and report.md into `directory`. Stopped
+    /// (`shouldStop`), the runs in progress checkpoint and nothing is written: the
+    /// results so far are returned, and the same call continues.
     public static func run(base: RunConfig, modes: [WeightMode], learningRates: [Float], dataset: TokenDataset,
-                           directory: URL, force: Bool, jobs: Int = 1, report: (String) -> Void) throws -> [LearningRateResult] {
+                           directory: URL, force: Bool, jobs: Int = 1, shouldStop: @escaping () -> Bool = { false },
+                           report: (String) -> Void) throws -> [LearningRateResult] {
         guard !modes.isEmpty else { throw BitNetError.invalid("the list of modes is empty") }
         guard !learningRates.isEmpty else { throw BitNetError.invalid("the list of learning rates is empty") }
         let grid = modes.flatMap { mode in learningRates.map { (mode, $0) } }
@@ -65,7 +68,7 @@ public enum LearningRateSweep {
             let runDirectory = directory.appendingPathComponent("runs").appendingPathComponent(name)
             let trainer = try Trainer(runDirectory: runDirectory, config: config, dataset: dataset, resume: !force,
                                       force: force)
-            trainer.shouldStop = { queue.failed }
+            trainer.shouldStop = { shouldStop() || queue.failed }
             // The starting loss, from a fresh model with the run's seed (a re-run resumes
             // finished runs, whose weights are trained).
             let fresh = try TrainingSession(config: config).model
@@ -75,7 +78,10 @@ public enum LearningRateSweep {
                                             diverged: false, note: "")
             do {
                 try trainer.run { _ in }
-                if trainer.state.step < config.training.steps { return }  // another run failed
+                if trainer.state.step < config.training.steps {  // stopped
+                    queue.stop()
+                    return
+                }
                 result.finalValLoss = Double(try trainer.validationLoss())
                 if !result.finalValLoss.isFinite || result.finalValLoss > initial {
                     result.diverged = true
@@ -91,6 +97,7 @@ public enum LearningRateSweep {
             }
         }
         let ordered = results.sorted { $0.0 < $1.0 }.map(\.1)
+        guard ordered.count == grid.count else { return ordered }
         try AtomicFile.writeJSON(ordered, to: directory.appendingPathComponent("results.json"))
         try AtomicFile.write(Data(plot(ordered).utf8), to: directory.appendingPathComponent("lr_sweep.svg"))
         try AtomicFile.write(Data(markdown(ordered, base: base).utf8), to: directory.appendingPathComponent("report.md"))
