@@ -1,15 +1,57 @@
 #!/bin/bash
 # Issue 14's study on the linux corpus (docs/sweeps/linux/PLAN.md), one step after another;
 # every step resumes, so run it again after an interruption. Run directories go under
-# runs/study-linux (not in git); results, plots and reports are copied into docs/sweeps/linux.
+# runs/study-linux (not in git).
+#   scripts/study-linux.sh        run (or continue) the study
+#   scripts/study-linux.sh save   copy every finished run's config and result (not its
+#                                 checkpoints) into docs/sweeps/linux/runs, to commit
+# A run saved there is not trained again, even on a machine whose run directories are
+# gone: the study restores the saved files before it starts.
 cd "$(dirname "$0")/.."
 # Point BITNET_TRAIN at a copy of the binary, so that rebuilding does not disturb a running study.
 B=${BITNET_TRAIN:-.build/release/bitnet-train}
 S=runs/study-linux
+K=docs/sweeps/linux/runs
 D=runs/linux-data
 sizes=32x2,48x2,64x2,96x3,128x4
 modes=fp,binary,ternary
+
+# The small files of every finished run, and each part's own results: what a later call
+# needs to skip the run (Sweep and LearningRateSweep check the config, then the result).
+copy_finished() {  # FROM TO
+  local part run
+  for part in "$1"/*/; do
+    part=$(basename "$part")
+    [ -d "$1/$part/runs" ] || continue
+    mkdir -p "$2/$part"
+    for f in sweep.json results.json results.csv; do
+      [ -f "$1/$part/$f" ] && cp -p "$1/$part/$f" "$2/$part/"
+    done
+    for run in "$1/$part"/runs/*/; do
+      run=$(basename "$run")
+      # Finished: an lr-sweep run with its result, or a sweep run in its results.json.
+      if [ -f "$1/$part/runs/$run/lr_result.json" ] || grep -q "\"run\" *: *\"$run\"" "$1/$part/results.json" 2>/dev/null; then
+        mkdir -p "$2/$part/runs/$run"
+        for f in config.json lr_result.json metrics.jsonl; do
+          [ -f "$1/$part/runs/$run/$f" ] && cp -p "$1/$part/runs/$run/$f" "$2/$part/runs/$run/"
+        done
+      fi
+    done
+  done
+}
+if [ "${1:-}" = save ]; then
+  copy_finished $S $K
+  echo "study: saved finished runs into $K"
+  exit 0
+fi
 mkdir -p $S
+# Restore what earlier machines saved, without overwriting what this one has.
+if [ -d $K ]; then
+  for part in $K/*/; do
+    part=$(basename "$part")
+    [ -e $S/$part ] || cp -rp $K/$part $S/
+  done
+fi
 # The second corpus: the first 1 MB of the quick-start Shakespeare (whole lines).
 [ -s $S/shakespeare-1MB.txt ] || head -c 1000000 data/corpus/shakespeare.txt | sed '$d' > $S/shakespeare-1MB.txt
 
@@ -18,7 +60,7 @@ mkdir -p $S
 # 1. lr-sweeps at two widths, 2M tokens (977 steps of 16 x 128) each.
 for size in 64x2 128x4; do
   [ -f $S/lr-$size/results.json ] && continue
-  $B lr-sweep --data $D --preset $size --steps 977 --modes $modes --lrs 3e-4,1e-3,3e-3,1e-2,3e-2 \
+  $B lr-sweep --data $D --preset $size --steps 977 --modes $modes --lrs 1e-3,3e-3,1e-2,3e-2 \
     --jobs 2 --out $S/lr-$size >> $S/lr-$size.log 2>&1 || exit 1
 done
 lr="--lr-from $S/lr-64x2,$S/lr-128x4"
@@ -28,12 +70,17 @@ $B sweep --data $D --presets $sizes --modes $modes --tokens-per-param 20 $lr --t
   --jobs 2 --out $S/compute-optimal >> $S/compute-optimal.log 2>&1 || exit 1
 
 # 3. The paper's protocol: every size on the largest size's tokens; its runs are the same
-#    configs as in step 2, so they are copied, not retrained.
+#    configs as in step 2, so their directories and results are copied, not retrained.
 steps=$(python3 -c "import json; print(json.load(open('$S/compute-optimal/runs/128x4-fp/config.json'))['training']['steps'])")
 mkdir -p $S/paper/runs
 for m in fp binary ternary; do
   [ -d $S/paper/runs/128x4-$m ] || cp -r $S/compute-optimal/runs/128x4-$m $S/paper/runs/
 done
+[ -f $S/paper/results.json ] || python3 - $S/compute-optimal/results.json $S/paper/results.json <<'PY' || exit 1
+import json, sys
+rows = [r for r in json.load(open(sys.argv[1])) if r["size"] == "128x4"]
+json.dump(rows, open(sys.argv[2], "w"))
+PY
 $B sweep --data $D --presets $sizes --modes $modes --tokens $((steps * 16 * 128)) $lr --text $S/shakespeare-1MB.txt \
   --jobs 2 --out $S/paper >> $S/paper.log 2>&1 || exit 1
 

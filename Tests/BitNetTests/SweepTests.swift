@@ -328,6 +328,28 @@ func isValidSVG(_ text: String) -> Bool {
         let decoded = try JSONDecoder().decode([LearningRateResult].self,
                                                from: Data(contentsOf: dir.appendingPathComponent("results.json")))
         #expect(decoded.count == 4)
+
+        // With only each run's config and result left (checkpoints, metrics and the
+        // sweep's results gone, as when results are kept in git and run directories are
+        // not), a second call trains nothing and returns the same results.
+        let fm = FileManager.default
+        try fm.removeItem(at: dir.appendingPathComponent("results.json"))
+        for run in try fm.contentsOfDirectory(atPath: dir.appendingPathComponent("runs").path) {
+            let runDir = dir.appendingPathComponent("runs").appendingPathComponent(run)
+            for file in try fm.contentsOfDirectory(atPath: runDir.path) where file != "config.json" && file != "lr_result.json" {
+                try fm.removeItem(at: runDir.appendingPathComponent(file))
+            }
+        }
+        var lines: [String] = []
+        let again = try LearningRateSweep.run(base: config, modes: [.fp, .binary], learningRates: [3e-3, 1000],
+                                              dataset: dataset, directory: dir, force: false, jobs: jobs) { lines.append($0) }
+        #expect(again.count == 4)
+        for (a, b) in zip(again, results) {
+            #expect(a.mode == b.mode && a.learningRate == b.learningRate && a.diverged == b.diverged)
+            #expect(a.finalValLoss == b.finalValLoss || (a.finalValLoss.isNaN && b.finalValLoss.isNaN))
+        }
+        #expect(lines.filter { $0.contains("finished before") }.count == 4, "\(lines)")
+        #expect(!lines.contains { $0.contains("training") }, "\(lines)")
     }
 }
 

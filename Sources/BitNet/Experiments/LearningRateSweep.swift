@@ -64,8 +64,17 @@ public enum LearningRateSweep {
             let (mode, lr) = grid[index]
             let config = try base.overriding([("mode", mode.rawValue), ("learning_rate", "\(lr)")])
             let name = "\(mode.rawValue)-lr\(lr)"
-            queue.serialized { report("\(name): training \(config.training.steps) steps") }
             let runDirectory = directory.appendingPathComponent("runs").appendingPathComponent(name)
+            // A run finished before keeps its result beside its config, so it is not trained
+            // (or even read) again: that holds when its checkpoints are gone too.
+            if !force, let kept = finishedResult(runDirectory, config: config) {
+                queue.serialized {
+                    report(String(format: "%@: finished before, final val loss %.4f", name, kept.finalValLoss))
+                    results.append((index, kept))
+                }
+                return
+            }
+            queue.serialized { report("\(name): training \(config.training.steps) steps") }
             let trainer = try Trainer(runDirectory: runDirectory, config: config, dataset: dataset, resume: !force,
                                       force: force)
             trainer.shouldStop = { shouldStop() || queue.failed }
@@ -91,6 +100,7 @@ public enum LearningRateSweep {
                 result.diverged = true
                 result.note = reason
             }
+            try AtomicFile.writeJSON(result, to: resultURL(runDirectory))
             queue.serialized {
                 report(String(format: "%@: final val loss %.4f%@", name, result.finalValLoss, result.diverged ? " (diverged)" : ""))
                 results.append((index, result))
@@ -102,6 +112,16 @@ public enum LearningRateSweep {
         try AtomicFile.write(Data(plot(ordered).utf8), to: directory.appendingPathComponent("lr_sweep.svg"))
         try AtomicFile.write(Data(markdown(ordered, base: base).utf8), to: directory.appendingPathComponent("report.md"))
         return ordered
+    }
+
+    /// Where a finished run keeps its result.
+    static func resultURL(_ runDirectory: URL) -> URL { runDirectory.appendingPathComponent("lr_result.json") }
+
+    /// The result a run left when it finished, if its config is still `config`.
+    static func finishedResult(_ runDirectory: URL, config: RunConfig) -> LearningRateResult? {
+        guard (try? RunDirectory(runDirectory).readConfig()) == config,
+              let data = FileManager.default.contents(atPath: resultURL(runDirectory).path) else { return nil }
+        return try? JSONDecoder().decode(LearningRateResult.self, from: data)
     }
 
     public static func plot(_ results: [LearningRateResult]) -> String {
