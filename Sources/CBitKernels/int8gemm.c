@@ -7,11 +7,13 @@
 //                (u8 x s8 saturating to int16) would not be;
 //   AVX-VNNI and AVX-512 VNNI: vpdpbusd (u8 x s8, four products summed into int32
 //                without saturation). A is made unsigned as a + 128 and the excess
-//                128 * sum(b) taken off at the end.
-// Register blocking: 4 rows of A against 2 rows of B (8 accumulators), each output
-// reduced across its vector's lanes once at the end; k left over after the last whole
-// vector is summed in scalar code.
+//                128 * sum(b) taken off at the end. The AVX-512 one packs its operands
+//                (see gemm_avx512vnni); the others are dot-product kernels.
+// The dot-product kernels block 4 rows of A against 2 rows of B (8 accumulators), each
+// output reduced across its vector's lanes once at the end; k left over after the last
+// whole vector is summed in scalar code.
 #include "bitkernels.h"
+#include <pthread.h>
 #include <stdlib.h>
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -309,32 +311,146 @@ __attribute__((target("avx2,avxvnni"))) static void gemm_avxvnni(const int8_t *a
     }
 }
 
+/// AVX-512 VNNI, packed: unlike the dot-product kernels above, each vpdpbusd adds four
+/// products into each of 16 *different* outputs, so no output is ever reduced across
+/// lanes. B is repacked per call into panels of 16 columns, each panel k/4 groups of 16
+/// dwords (column c's four bytes p..p+3 in dword c); A's rows are copied once into u8
+/// (a + 128) rows padded to a multiple of 4 with zeros, so a 4-byte broadcast never reads
+/// past a row. A block of 6 rows x 32 columns keeps 12 accumulators, 2 panel vectors and
+/// a broadcast in registers; each B panel pair stays in cache while every row block
+/// passes over it. The excess 128 * sum(b) per column is taken off as a vector.
+enum { VNNI_ROWS = 6, VNNI_PANEL = 16 };
+
+/// Grow-only scratch of this thread (the product runs on the same few threads, call
+/// after call), freed when the thread ends: [0] the packed B, [1] the packed A.
+typedef struct { uint8_t *buffer[2]; size_t capacity[2]; } VnniScratch;
+static pthread_key_t vnni_key;
+static pthread_once_t vnni_once = PTHREAD_ONCE_INIT;
+static void vnni_free(void *p) {
+    VnniScratch *s = p;
+    free(s->buffer[0]);
+    free(s->buffer[1]);
+    free(s);
+}
+static void vnni_make_key(void) { pthread_key_create(&vnni_key, vnni_free); }
+
+static uint8_t *vnni_scratch(int which, size_t bytes) {
+    pthread_once(&vnni_once, vnni_make_key);
+    VnniScratch *s = pthread_getspecific(vnni_key);
+    if (!s) {
+        s = calloc(1, sizeof(VnniScratch));
+        if (!s || pthread_setspecific(vnni_key, s) != 0) {
+            free(s);
+            return NULL;
+        }
+    }
+    if (s->capacity[which] < bytes) {
+        free(s->buffer[which]);
+        s->buffer[which] = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
+        s->capacity[which] = s->buffer[which] ? bytes : 0;
+    }
+    return s->buffer[which];
+}
+
+/// B [n, k] into panels (see above), zero in the padding; corr[j] = 128 * sum(b row j).
+__attribute__((target("avx512f,avx512bw"))) static void vnni_pack_b(const int8_t *b, size_t ldb, int n, int k, int k4,
+                                                                 int8_t *packed, int32_t *corr) {
+    const int panels = (n + VNNI_PANEL - 1) / VNNI_PANEL;
+    for (int t = 0; t < panels; t++) {
+        int8_t *panel = packed + (size_t)t * VNNI_PANEL * k4;
+        for (int c = 0; c < VNNI_PANEL; c++) {
+            const int j = t * VNNI_PANEL + c;
+            int32_t sum = 0;
+            for (int p = 0; p < k4; p++) {
+                const int8_t v = (j < n && p < k) ? b[(size_t)j * ldb + p] : 0;
+                panel[(size_t)(p >> 2) * 64 + c * 4 + (p & 3)] = v;
+                sum += v;
+            }
+            corr[t * VNNI_PANEL + c] = 128 * sum;
+        }
+    }
+}
+
+/// Rows [row_begin, row_end) of A as u8 (a + 128), each k4 long with zeros after k (the
+/// zeros meet B's zero padding).
+static void vnni_pack_a(const int8_t *a, size_t lda, int row_begin, int row_end, int k, int k4, uint8_t *packed) {
+    for (int i = row_begin; i < row_end; i++) {
+        const int8_t *ar = a + (size_t)i * lda;
+        uint8_t *out = packed + (size_t)(i - row_begin) * k4;
+        for (int p = 0; p < k; p++) out[p] = (uint8_t)(ar[p] ^ 0x80);
+        for (int p = k; p < k4; p++) out[p] = 0;
+    }
+}
+
+/// One block: `rows` (<= 6) packed A rows against `panels` (1 or 2) packed B panels,
+/// written to C with `cols` of the last panel's 16 columns. Inlined with constant rows
+/// and panels, so the accumulators stay in registers.
+__attribute__((target("avx512f,avx512bw,avx512vnni"), always_inline)) static inline void vnni_block(
+    int rows, int panels, const uint8_t *a, int k4, const int8_t *b0, const int32_t *corr, Out c, size_t c_offset,
+    size_t ldc, int last_cols) {
+    __m512i s[VNNI_ROWS][2];
+    for (int r = 0; r < rows; r++) s[r][0] = s[r][1] = _mm512_setzero_si512();
+    const int8_t *b1 = b0 + (size_t)VNNI_PANEL * k4;
+    for (int p = 0; p < k4; p += 4) {
+        const __m512i x0 = _mm512_load_si512((const void *)(b0 + (size_t)p * VNNI_PANEL));
+        const __m512i x1 = panels > 1 ? _mm512_load_si512((const void *)(b1 + (size_t)p * VNNI_PANEL)) : x0;
+        for (int r = 0; r < rows; r++) {
+            int32_t word;
+            __builtin_memcpy(&word, a + (size_t)r * k4 + p, 4);
+            const __m512i y = _mm512_set1_epi32(word);
+            s[r][0] = _mm512_dpbusd_epi32(s[r][0], y, x0);
+            if (panels > 1) s[r][1] = _mm512_dpbusd_epi32(s[r][1], y, x1);
+        }
+    }
+    for (int q = 0; q < panels; q++) {
+        const __m512i e = _mm512_loadu_si512((const void *)(corr + q * VNNI_PANEL));
+        const __mmask16 m = q == panels - 1 ? (__mmask16)((1u << last_cols) - 1) : (__mmask16)0xffff;
+        for (int r = 0; r < rows; r++) {
+            const __m512i v = _mm512_sub_epi32(s[r][q], e);
+            const size_t at = c_offset + (size_t)r * ldc + (size_t)q * VNNI_PANEL;
+            if (c.f32) _mm512_mask_storeu_ps(c.f32 + at, m, _mm512_cvtepi32_ps(v));
+            else _mm512_mask_storeu_epi32(c.i32 + at, m, v);
+        }
+    }
+}
+
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) static void vnni_blocks(int rows, int panels, const uint8_t *a,
+                                                                            int k4, const int8_t *b0, const int32_t *corr,
+                                                                            Out c, size_t c_offset, size_t ldc, int last_cols) {
+#define VNNI_CASE(R)                                                                                      \
+    case R:                                                                                               \
+        if (panels > 1) vnni_block(R, 2, a, k4, b0, corr, c, c_offset, ldc, last_cols);                   \
+        else vnni_block(R, 1, a, k4, b0, corr, c, c_offset, ldc, last_cols);                              \
+        return;
+    switch (rows) {
+        VNNI_CASE(1) VNNI_CASE(2) VNNI_CASE(3) VNNI_CASE(4) VNNI_CASE(5) VNNI_CASE(6)
+    default: return;
+    }
+#undef VNNI_CASE
+}
+
 __attribute__((target("avx512f,avx512bw,avx512vnni"))) static void gemm_avx512vnni(
     const int8_t *a, size_t lda, const int8_t *b, size_t ldb, Out c, size_t ldc, int row_begin, int row_end, int n, int k) {
-    const int whole = k & ~63;
-    const __m512i flip = _mm512_set1_epi8((char)0x80);
-    for (int i = row_begin; i < row_end; i += 4) {
-        const int rows = row_end - i < 4 ? row_end - i : 4;
-        for (int j = 0; j < n; j += 2) {
-            const int cols = n - j < 2 ? n - j : 2;
-            __m512i s[4][2];
-            for (int r = 0; r < 4; r++) s[r][0] = s[r][1] = _mm512_setzero_si512();
-            for (int p = 0; p < whole; p += 64) {
-                __m512i x[2];
-                for (int q = 0; q < cols; q++) x[q] = _mm512_loadu_si512((const void *)(b + (size_t)(j + q) * ldb + p));
-                for (int r = 0; r < rows; r++) {
-                    const __m512i y = _mm512_xor_si512(_mm512_loadu_si512((const void *)(a + (size_t)(i + r) * lda + p)), flip);
-                    for (int q = 0; q < cols; q++) s[r][q] = _mm512_dpbusd_epi32(s[r][q], y, x[q]);
-                }
-            }
-            for (int q = 0; q < cols; q++) {
-                const int8_t *bj = b + (size_t)(j + q) * ldb;
-                const int32_t e = 128 * row_sum(bj, whole);
-                for (int r = 0; r < rows; r++) {
-                    const int8_t *ar = a + (size_t)(i + r) * lda;
-                    put(c, (size_t)(i + r) * ldc + j + q, _mm512_reduce_add_epi32(s[r][q]) - e + dot_scalar(ar, bj, whole, k));
-                }
-            }
+    const int k4 = (k + 3) & ~3, panels = (n + VNNI_PANEL - 1) / VNNI_PANEL, rows = row_end - row_begin;
+    const size_t b_bytes = (size_t)panels * VNNI_PANEL * k4;
+    uint8_t *bspace = vnni_scratch(0, b_bytes + (size_t)panels * VNNI_PANEL * sizeof(int32_t));
+    uint8_t *aspace = vnni_scratch(1, (size_t)rows * k4);
+    if (!bspace || !aspace) {  // out of memory: the same sums, more slowly
+        gemm_avx2(a, lda, b, ldb, c, ldc, row_begin, row_end, n, k);
+        return;
+    }
+    int8_t *packed_b = (int8_t *)bspace;
+    int32_t *corr = (int32_t *)(bspace + b_bytes);
+    vnni_pack_b(b, ldb, n, k, k4, packed_b, corr);
+    vnni_pack_a(a, lda, row_begin, row_end, k, k4, aspace);
+    for (int t = 0; t < panels; t += 2) {
+        const int pair = panels - t < 2 ? 1 : 2;
+        const int last_cols = n - (t + pair - 1) * VNNI_PANEL < VNNI_PANEL ? n - (t + pair - 1) * VNNI_PANEL : VNNI_PANEL;
+        const int8_t *b0 = packed_b + (size_t)t * VNNI_PANEL * k4;
+        for (int i = 0; i < rows; i += VNNI_ROWS) {
+            const int block = rows - i < VNNI_ROWS ? rows - i : VNNI_ROWS;
+            vnni_blocks(block, pair, aspace + (size_t)i * k4, k4, b0, corr + t * VNNI_PANEL, c,
+                        (size_t)(row_begin + i) * ldc + (size_t)t * VNNI_PANEL, ldc, last_cols);
         }
     }
 }

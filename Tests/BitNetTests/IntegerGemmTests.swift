@@ -72,7 +72,8 @@ import Testing
     @Test func everyPathEqualsTheNaiveProduct() {
         checkEveryPath("int8", bitnet_gemm_s8, bitnet_gemm_s8_f32,
                        shapes: [(1, 1, 1), (4, 2, 16), (5, 3, 17), (7, 9, 31), (8, 4, 32), (3, 5, 63), (9, 7, 64), (6, 2, 65),
-                                (4, 3, 130), (11, 13, 257), (2, 1, 1000)],
+                                (4, 3, 130), (11, 13, 257), (2, 1, 1000),
+                                (13, 37, 35), (7, 50, 9), (6, 33, 64), (19, 64, 18)],
                        a: { Self.values(1, rng: &$0)[0] }, b: { Self.values(1, rng: &$0)[0] }, extremes: [(-128, -128)], seed: 51)
         #expect(bitnet_s8_best_path() == Self.paths.last { bitnet_s8_path_supported($0.id) != 0 }?.id)
     }
@@ -82,7 +83,8 @@ import Testing
     @Test func everyPathEqualsTheNaiveInt4Product() {
         func int4(_ rng: inout Xoshiro256) -> Int8 { [-8, 7, Int8(rng.below(16)) - 8][min(rng.below(4), 2)] }
         checkEveryPath("INT4", bitnet_gemm_s4, bitnet_gemm_s4_f32,
-                       shapes: [(1, 1, 1), (4, 2, 32), (5, 3, 33), (7, 9, 31), (3, 5, 95), (9, 7, 128), (4, 3, 4100), (11, 13, 257)],
+                       shapes: [(1, 1, 1), (4, 2, 32), (5, 3, 33), (7, 9, 31), (3, 5, 95), (9, 7, 128), (4, 3, 4100), (11, 13, 257),
+                                (13, 37, 35), (7, 50, 9), (19, 64, 18)],
                        a: int4, b: int4, extremes: [(7, -8), (-8, -8), (7, 7)], seed: 53)
     }
 
@@ -90,7 +92,8 @@ import Testing
     /// {-1, 0, +1}, at the largest magnitudes too.
     @Test func everyPathEqualsTheNaiveTernaryWeightProduct() {
         checkEveryPath("ternary-weight", bitnet_gemm_s8t, bitnet_gemm_s8t_f32,
-                       shapes: [(1, 1, 1), (4, 2, 32), (5, 3, 33), (7, 9, 31), (9, 7, 128), (4, 3, 4100), (11, 13, 257)],
+                       shapes: [(1, 1, 1), (4, 2, 32), (5, 3, 33), (7, 9, 31), (9, 7, 128), (4, 3, 4100), (11, 13, 257),
+                                (13, 37, 35), (7, 50, 9), (19, 64, 18)],
                        a: { [-127, 127, Int8($0.below(255) - 127)][min($0.below(4), 2)] }, b: { Int8($0.below(3) - 1) },
                        extremes: [(127, 1), (-127, 1), (127, -1), (-127, -1)], seed: 54)
     }
