@@ -486,8 +486,8 @@ void bitnet_gemm_s8_f32(int path, const int8_t *a, size_t lda, const int8_t *b, 
 }
 
 /// INT4 operands or ternary weights (`kind`): the AVX2 path has a kernel of its own for
-/// each; the VNNI paths' int8 kernels are already as fast for them, and the scalar one
-/// is the scalar one.
+/// each; the VNNI paths run the int8 kernels (the packed AVX-512 one reaches 2.5-3x
+/// sgemm on Zen 4: docs/BENCHMARKS.md), and the scalar one is the scalar one.
 static void gemm_narrow(int kind, int path, const int8_t *a, size_t lda, const int8_t *b, size_t ldb, Out c, size_t ldc,
                         int row_begin, int row_end, int n, int k) {
 #ifdef BITNET_X86
