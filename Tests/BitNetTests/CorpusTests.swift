@@ -78,6 +78,39 @@ import Testing
         #expect(try Self.tokens(again, "val") == Self.tokens(a, "val") && Self.tokens(again, "train") == Self.tokens(a, "train"))
     }
 
+    /// Documents smaller than a block are encoded a group at a time on all cores, larger
+    /// ones block by block, in between: each document's tokens are the ones it gets when
+    /// prepared alone, in order, split by whole documents; a whitespace-only file is left out.
+    @Test func groupedDocumentsEqualDocumentsPreparedAlone() throws {
+        let dir = Fixtures.temporaryDirectory("corpus-groups")
+        let blockBytes = 4096
+        var files: [URL] = []
+        for k in 0..<30 {
+            let url = dir.appendingPathComponent(String(format: "doc%02d.txt", k))
+            let text = k == 7 ? "  \n\n \n" : Fixtures.corpusText(lines: k % 6 == 0 ? 200 : 2 + k, seed: UInt64(200 + k))
+            try text.write(to: url, atomically: true, encoding: .utf8)
+            files.append(url)
+        }
+        let sizes = try files.map { try FileManager.default.attributesOfItem(atPath: $0.path)[.size] as? Int ?? 0 }
+        #expect(sizes.filter { $0 >= blockBytes }.count >= 3 && sizes.filter { $0 < blockBytes }.count >= 20, "\(sizes)")
+        let out = Fixtures.temporaryDirectory("corpus-groups-out").path
+        let summary = try Corpus.prepare(inputs: [dir.path], glob: "*.txt", tokenizerPath: Fixtures.shared.tokenizer,
+                                         output: out, validationFraction: 0.2, blockBytes: blockBytes)
+        #expect(summary.skippedDocuments == 1 && summary.documents == 30)
+        var train: [UInt16] = [], val: [UInt16] = []
+        for (k, file) in files.enumerated() where k != 7 {
+            let alone = Fixtures.temporaryDirectory("corpus-alone-\(k)").path
+            _ = try Corpus.prepare(inputs: [file.path], tokenizerPath: Fixtures.shared.tokenizer, output: alone,
+                                   validationFraction: 0.2, blockBytes: blockBytes)
+            let tokens = try Self.tokens(alone, "train") + Self.tokens(alone, "val")
+            let document = try CorpusFiles.document(path: file.path, name: file.lastPathComponent)
+            if CorpusFiles.isValidation(document, fraction: 0.2) { val += tokens } else { train += tokens }
+        }
+        #expect(!val.isEmpty && summary.validationDocuments > 0)
+        #expect(try Self.tokens(out, "train") == train)
+        #expect(try Self.tokens(out, "val") == val)
+    }
+
     /// Reading in blocks far smaller than the file changes only where pieces are cut, and
     /// the process's peak memory does not grow with the input: 4x the text costs under
     /// 12 MB more (the old whole-file prepare held the text and every token at once).

@@ -94,13 +94,14 @@ public enum Corpus {
         let validation = byDocument ? validationSet(documents, fraction: validationFraction) : []
         var summary = Summary(trainTokens: 0, valTokens: 0, vocabSize: tokenizer.vocabSize, documents: documents.count)
         let totalBytes = documents.reduce(0) { $0 + $1.bytes }
-        for (index, document) in documents.enumerated() {
+        func report(_ bytes: Int, _ index: Int) {
+            progress(Progress(bytesDone: summary.bytes + bytes, totalBytes: totalBytes,
+                              tokens: train.count + val.count, documentsDone: index, documents: documents.count))
+        }
+        // One document's tokens are in its writer from `before` on: end it, or drop it if
+        // it held no text.
+        func finish(_ index: Int, _ document: CorpusDocument, before: Int, hasText: Bool) throws {
             let writer = validation.contains(index) ? val : train
-            let before = writer.count
-            let hasText = try encode(document, tokenizer: tokenizer, blockBytes: blockBytes, into: writer) { bytes in
-                progress(Progress(bytesDone: summary.bytes + bytes, totalBytes: totalBytes,
-                                  tokens: train.count + val.count, documentsDone: index, documents: documents.count))
-            }
             summary.bytes += document.bytes
             if !hasText {
                 if named.contains(document.path) {
@@ -108,11 +109,56 @@ public enum Corpus {
                 }
                 writer.dropTail(from: before)
                 summary.skippedDocuments += 1
-                continue
+                return
             }
             if tokenizer.eosID >= 0 { try writer.append([tokenizer.eosID]) }
             if validation.contains(index) { summary.validationDocuments += 1 }
         }
+        // Documents smaller than a block are encoded a group at a time (about a block of
+        // text), all their pieces on all cores at once: most files of a source tree are
+        // one piece each, which alone would keep one core busy.
+        var group: [Int] = [], groupBytes = 0
+        func encodeGroup() throws {
+            guard !group.isEmpty else { return }
+            let texts = try group.map { try readWhole(documents[$0]) }
+            var owner: [Int] = [], pieces: [Substring] = []
+            for (g, text) in texts.enumerated() {
+                for piece in chunks(text) {
+                    owner.append(g)
+                    pieces.append(piece)
+                }
+            }
+            let encoded = try encodePieces(pieces, tokenizer: tokenizer)
+            var next = 0
+            for (g, index) in group.enumerated() {
+                let writer = validation.contains(index) ? val : train
+                let before = writer.count
+                while next < pieces.count && owner[next] == g {
+                    try writer.append(encoded[next])
+                    next += 1
+                }
+                try finish(index, documents[index], before: before, hasText: texts[g].contains { !$0.isWhitespace })
+                report(0, index + 1)
+            }
+            group = []
+            groupBytes = 0
+        }
+        for (index, document) in documents.enumerated() {
+            if document.bytes < blockBytes {
+                group.append(index)
+                groupBytes += document.bytes
+                if groupBytes >= blockBytes { try encodeGroup() }
+                continue
+            }
+            try encodeGroup()
+            let writer = validation.contains(index) ? val : train
+            let before = writer.count
+            let hasText = try encode(document, tokenizer: tokenizer, blockBytes: blockBytes, into: writer) { bytes in
+                report(bytes, index)
+            }
+            try finish(index, document, before: before, hasText: hasText)
+        }
+        try encodeGroup()
         if !byDocument { try train.moveTail(fraction: validationFraction, to: val) }
         summary.trainTokens = train.count
         summary.valTokens = val.count
@@ -173,27 +219,43 @@ public enum Corpus {
                     throw BitNetError.file("\(document.path): not valid UTF-8 text (in bytes \(offset)..<\(offset + block.count))")
                 }
                 if !hasText { hasText = text.contains { !$0.isWhitespace } }
-                let pieces = chunks(text)
-                var encoded = [[Int32]](repeating: [], count: pieces.count)
-                var failure: Error?
-                let lock = NSLock()
-                encoded.withUnsafeMutableBufferPointer { out in
-                    let base = out.baseAddress!
-                    Parallel.forEach(pieces.count) { i in
-                        do {
-                            (base + i).pointee = try tokenizer.encode(String(pieces[i]))
-                        } catch {
-                            lock.withLock { failure = error }
-                        }
-                    }
-                }
-                if let failure { throw failure }
+                let encoded = try encodePieces(chunks(text), tokenizer: tokenizer)
                 for e in encoded { try writer.append(e) }
                 offset += block.count
                 progress(offset)
             }
             if atEnd { return hasText }
         }
+    }
+
+    /// A document smaller than a block, read whole (the same errors as `encode`).
+    static func readWhole(_ document: CorpusDocument) throws -> String {
+        guard let data = FileManager.default.contents(atPath: document.path) else {
+            throw BitNetError.file("\(document.path): file does not exist or is not readable")
+        }
+        guard let text = String(data: data, encoding: .utf8) else {
+            throw BitNetError.file("\(document.path): not valid UTF-8 text (in bytes 0..<\(data.count))")
+        }
+        return text
+    }
+
+    /// Each piece's ids, the pieces spread over all cores.
+    static func encodePieces(_ pieces: [Substring], tokenizer: Tokenizer) throws -> [[Int32]] {
+        var encoded = [[Int32]](repeating: [], count: pieces.count)
+        var failure: Error?
+        let lock = NSLock()
+        encoded.withUnsafeMutableBufferPointer { out in
+            guard let base = out.baseAddress else { return }
+            Parallel.forEach(pieces.count) { i in
+                do {
+                    (base + i).pointee = try tokenizer.encode(String(pieces[i]))
+                } catch {
+                    lock.withLock { failure = error }
+                }
+            }
+        }
+        if let failure { throw failure }
+        return encoded
     }
 
     /// Where a block read from the middle of a file ends: after its last blank line, else
