@@ -2,7 +2,8 @@
 # Issue 14's study on the linux corpus (docs/sweeps/linux/PLAN.md), one step after another;
 # every step resumes, so run it again after an interruption. Run directories go under
 # runs/study-linux (not in git).
-#   scripts/study-linux.sh        run (or continue) the study
+#   scripts/study-linux.sh        run (or continue) the study, fetching and preparing the
+#                                 corpus first if this machine has none
 #   scripts/study-linux.sh save   copy every finished run's config and result (not its
 #                                 checkpoints) into docs/sweeps/linux/runs, to commit
 # A run saved there is not trained again, even on a machine whose run directories are
@@ -43,6 +44,19 @@ if [ "${1:-}" = save ]; then
   copy_finished $S $K
   echo "study: saved finished runs into $K"
   exit 0
+fi
+# The corpus and its token files (data/README.md), made here when missing. The saved runs
+# were trained on exactly these token files: a different build of them stops the study.
+if [ ! -f $D/meta.json ]; then
+  bash data/fetch.sh linux || exit 1
+  [ -f runs/linux.model ] || $B tokenizer --input data/corpus/linux-6.1 --glob '*.[ch]' --max-file-mb 1 \
+    --vocab-size 8192 --out runs/linux.model || exit 1
+  $B prepare --input data/corpus/linux-6.1 --glob '*.[ch]' --max-file-mb 1 --tokenizer runs/linux.model --out $D || exit 1
+fi
+expected="5bd6619df9ec55a1093ff90153db0f527f196113d0544dea4d3732cb62512305  $D/train.bin"
+if [ "$(sha256sum $D/train.bin)" != "$expected" ]; then
+  echo "study: $D/train.bin is not the token file the saved runs were trained on (sha256 differs)" >&2
+  exit 1
 fi
 mkdir -p $S
 # Restore what earlier machines saved, without overwriting what this one has.
