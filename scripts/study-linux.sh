@@ -5,7 +5,8 @@
 #   scripts/study-linux.sh        run (or continue) the study, fetching and preparing the
 #                                 corpus first if this machine has none
 #   scripts/study-linux.sh save   copy every finished run's config and result (not its
-#                                 checkpoints) into docs/sweeps/linux/runs, to commit
+#                                 checkpoints), and each part's results, report and
+#                                 plots, into docs/sweeps/linux/runs, to commit
 # A run saved there is not trained again, even on a machine whose run directories are
 # gone: the study restores the saved files before it starts.
 cd "$(dirname "$0")/.."
@@ -25,7 +26,8 @@ copy_finished() {  # FROM TO
     part=$(basename "$part")
     [ -d "$1/$part/runs" ] || continue
     mkdir -p "$2/$part"
-    for f in sweep.json results.json results.csv; do
+    for f in sweep.json results.json results.csv report.md "$1/$part"/*.svg; do
+      f=$(basename "$f")
       [ -f "$1/$part/$f" ] && cp -p "$1/$part/$f" "$2/$part/"
     done
     for run in "$1/$part"/runs/*/; do
