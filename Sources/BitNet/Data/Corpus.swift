@@ -138,7 +138,7 @@ public enum Corpus {
                     next += 1
                 }
                 try finish(index, documents[index], before: before, hasText: texts[g].contains { !$0.isWhitespace })
-                report(0, index + 1)
+                report(0, index)
             }
             group = []
             groupBytes = 0
