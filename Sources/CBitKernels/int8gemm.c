@@ -332,10 +332,13 @@ static void vnni_free(void *p) {
     free(s->buffer[1]);
     free(s);
 }
-static void vnni_make_key(void) { pthread_key_create(&vnni_key, vnni_free); }
+static int vnni_key_made;
+static void vnni_make_key(void) { vnni_key_made = pthread_key_create(&vnni_key, vnni_free) == 0; }
 
+/// NULL when memory (or a thread key) cannot be had: the caller falls back to AVX2.
 static uint8_t *vnni_scratch(int which, size_t bytes) {
     pthread_once(&vnni_once, vnni_make_key);
+    if (!vnni_key_made) return NULL;
     VnniScratch *s = pthread_getspecific(vnni_key);
     if (!s) {
         s = calloc(1, sizeof(VnniScratch));
