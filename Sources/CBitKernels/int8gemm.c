@@ -14,6 +14,7 @@
 // whole vector is summed in scalar code.
 #include "bitkernels.h"
 #include <pthread.h>
+#include <stdint.h>
 #include <stdlib.h>
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -356,21 +357,37 @@ static uint8_t *vnni_scratch(int which, size_t bytes) {
 }
 
 /// B [n, k] into panels (see above), zero in the padding; corr[j] = 128 * sum(b row j).
-__attribute__((target("avx512f,avx512bw"))) static void vnni_pack_b(const int8_t *b, size_t ldb, int n, int k, int k4,
-                                                                 int8_t *packed, int32_t *corr) {
-    const int panels = (n + VNNI_PANEL - 1) / VNNI_PANEL;
+/// Each group of 4 k of a panel is one 16-dword gather (masked on the last panel's
+/// missing columns); only a last group of fewer than 4 k goes byte by byte, so that no
+/// load reads past a row. The column sums come from the packed vectors themselves: a
+/// vpdpbusd with u8 ones adds each column's four bytes into its own lane.
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) static void vnni_pack_b(const int8_t *b, size_t ldb, int n, int k,
+                                                                            int k4, int8_t *packed, int32_t *corr) {
+    const int panels = (n + VNNI_PANEL - 1) / VNNI_PANEL, whole = k & ~3;
+    const __m512i ones = _mm512_set1_epi8(1);
+    const __m512i rows = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                            _mm512_set1_epi32((int)ldb));
     for (int t = 0; t < panels; t++) {
+        const int j0 = t * VNNI_PANEL, cols = n - j0 < VNNI_PANEL ? n - j0 : VNNI_PANEL;
+        const __mmask16 present = (__mmask16)((1u << cols) - 1);
         int8_t *panel = packed + (size_t)t * VNNI_PANEL * k4;
-        for (int c = 0; c < VNNI_PANEL; c++) {
-            const int j = t * VNNI_PANEL + c;
-            int32_t sum = 0;
-            for (int p = 0; p < k4; p++) {
-                const int8_t v = (j < n && p < k) ? b[(size_t)j * ldb + p] : 0;
-                panel[(size_t)(p >> 2) * 64 + c * 4 + (p & 3)] = v;
-                sum += v;
-            }
-            corr[t * VNNI_PANEL + c] = 128 * sum;
+        const int8_t *first = b + (size_t)j0 * ldb;
+        __m512i sums = _mm512_setzero_si512();
+        for (int p = 0; p < whole; p += 4) {
+            const __m512i v = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), present, rows, first + p, 1);
+            _mm512_store_si512((void *)(panel + (size_t)p * VNNI_PANEL), v);
+            sums = _mm512_dpbusd_epi32(sums, ones, v);
         }
+        if (whole < k4) {  // the last 1-3 k, zero-padded to a group
+            int8_t *group = panel + (size_t)whole * VNNI_PANEL;
+            for (int c = 0; c < VNNI_PANEL; c++) {
+                for (int q = 0; q < 4; q++) {
+                    group[c * 4 + q] = (c < cols && whole + q < k) ? first[(size_t)c * ldb + whole + q] : 0;
+                }
+            }
+            sums = _mm512_dpbusd_epi32(sums, ones, _mm512_load_si512((const void *)group));
+        }
+        _mm512_storeu_si512((void *)(corr + j0), _mm512_slli_epi32(sums, 7));
     }
 }
 
@@ -438,7 +455,9 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) static void gemm_avx512vn
     const size_t b_bytes = (size_t)panels * VNNI_PANEL * k4;
     uint8_t *bspace = vnni_scratch(0, b_bytes + (size_t)panels * VNNI_PANEL * sizeof(int32_t));
     uint8_t *aspace = vnni_scratch(1, (size_t)rows * k4);
-    if (!bspace || !aspace) {  // out of memory: the same sums, more slowly
+    // Out of memory, or rows of B too far apart for the gather's 32-bit offsets: the same
+    // sums, more slowly.
+    if (!bspace || !aspace || ldb > (size_t)INT32_MAX / VNNI_PANEL) {
         gemm_avx2(a, lda, b, ldb, c, ldc, row_begin, row_end, n, k);
         return;
     }
