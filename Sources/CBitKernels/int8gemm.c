@@ -16,6 +16,7 @@
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <time.h>
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -477,6 +478,34 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) static void gemm_avx512vn
     }
 }
 
+/// The int8 limit of one core: `iterations` x 12 independent `vpdpbusd` (zmm) on registers
+/// only, 128 operations each (64 multiply-adds). Returns operations per second.
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) static double vnni_peak(long iterations) {
+    __m512i x = _mm512_set1_epi8(1), y = _mm512_set1_epi8(2);
+    __m512i s0 = _mm512_setzero_si512(), s1 = s0, s2 = s0, s3 = s0, s4 = s0, s5 = s0;
+    __m512i s6 = s0, s7 = s0, s8 = s0, s9 = s0, s10 = s0, s11 = s0;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (long it = 0; it < iterations; it++) {
+        s0 = _mm512_dpbusd_epi32(s0, x, y); s1 = _mm512_dpbusd_epi32(s1, x, y);
+        s2 = _mm512_dpbusd_epi32(s2, x, y); s3 = _mm512_dpbusd_epi32(s3, x, y);
+        s4 = _mm512_dpbusd_epi32(s4, x, y); s5 = _mm512_dpbusd_epi32(s5, x, y);
+        s6 = _mm512_dpbusd_epi32(s6, x, y); s7 = _mm512_dpbusd_epi32(s7, x, y);
+        s8 = _mm512_dpbusd_epi32(s8, x, y); s9 = _mm512_dpbusd_epi32(s9, x, y);
+        s10 = _mm512_dpbusd_epi32(s10, x, y); s11 = _mm512_dpbusd_epi32(s11, x, y);
+        __asm__ volatile("" : "+v"(x), "+v"(y));  // the inputs stay opaque: no folding
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    // Keep the sums alive, so the loop is not removed.
+    volatile int32_t sink = _mm512_reduce_add_epi32(_mm512_add_epi32(
+        _mm512_add_epi32(_mm512_add_epi32(s0, s1), _mm512_add_epi32(s2, s3)),
+        _mm512_add_epi32(_mm512_add_epi32(_mm512_add_epi32(s4, s5), _mm512_add_epi32(s6, s7)),
+                         _mm512_add_epi32(_mm512_add_epi32(s8, s9), _mm512_add_epi32(s10, s11)))));
+    (void)sink;
+    const double seconds = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+    return seconds > 0 ? (double)iterations * 12 * 128 / seconds : 0;
+}
+
 #endif
 
 static void gemm(int path, const int8_t *a, size_t lda, const int8_t *b, size_t ldb, Out c, size_t ldc,
@@ -499,6 +528,14 @@ void bitnet_gemm_s8(int path, const int8_t *a, size_t lda, const int8_t *b, size
                     int row_begin, int row_end, int n, int k) {
     Out out = {c, 0};
     gemm(path, a, lda, b, ldb, out, ldc, row_begin, row_end, n, k);
+}
+
+double bitnet_vnni_peak_ops(long iterations) {
+#ifdef BITNET_X86
+    if (bitnet_s8_path_supported(BITNET_S8_AVX512VNNI)) return vnni_peak(iterations);
+#endif
+    (void)iterations;
+    return 0;
 }
 
 void bitnet_gemm_s8_f32(int path, const int8_t *a, size_t lda, const int8_t *b, size_t ldb, float *c, size_t ldc,

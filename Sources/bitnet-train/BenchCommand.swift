@@ -56,6 +56,9 @@ struct BenchCommand: ParsableCommand {
             }
             if int8Products {
                 log("machine: \(Machine.description)")
+                if let peak = Benchmark.vnniPeakGops() {
+                    try printLine(String(format: "int8 limit: %.1f GOP/s (vpdpbusd on registers, %d thread(s))", peak, threads))
+                }
                 for t in Benchmark.integerProducts(config: config) {
                     let best = t.integer.max { $0.gops < $1.gops }
                     let line = String(format: "%d x %d -> %d: sgemm %.1f GFLOP/s; ", t.rows, t.inFeatures, t.outFeatures, t.sgemmGflops)

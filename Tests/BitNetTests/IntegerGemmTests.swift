@@ -68,6 +68,16 @@ import Testing
         #expect(ran.contains("scalar") && ran.contains("AVX2"), "ran \(ran)")
     }
 
+    /// The int8 limit `bench --int8-products` prints: a rate where AVX-512 VNNI runs, 0 elsewhere.
+    @Test func vnniLimitIsMeasuredWhereVNNIRuns() {
+        let ops = bitnet_vnni_peak_ops(10_000)
+        if bitnet_s8_path_supported(Int32(BITNET_S8_AVX512VNNI)) != 0 {
+            #expect(ops > 0 && ops.isFinite)
+        } else {
+            #expect(ops == 0)
+        }
+    }
+
     /// Any int8 (the extremes -128 and 127 over-represented).
     @Test func everyPathEqualsTheNaiveProduct() {
         checkEveryPath("int8", bitnet_gemm_s8, bitnet_gemm_s8_f32,

@@ -95,6 +95,19 @@ extension Benchmark {
         public var sgemmGflops: Double
     }
 
+    /// The int8 limit of this machine in GOP/s: a register-only `vpdpbusd` loop on every
+    /// core at once (nil without AVX-512 VNNI).
+    public static func vnniPeakGops() -> Double? {
+        guard bitnet_s8_path_supported(Int32(BITNET_S8_AVX512VNNI)) != 0 else { return nil }
+        let cores = Parallel.threads
+        var rates = [Double](repeating: 0, count: cores)
+        rates.withUnsafeMutableBufferPointer { out in
+            guard let base = out.baseAddress else { return }
+            Parallel.forEach(cores) { (base + $0).pointee = bitnet_vnni_peak_ops(50_000_000) }
+        }
+        return rates.reduce(0, +) / 1e9
+    }
+
     public static let integerPathNames = [(Int32(BITNET_S8_SCALAR), "scalar"), (Int32(BITNET_S8_AVX2), "avx2"),
                                           (Int32(BITNET_S8_AVXVNNI), "avx-vnni"), (Int32(BITNET_S8_AVX512VNNI), "avx512-vnni")]
 

@@ -74,6 +74,11 @@ void bitnet_gemm_s8(int path, const int8_t *a, size_t lda, const int8_t *b, size
 void bitnet_gemm_s8_f32(int path, const int8_t *a, size_t lda, const int8_t *b, size_t ldb, float *c, size_t ldc,
                         int row_begin, int row_end, int n, int k);
 
+/// Operations per second (2 per multiply-add) of one core running `iterations` x 12
+/// independent `vpdpbusd` on registers only: the int8 limit the AVX-512 VNNI kernel is
+/// compared with. 0 where AVX-512 VNNI is unsupported.
+double bitnet_vnni_peak_ops(long iterations);
+
 /// The same product for INT4 operands (every value of a and b in [-8, 7]; others give
 /// wrong sums on the AVX2 path): its own vpmaddubsw kernel on AVX2, the int8 kernels on
 /// the other paths. Exact for k <= 65536.
