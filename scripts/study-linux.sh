@@ -100,7 +100,12 @@ PY
 $B sweep --data $D --presets $sizes --modes $modes --tokens $((steps * 16 * 128)) $lr --text $S/shakespeare-1MB.txt \
   --jobs 2 --out $S/paper >> $S/paper.log 2>&1 || exit 1
 
-# 4. The longest run: binary `small` at 20 tokens per non-embedding parameter (95M tokens).
+# 4. The longest run: binary `small` at 20 tokens per non-embedding parameter (95M tokens),
+#    at the better of two peak rates on 2M tokens (488 steps of 16 x 256): the mode's
+#    default 3e-3 and the 1e-2 the lr rule gives binary at every width.
+[ -f $S/lr-small/results.json ] || $B lr-sweep --data $D --preset small --steps 488 --modes binary \
+  --lrs 3e-3,1e-2 --jobs 2 --out $S/lr-small >> $S/lr-small.log 2>&1 || exit 1
+lr_small=$(python3 -c "import json; r = json.load(open('$S/lr-small/results.json')); print(min((x for x in r if not x['diverged']), key=lambda x: x['final_val_loss'])['learning_rate'])") || exit 1
 out=$S/small-binary
 if [ ! -f $out/done ]; then
   # --resume once the run has a config: a run killed before its first checkpoint then
@@ -108,7 +113,7 @@ if [ ! -f $out/done ]; then
   if [ -f $out/config.json ]; then
     $B train --data $D --out $out --resume >> $out.log 2>&1
   else
-    $B train --data $D --out $out --preset small --mode binary --steps 23176 --log-every 50 --eval-every 1000 \
+    $B train --data $D --out $out --preset small --mode binary --steps 23176 --lr $lr_small --log-every 50 --eval-every 1000 \
       --checkpoint-every 250 --seed 1 >> $out.log 2>&1
   fi
   rc=$?
