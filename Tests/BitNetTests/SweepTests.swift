@@ -402,6 +402,12 @@ func isValidSVG(_ text: String) -> Bool {
         let fp = try #require(rule.laws["fp"]), binary = try #require(rule.laws["binary"])
         #expect(abs(fp.k - 0.5) < 1e-6, "fp: 3e-3 at 64 and 1.5e-3 at 256 give k = 0.5, got \(fp.k)")
         #expect(abs(binary.k - log(2.0) / log(4.0)) < 1e-6, "binary: 1e-2 at 64, 5e-3 at 256")
+        #expect(rule.description.contains("fp: lr = 0.024 width^-0.500 (from 0.003 at width 64, 0.0015 at width 256)"),
+                "\(rule.description)")
+        // The same best rate at both widths: one rate for every width, not width^-0.
+        let flat = try LearningRateRule.from(sweeps: [narrow, Self.lrSweep(width: 256, results: [(.binary, 1e-2, 3.5, false)])])
+        #expect(flat.description.contains("binary: lr = 0.01 at every width (from 0.01 at width 64, 0.01 at width 256)"),
+                "\(flat.description)")
         let definition = SweepDefinition(data: Fixtures.shared.data, sizes: [SweepSize("128x2")], modes: [.fp, .binary],
                                          budget: .tokens(10_000), basePreset: "tiny", context: 32, batchSize: nil,
                                          microBatchSize: nil, seed: 1, evalWindows: 4, learningRateRule: rule)

@@ -25,8 +25,10 @@ public struct LearningRateRule: Codable, Sendable, Equatable {
         laws.keys.sorted().map { mode in
             let law = laws[mode]!
             let taken = law.points.map { String(format: "%g at width %d", $0[1], Int($0[0])) }.joined(separator: ", ")
-            return law.points.count == 1 ? "\(mode): \(taken), every size"
-                : String(format: "%@: lr = %.3g width^-%.3f (from %@)", mode, law.a, law.k, taken)
+            if law.points.count == 1 { return "\(mode): \(taken), every size" }
+            // The same best rate at every width fits k = 0 (printed as -0 through %f).
+            if abs(law.k) < 5e-4 { return String(format: "%@: lr = %.3g at every width (from %@)", mode, law.a, taken) }
+            return String(format: "%@: lr = %.3g width^%.3f (from %@)", mode, law.a, -law.k, taken)
         }.joined(separator: "; ")
     }
 
