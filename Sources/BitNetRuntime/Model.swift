@@ -98,8 +98,8 @@ public final class Model: @unchecked Sendable {
         tables = Scratch(Self.maxGroup * batch * tableStride)
         accumulators = Scratch(Self.maxGroup * batch * wideRows)
         partialSums = Scratch(Self.maxGroup * batch * wideRows)
-        keyCache = KVCache(count: c.layers * context * c.kvDim, type: kvCache)
-        valueCache = KVCache(count: c.layers * context * c.kvDim, type: kvCache)
+        keyCache = KVCache(layers: c.layers, heads: c.kvHeads, context: context, headDim: c.headDim, type: kvCache)
+        valueCache = KVCache(layers: c.layers, heads: c.kvHeads, context: context, headDim: c.headDim, type: kvCache)
         pool = WorkerPool(threads: threads)
     }
 
@@ -227,26 +227,17 @@ public final class Model: @unchecked Sendable {
     /// Causal attention of `tokens` queries at positions start..<start+tokens over the
     /// cache of layer `l`; (token, head) pairs split across the workers.
     func attend(layer l: Int, start: Int, tokens: Int) {
-        let c = config, hd = c.headDim, cache = l * context * c.kvDim, group = c.heads / c.kvHeads
+        let c = config, hd = c.headDim, group = c.heads / c.kvHeads
         let scale = 1 / Float(hd).squareRoot()
         pool.forEach(tokens * c.heads) { pair, worker in
             let s = scores.pointer + worker * context
             let t = pair / c.heads, head = pair % c.heads, pos = start + t
             // Query head `head` reads key/value head head / group (grouped-query attention).
-            let query = q.pointer + t * c.dim + head * hd, at = cache + head / group * hd
-            keyCache.scores(at: at, stride: c.kvDim, query: query, count: hd, positions: pos + 1, into: s)
-            var m = -Float.infinity
-            for i in 0...pos {
-                s[i] *= scale
-                m = max(m, s[i])
-            }
-            var sum: Float = 0
-            for i in 0...pos {
-                s[i] = FastMath.exp(s[i] - m)
-                sum += s[i]
-            }
-            for i in 0...pos { s[i] /= sum }
-            valueCache.weightedSum(at: at, stride: c.kvDim, weights: s, positions: pos + 1, count: hd,
+            let query = q.pointer + t * c.dim + head * hd
+            keyCache.scores(layer: l, head: head / group, query: query, positions: pos + 1, into: s)
+            for i in 0...pos { s[i] *= scale }
+            Softmax.inPlace(s, pos + 1)
+            valueCache.weightedSum(layer: l, head: head / group, weights: s, positions: pos + 1,
                                    into: attention.pointer + t * c.dim + head * hd)
         }
     }
@@ -282,7 +273,6 @@ public final class Model: @unchecked Sendable {
         for (l, w) in weights.layers.enumerated() {
             blockNorm(w.attentionNorm, w.attentionNormBias, x, xb, tokens: n)
             apply([w.query, w.key, w.value], xb, [q, k, v], tokens: n)
-            let cache = l * context * c.kvDim
             // RoPE as the trainer pairs dimensions: (2j, 2j+1), or (j, j + half) in b1.58's layout.
             let (pairStep, partner) = c.layout.ropePairing(headDim: hd)
             for t in 0..<n {
@@ -299,8 +289,8 @@ public final class Model: @unchecked Sendable {
                 }
                 rotate(qt, heads: c.heads)
                 rotate(kt, heads: c.kvHeads)
-                keyCache.store(kt, count: c.kvDim, at: cache + pos * c.kvDim)
-                valueCache.store(v + t * c.kvDim, count: c.kvDim, at: cache + pos * c.kvDim)
+                keyCache.store(kt, layer: l, position: pos)
+                valueCache.store(v + t * c.kvDim, layer: l, position: pos)
             }
             attend(layer: l, start: start, tokens: n)
             apply([w.output], attention.pointer, [xb], tokens: n)

@@ -62,27 +62,32 @@ import Testing
 
     @Test func headMatvecMatchesDoubleReference() {
         var rng = Xoshiro256(seed: 8)
-        for (rows, cols) in [(3, 7), (10, 64), (9, 100)] {
-            let w = (0..<rows * cols).map { _ in rng.normal() }, x = (0..<cols).map { _ in rng.normal() }
+        // Rows in fours and one at a time, columns in sixteens and a tail; a row stride
+        // wider than the row (as the KV cache's); rows split in two ranges (as the workers
+        // split the head).
+        for (rows, cols, stride) in [(3, 7, 7), (10, 64, 64), (9, 100, 100), (13, 16, 40), (6, 768, 768), (11, 15, 15)] {
+            let w = (0..<rows * stride).map { _ in rng.normal() }, x = (0..<cols).map { _ in rng.normal() }
             let halves = w.map { Float16($0).bitPattern }
             for scalar in [false, true] {
                 let previous = bitnet_kernels_force_scalar(scalar ? 1 : 0)
                 defer { _ = bitnet_kernels_force_scalar(previous) }
-                var y32 = [Float](repeating: 0, count: rows), y16 = y32
-                bitnet_matvec_f32(w, cols, x, &y32, Int32(cols), 0, Int32(rows))
-                bitnet_matvec_f16(halves, cols, x, &y16, Int32(cols), 0, Int32(rows))
+                var y32 = [Float](repeating: .nan, count: rows), y16 = y32
+                for range in [0..<rows / 2 + 1, rows / 2 + 1..<rows] {
+                    bitnet_matvec_f32(w, stride, x, &y32, Int32(cols), Int32(range.lowerBound), Int32(range.upperBound))
+                    bitnet_matvec_f16(halves, stride, x, &y16, Int32(cols), Int32(range.lowerBound), Int32(range.upperBound))
+                }
                 for r in 0..<rows {
-                    let exact32 = (0..<cols).reduce(0.0) { $0 + Double(w[r * cols + $1]) * Double(x[$1]) }
-                    let exact16 = (0..<cols).reduce(0.0) { $0 + Double(Float(Float16(w[r * cols + $1]))) * Double(x[$1]) }
-                    #expect(abs(Double(y32[r]) - exact32) < 1e-4, "f32 \(rows)x\(cols) scalar: \(scalar)")
-                    #expect(abs(Double(y16[r]) - exact16) < 1e-4, "f16 \(rows)x\(cols) scalar: \(scalar)")
+                    let exact32 = (0..<cols).reduce(0.0) { $0 + Double(w[r * stride + $1]) * Double(x[$1]) }
+                    let exact16 = (0..<cols).reduce(0.0) { $0 + Double(Float(Float16(w[r * stride + $1]))) * Double(x[$1]) }
+                    #expect(abs(Double(y32[r]) - exact32) < 1e-4 * max(1, abs(exact32)), "f32 \(rows)x\(cols) row \(r) scalar: \(scalar)")
+                    #expect(abs(Double(y16[r]) - exact16) < 1e-4 * max(1, abs(exact16)), "f16 \(rows)x\(cols) row \(r) scalar: \(scalar)")
                 }
             }
         }
     }
 
     /// The FP16 KV cache: conversion to half equals Swift's Float16 (both paths, including
-    /// subnormals, ties and overflow), and the FP16 weighted sum matches a Double reference.
+    /// subnormals, ties and overflow), and the FP16 and FP32 weighted sums match a Double reference.
     @Test func halfConversionAndWeightedSum() {
         var rng = Xoshiro256(seed: 12)
         var x: [Float] = [0, -0, 1, -1, 65504, 65520, 70000, -1e9, 6e-8, 3e-8, 2.98e-8, 5.96e-8, 1e-5, -6.1e-5, .infinity, 0.1]
@@ -96,13 +101,18 @@ import Testing
             bitnet_to_f16(x, &out, Int32(x.count))
             let wrong = x.indices.filter { out[$0] != expected[$0] && !x[$0].isNaN }
             #expect(wrong.isEmpty, "scalar \(scalar): \(wrong.prefix(5).map { (x[$0], out[$0], expected[$0]) })")
-            for (n, cols, stride) in [(1, 8, 8), (9, 40, 48), (130, 96, 100)] {
-                let values = (0..<n * stride).map { _ in Float16(rng.normal()).bitPattern }, weights = (0..<n).map { _ in rng.uniform() }
-                var y = [Float](repeating: 0, count: cols)
+            // Columns in sixty-fours, thirty-twos and a tail.
+            for (n, cols, stride) in [(1, 8, 8), (9, 40, 48), (130, 96, 100), (7, 64, 64), (33, 136, 140), (2, 128, 768)] {
+                let floats = (0..<n * stride).map { _ in rng.normal() }, weights = (0..<n).map { _ in rng.uniform() }
+                let values = floats.map { Float16($0).bitPattern }
+                var y = [Float](repeating: .nan, count: cols), y32 = y
                 bitnet_weighted_sum_f16(values, stride, weights, Int32(n), Int32(cols), &y)
+                bitnet_weighted_sum_f32(floats, stride, weights, Int32(n), Int32(cols), &y32)
                 for j in 0..<cols {
                     let exact = (0..<n).reduce(0.0) { $0 + Double(weights[$1]) * Double(Float(Float16(bitPattern: values[$1 * stride + j]))) }
-                    #expect(abs(Double(y[j]) - exact) < 1e-4, "f16 weighted sum \(n)x\(cols) scalar: \(scalar)")
+                    let exact32 = (0..<n).reduce(0.0) { $0 + Double(weights[$1]) * Double(floats[$1 * stride + j]) }
+                    #expect(abs(Double(y[j]) - exact) < 1e-4, "f16 weighted sum \(n)x\(cols) column \(j) scalar: \(scalar)")
+                    #expect(abs(Double(y32[j]) - exact32) < 1e-4, "f32 weighted sum \(n)x\(cols) column \(j) scalar: \(scalar)")
                 }
             }
         }

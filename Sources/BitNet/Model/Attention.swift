@@ -32,10 +32,7 @@ public enum Attention {
     static func causalSoftmax(_ p: UnsafeMutablePointer<Float>, length t: Int) {
         for i in 0..<t {
             let row = p + i * t
-            let m = Reduce.maximum(row, i + 1)
-            for j in 0...i { row[j] = FastMath.exp(row[j] - m) }  // no accumulator here: it vectorizes
-            let inv = 1 / Reduce.sum(row, i + 1)
-            for j in 0...i { row[j] *= inv }
+            Softmax.inPlace(row, i + 1)
             for j in (i + 1)..<t { row[j] = 0 }
         }
     }

@@ -9,11 +9,7 @@ public enum CrossEntropy {
         Parallel.forRanges(n, workPerItem: v) { rows in
             for r in rows {
                 let row = logits + r * v
-                // Three passes, none carrying a float accumulator, so each vectorizes.
-                let m = Reduce.maximum(row, v)
-                for j in 0..<v { row[j] = FastMath.exp(row[j] - m) }
-                let inv = 1 / Reduce.sum(row, v)
-                for j in 0..<v { row[j] *= inv }
+                Softmax.inPlace(row, v)
                 // Clamp zero probabilities, but let a NaN through so training can stop on it.
                 let p = row[Int(targets[r])]
                 losses[r] = -logf(p < Float.leastNormalMagnitude ? Float.leastNormalMagnitude : p)
