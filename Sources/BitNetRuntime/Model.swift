@@ -225,13 +225,15 @@ public final class Model: @unchecked Sendable {
     }
 
     /// Causal attention of `tokens` queries at positions start..<start+tokens over the
-    /// cache of layer `l`; (token, head) pairs split across the workers.
+    /// cache of layer `l`; (head, token) pairs split across the workers.
     func attend(layer l: Int, start: Int, tokens: Int) {
         let c = config, hd = c.headDim, group = c.heads / c.kvHeads
         let scale = 1 / Float(hd).squareRoot()
         pool.forEach(tokens * c.heads) { pair, worker in
             let s = scores.pointer + worker * context
-            let t = pair / c.heads, head = pair % c.heads, pos = start + t
+            // Head-major items: a worker scores consecutive tokens against the same head's
+            // rows, which then stay in its L2 cache through a batched prompt.
+            let head = pair / tokens, t = pair % tokens, pos = start + t
             // Query head `head` reads key/value head head / group (grouped-query attention).
             let query = q.pointer + t * c.dim + head * hd
             keyCache.scores(layer: l, head: head / group, query: query, positions: pos + 1, into: s)
