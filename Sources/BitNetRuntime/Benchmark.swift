@@ -102,9 +102,12 @@ public enum RuntimeBenchmark {
         return (elapsed / Double(passes * blocks * tiles) * 1e9, Double(passes * planeBytes) / elapsed)
     }
 
-    /// Bytes a generated token reads at least: every packed weight, the head, the norms.
+    /// Bytes a generated token reads at least: every packed weight, the head (as the model
+    /// holds it), the norms; not the embedding's rows or the KV cache.
     public static func bytesPerToken(_ model: Model) -> Int {
-        model.file.tensors.values.filter { $0.name != "embedding.weight" || model.config.tied }.reduce(0) { $0 + $1.length }
+        let head = model.weights.head.name
+        return model.file.tensors.values.filter { $0.name != "embedding.weight" && $0.name != head }.reduce(0) { $0 + $1.length }
+            + model.head.bytesPerToken
     }
 
     /// Stored bits per BitLinear weight (padding included).

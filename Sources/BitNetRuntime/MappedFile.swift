@@ -34,6 +34,20 @@ public final class MappedFile: @unchecked Sendable {
         bytes = UnsafeRawBufferPointer(start: address, count: size)
     }
 
+    /// Lets the kernel drop this process's pages of bytes[range] (the whole pages inside
+    /// it), and read them back one page at a time when touched, not the 64 KB around each
+    /// fault it reads by default. For a part read once at load and then only here and
+    /// there (the embedding's rows).
+    public func release(_ range: Range<Int>) {
+        guard let start = bytes.baseAddress, range.lowerBound >= 0, range.upperBound <= bytes.count else { return }
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let first = (range.lowerBound + page - 1) / page * page, last = range.upperBound / page * page
+        guard first < last else { return }
+        let at = UnsafeMutableRawPointer(mutating: start + first)
+        madvise(at, last - first, MADV_DONTNEED)
+        madvise(at, last - first, MADV_RANDOM)
+    }
+
     deinit {
         if let start = bytes.baseAddress { munmap(UnsafeMutableRawPointer(mutating: start), bytes.count) }
     }

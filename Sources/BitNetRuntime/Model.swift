@@ -47,6 +47,8 @@ public final class Model: @unchecked Sendable {
     let accumulators, partialSums: Scratch<Int32>
     /// [layers, context, kvDim] in FP32, or FP16 (half the memory and the bytes attention reads).
     let keyCache, valueCache: KVCache
+    /// The output head, as stored or rounded to int8.
+    let head: Head
     /// The widest BitLinear input and output, rows padded to 32.
     let wide, wideRows, tableStride: Int
     /// BitLinears applied together to one input (query, key and value; up and gate).
@@ -56,7 +58,7 @@ public final class Model: @unchecked Sendable {
     /// file's context); the memory all of it needs is computed first and a model that
     /// needs more than `memoryLimit` bytes (default: the machine's memory) is refused.
     public init(path: String, threads: Int = ProcessInfo.processInfo.activeProcessorCount, batch: Int = 64,
-                kvCache: KVCacheType = .f32, context requested: Int? = nil,
+                kvCache: KVCacheType = .f32, head headType: HeadType = .stored, context requested: Int? = nil,
                 memoryLimit: Int = Int(clamping: ProcessInfo.processInfo.physicalMemory)) throws {
         precondition(threads >= 1 && batch >= 1 && (requested ?? 1) >= 1)
         self.threads = threads
@@ -67,7 +69,7 @@ public final class Model: @unchecked Sendable {
         let context = min(requested ?? c.context, c.context)
         self.context = context
         let need = Self.memoryNeeded(config: c, fileBytes: file.bytes.count, context: context, threads: threads,
-                                     batch: batch, kvCache: kvCache)
+                                     batch: batch, kvCache: kvCache, head: headType)
         guard let need, need.total <= memoryLimit else {
             func gb(_ bytes: Int) -> String { String(format: "%.2f GB", Double(bytes) / 1e9) }
             let amount = need.map { "\(gb($0.total)) of memory (\(gb($0.kvCache)) of it the KV cache for \(context) positions)" }
@@ -101,13 +103,14 @@ public final class Model: @unchecked Sendable {
         keyCache = KVCache(layers: c.layers, heads: c.kvHeads, context: context, headDim: c.headDim, type: kvCache)
         valueCache = KVCache(layers: c.layers, heads: c.kvHeads, context: context, headDim: c.headDim, type: kvCache)
         pool = WorkerPool(threads: threads)
+        head = Head(entry: weights.head, file: file.mapping, type: headType, pool: pool)
     }
 
 
     /// The bytes a model needs: the mapped file (resident once read), the KV cache for
     /// `context` positions, the scratch buffers; nil if the sum overflows.
     static func memoryNeeded(config c: RuntimeConfig, fileBytes: Int, context: Int, threads: Int, batch: Int,
-                             kvCache: KVCacheType) -> (total: Int, kvCache: Int)? {
+                             kvCache: KVCacheType, head: HeadType = .stored) -> (total: Int, kvCache: Int)? {
         // Every value is bounded by RuntimeConfig, but the products of several are not.
         func fold(_ xs: [Int], _ start: Int, _ op: (Int) -> (Int) -> (partialValue: Int, overflow: Bool)) -> Int? {
             var r = start
@@ -125,20 +128,16 @@ public final class Model: @unchecked Sendable {
               let scores = product(4, threads, context),
               let codes = product(maxGroup, batch, wide + 2 * 4 * wideRows + PackedBitLinear.tableBytes(cols: wide)),
               let rowSums = product(4, c.layers, c.dim),
-              let total = fold([fileBytes, kv, activations, 4 * c.vocabSize, scores, codes, rowSums], 0, Int.addingReportingOverflow)
+              let headBytes = product(c.vocabSize, head == .int8 ? c.dim + 4 : 0),
+              let total = fold([fileBytes, kv, activations, 4 * c.vocabSize, scores, codes, rowSums, headBytes], 0,
+                               Int.addingReportingOverflow)
         else { return nil }
         return (total, kv)
     }
 
     /// A row of the embedding as FP32.
     func embed(_ token: Int32, into out: UnsafeMutablePointer<Float>) {
-        let e = weights.embedding, at = base + e.offset
-        for i in 0..<e.cols {
-            let index = Int(token) * e.cols + i
-            out[i] = e.type == .f32
-                ? Float(bitPattern: UInt32(littleEndian: (at + 4 * index).loadUnaligned(as: UInt32.self)))
-                : Float(Float16(bitPattern: UInt16(littleEndian: (at + 2 * index).loadUnaligned(as: UInt16.self))))
-        }
+        weights.embedding.row(Int(token), base: base, into: out)
     }
 
     /// outputs[j] = BitLinear_j(input) for `tokens` rows, add-only on the packed weights.
@@ -323,14 +322,9 @@ public final class Model: @unchecked Sendable {
         }
         // Only the last token's logits are needed: its final norm, then the head.
         blockNorm(weights.finalNorm, weights.finalNormBias, x + (n - 1) * c.dim, xb, tokens: 1)
-        let head = weights.head, rowsPerChunk = 1024, headBase = base + head.offset
+        let rowsPerChunk = 1024
         pool.forEach((c.vocabSize + rowsPerChunk - 1) / rowsPerChunk) { item, _ in
-            let begin = Int32(item * rowsPerChunk), end = Int32(min((item + 1) * rowsPerChunk, c.vocabSize))
-            if head.type == .f16 {
-                bitnet_matvec_f16(headBase.assumingMemoryBound(to: UInt16.self), c.dim, xb, logits.pointer, Int32(c.dim), begin, end)
-            } else {
-                bitnet_matvec_f32(headBase.assumingMemoryBound(to: Float.self), c.dim, xb, logits.pointer, Int32(c.dim), begin, end)
-            }
+            head.logits(xb, into: logits.pointer, rows: item * rowsPerChunk..<min((item + 1) * rowsPerChunk, c.vocabSize))
         }
     }
 }

@@ -30,6 +30,17 @@ public struct TensorEntry: Sendable {
     public var blocks: Int { planes.blocks }
     public var tiles: Int { planes.tiles }
     public var planeBytes: Int { planes.planeBytes }
+
+    /// Row r of an FP32 or FP16 tensor (little-endian in the file at `base`) as FP32.
+    func row(_ r: Int, base: UnsafeRawPointer, into out: UnsafeMutablePointer<Float>) {
+        let at = base + offset
+        for i in 0..<cols {
+            let index = r * cols + i
+            out[i] = type == .f32
+                ? Float(bitPattern: UInt32(littleEndian: (at + 4 * index).loadUnaligned(as: UInt32.self)))
+                : Float(Float16(bitPattern: UInt16(littleEndian: (at + 2 * index).loadUnaligned(as: UInt16.self))))
+        }
+    }
 }
 
 public final class ModelFile: @unchecked Sendable {

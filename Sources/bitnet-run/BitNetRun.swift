@@ -30,6 +30,8 @@ struct BitNetRun: ParsableCommand {
     @OptionGroup var sampling: SamplingOptions
     @Option(help: "KV cache precision: f32 (exact: matches the trainer) or f16 (half the memory and attention reads).")
     var kvCache: KVCacheType = .f32
+    @Option(help: "Output head: stored (as the file holds it: the trainer's logits) or int8 (rows rounded to 8 bits at load: half an FP16 head's bytes, faster generation, logits slightly off; docs/BENCHMARKS.md).")
+    var head: HeadType = .stored
     @Option(parsing: .unconditional, help: "Worker threads (default: all cores).") var threads: Int = ProcessInfo.processInfo.activeProcessorCount
     @Option(parsing: .unconditional, help: "Positions to hold, prompt and output together (default: the model's context); the KV cache's memory grows with it.")
     var context: Int?
@@ -73,7 +75,7 @@ struct BitNetRun: ParsableCommand {
             // More workers than cores only wait for each other: use the cores there are.
             let cores = ProcessInfo.processInfo.activeProcessorCount
             if threads > cores { log("bitnet-run: --threads \(threads) is more than the \(cores) cores; using \(cores)") }
-            let m = try Model(path: model, threads: min(threads, cores), kvCache: kvCache, context: context)
+            let m = try Model(path: model, threads: min(threads, cores), kvCache: kvCache, head: head, context: context)
             if let context, context > m.context { log("bitnet-run: --context \(context) is more than the model's \(m.context); using \(m.context)") }
             if bench {
                 try runBenchmark(m)
@@ -176,7 +178,7 @@ struct BitNetRun: ParsableCommand {
         let c = m.config
         log("machine: \(Machine.description)")
         log("bench: \(model): \(c.ternary ? "ternary" : "binary"), d\(c.dim), \(c.layers) layers, ffn \(c.ffnDim), vocab \(c.vocabSize); "
-            + "\(m.threads) thread(s), \(RuntimeBenchmark.kernel) kernels, \(kvCache.rawValue) KV cache; -p \(promptTokens) -n \(genTokens), \(repetitions) repetitions")
+            + "\(m.threads) thread(s), \(RuntimeBenchmark.kernel) kernels, \(kvCache.rawValue) KV cache, \(head.rawValue) head; -p \(promptTokens) -n \(genTokens), \(repetitions) repetitions")
         let r = RuntimeBenchmark.run(model: m, promptTokens: promptTokens, genTokens: genTokens, repetitions: repetitions,
                                      progress: { log($0) })
         let peak = RuntimeBenchmark.peakResidentBytes()
@@ -186,7 +188,7 @@ struct BitNetRun: ParsableCommand {
         if json {
             var object: [String: Any] = [
                 "model": model, "machine": Machine.description, "threads": m.threads, "kernel": RuntimeBenchmark.kernel,
-                "kv_cache": kvCache.rawValue,
+                "kv_cache": kvCache.rawValue, "head": head.rawValue,
                 "prompt_tokens": promptTokens, "gen_tokens": genTokens, "repetitions": repetitions,
                 "prompt_tokens_per_second": r.promptTokensPerSecond, "gen_tokens_per_second": r.genTokensPerSecond,
                 "prompt_tokens_per_second_range": [r.promptRange.lowerBound, r.promptRange.upperBound],
@@ -231,6 +233,7 @@ extension BitNetRun {
 }
 
 extension KVCacheType: ExpressibleByArgument {}
+extension HeadType: ExpressibleByArgument {}
 
 /// "1,5,9" as token ids inside the vocabulary.
 func parseIDs(_ text: String, vocabSize: Int) throws -> [Int32] {

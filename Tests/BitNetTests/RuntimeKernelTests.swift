@@ -86,6 +86,29 @@ import Testing
         }
     }
 
+    /// The int8 head's product: codes times x times the row's scale, against a Double
+    /// reference; rows split in two ranges, columns in thirty-twos and a tail.
+    @Test func int8MatvecMatchesDoubleReference() {
+        var rng = Xoshiro256(seed: 9)
+        for (rows, cols) in [(3, 7), (10, 64), (9, 100), (5, 768)] {
+            let codes = (0..<rows * cols).map { _ in Int8(truncatingIfNeeded: Int(rng.below(255)) - 127) }
+            let scales = (0..<rows).map { _ in rng.uniform() * 0.01 }, x = (0..<cols).map { _ in rng.normal() }
+            for scalar in [false, true] {
+                let previous = bitnet_kernels_force_scalar(scalar ? 1 : 0)
+                defer { _ = bitnet_kernels_force_scalar(previous) }
+                var y = [Float](repeating: .nan, count: rows)
+                for range in [0..<rows / 2 + 1, rows / 2 + 1..<rows] {
+                    bitnet_matvec_q8(codes, scales, cols, x, &y, Int32(cols), Int32(range.lowerBound), Int32(range.upperBound))
+                }
+                for r in 0..<rows {
+                    let terms = (0..<cols).map { Double(scales[r]) * Double(codes[r * cols + $0]) * Double(x[$0]) }
+                    let exact = terms.reduce(0, +), size = terms.map(abs).reduce(0, +)
+                    #expect(abs(Double(y[r]) - exact) <= 1e-5 * size, "\(rows)x\(cols) row \(r) scalar: \(scalar)")
+                }
+            }
+        }
+    }
+
     /// The FP16 KV cache: conversion to half equals Swift's Float16 (both paths, including
     /// subnormals, ties and overflow), and the FP16 and FP32 weighted sums match a Double reference.
     @Test func halfConversionAndWeightedSum() {

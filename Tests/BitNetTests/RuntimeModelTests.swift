@@ -4,7 +4,7 @@
 import Foundation
 import Testing
 @testable import BitNet
-import BitNetRuntime
+@testable import BitNetRuntime
 import BitNetSampling
 
 @Suite(.serialized) struct RuntimeModelTests {
@@ -86,5 +86,35 @@ import BitNetSampling
         }
         #expect(worst > 0, "the FP16 cache should round something")
         #expect(worst < 2e-2, "largest logit difference relative to the largest logit: \(worst)")
+    }
+
+    /// `--head int8`: every logit is the row's int8 codes (absmax per row, rounded half to
+    /// even, computed here from the stored head) times the final norm's output, times the
+    /// row's scale; and the logits stay close to the stored head's. FP32 and FP16 heads.
+    @Test(arguments: [false, true])
+    func int8HeadIsTheRoundedRowsProduct(f16: Bool) throws {
+        let (_, url) = try PackedModelTests.exportedModel(mode: .ternary, f16: f16)
+        let stored = try BitNetRuntime.Model(path: url.path, threads: 2)
+        let rounded = try BitNetRuntime.Model(path: url.path, threads: 2, head: .int8)
+        let c = rounded.config, head = rounded.weights.head
+        #expect(rounded.head.bytesPerToken == c.vocabSize * (c.dim + 4) && stored.head.bytesPerToken == head.length)
+        var row = [Float](repeating: 0, count: c.dim)
+        var worstVsStored: Float = 0
+        for (pos, token) in [Int32(5), 17, 42, 7, 5].enumerated() {
+            let logits = rounded.forward(token: token, pos: pos), exact = stored.forward(token: token, pos: pos)
+            let x = rounded.xb.pointer  // what the head multiplied
+            for r in 0..<c.vocabSize {
+                head.row(r, base: rounded.base, into: &row)
+                let absmax = max(row.map(abs).max()!, 1e-5), scale = 127 / absmax
+                let codes = row.map { min(max(($0 * scale).rounded(.toNearestOrEven), -127), 127) }
+                let dot = (0..<c.dim).reduce(0.0) { $0 + Double(codes[$1]) * Double(x[$1]) }
+                let size = (0..<c.dim).reduce(0.0) { $0 + abs(Double(codes[$1]) * Double(x[$1])) }
+                let expected = dot * Double(absmax) / 127
+                #expect(abs(Double(logits[r]) - expected) <= 1e-5 * size * Double(absmax) / 127 + 1e-30,
+                        "row \(r) at position \(pos): \(logits[r]) against \(expected)")
+            }
+            worstVsStored = max(worstVsStored, zip(logits, exact).map { abs($0 - $1) }.max()! / exact.map(abs).max()!)
+        }
+        #expect(worstVsStored > 0 && worstVsStored < 2e-2, "largest difference from the stored head's logits, relative: \(worstVsStored)")
     }
 }

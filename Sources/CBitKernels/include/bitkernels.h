@@ -34,6 +34,10 @@ void bitnet_plane_sums(const uint8_t *plane, int block_begin, int block_end, int
 /// w in FP16 (the head) or FP32 (the head, attention scores against the key cache).
 void bitnet_matvec_f16(const uint16_t *w, size_t stride, const float *x, float *y, int cols, int row_begin, int row_end);
 void bitnet_matvec_f32(const float *w, size_t stride, const float *x, float *y, int cols, int row_begin, int row_end);
+/// y[r] = scales[r] * sum_i w[r * stride + i] * x[i]: int8 rows with one scale each (the
+/// head rounded to 8 bits at load, `bitnet-run --head int8`).
+void bitnet_matvec_q8(const int8_t *w, const float *scales, size_t stride, const float *x, float *y, int cols, int row_begin,
+                      int row_end);
 
 /// out[j] = sum_i weights[i] * values[i * stride + j] for j < cols, i < n
 /// (attention's weighted sum of the cached values of one head).
