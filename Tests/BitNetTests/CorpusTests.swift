@@ -78,6 +78,34 @@ import Testing
         #expect(try Self.tokens(again, "val") == Self.tokens(a, "val") && Self.tokens(again, "train") == Self.tokens(a, "train"))
     }
 
+    /// Evaluation's windows: every whole window in order when all are asked for; a few
+    /// spread evenly over the validation split (from its start to its last part), never
+    /// overlapping, when fewer are.
+    @Test func validationWindowsSpreadOverTheSplit() throws {
+        let dataset = try TokenDataset(directory: Fixtures.shared.data)
+        let context = 16, val = dataset.file(.val), whole = (val.count - 1) / context
+        #expect(whole >= 40, "the fixture's validation split: \(val.count) tokens")
+        var tokens = [Int32](repeating: 0, count: context), targets = tokens, expected = [Int32](repeating: 0, count: context + 1)
+        // Where each window came from: the first whole window after the previous one's
+        // with these tokens (-1: none).
+        func starts(_ n: Int) -> [Int] {
+            var next = 0
+            return (0..<n).map { i in
+                dataset.validationWindow(i, of: n, context: context, tokens: &tokens, targets: &targets)
+                guard let w = (next..<whole).first(where: { w in
+                    val.read(from: w * context, count: context + 1, into: &expected)
+                    return Array(expected.prefix(context)) == tokens && Array(expected.suffix(context)) == targets
+                }) else { return -1 }
+                next = w + 1
+                return w * context
+            }
+        }
+        #expect(starts(whole) == (0..<whole).map { $0 * context })
+        let few = starts(8)
+        #expect(few.first == 0 && !few.contains(-1), "\(few)")
+        #expect(few.last! >= (whole - whole / 8 - 1) * context, "the last window should be in the split's last eighth: \(few)")
+    }
+
     /// Documents smaller than a block are encoded a group at a time on all cores, larger
     /// ones block by block, in between: each document's tokens are the ones it gets when
     /// prepared alone, in order, split by whole documents; a whitespace-only file is left out.

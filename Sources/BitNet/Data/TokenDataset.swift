@@ -118,12 +118,17 @@ public final class TokenDataset: @unchecked Sendable {
         min(limit, (val.count - 1) / context)
     }
 
-    /// Window `index` of the validation split: tokens and targets [context].
-    public func validationWindow(_ index: Int, context: Int, tokens: UnsafeMutablePointer<Int32>,
+    /// Window `index` of `windows` spread evenly over the validation split's whole,
+    /// non-overlapping windows (every one of them, in order, when `windows` is their
+    /// number): tokens and targets [context]. Spread, so that a few hundred windows sample
+    /// every part of a large split, not only its first documents.
+    public func validationWindow(_ index: Int, of windows: Int, context: Int, tokens: UnsafeMutablePointer<Int32>,
                                  targets: UnsafeMutablePointer<Int32>) {
+        let whole = (val.count - 1) / context
+        precondition(windows >= 1 && windows <= whole && index >= 0 && index < windows)
         let window = UnsafeMutablePointer<Int32>.allocate(capacity: context + 1)
         defer { window.deallocate() }
-        val.read(from: index * context, count: context + 1, into: window)
+        val.read(from: index * whole / windows * context, count: context + 1, into: window)
         tokens.update(from: window, count: context)
         targets.update(from: window + 1, count: context)
     }

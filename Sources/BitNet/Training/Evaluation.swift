@@ -2,7 +2,8 @@
 import Foundation
 
 public enum Evaluation {
-    /// Mean cross-entropy over the first `windows` validation windows of `dataset`.
+    /// Mean cross-entropy over `windows` validation windows of `dataset`, spread over its
+    /// validation split (TokenDataset.validationWindow).
     public static func loss(model: Transformer, dataset: TokenDataset, windows limit: Int, batch: Int) -> Float {
         // One process: no collective that could fail.
         (try? loss(model: model, dataset: dataset, windows: limit, batch: batch, ranks: .single)) ?? .nan
@@ -17,7 +18,7 @@ public enum Evaluation {
         guard windows > 0 else { return .nan }
         let share = windows * ranks.rank / ranks.size..<windows * (ranks.rank + 1) / ranks.size
         let total = lossSum(model: model, windows: share, batch: batch) { index, tokens, targets in
-            dataset.validationWindow(index, context: context, tokens: tokens, targets: targets)
+            dataset.validationWindow(index, of: windows, context: context, tokens: tokens, targets: targets)
         }
         return Float(try ranks.sum(total) / Double(windows))
     }
