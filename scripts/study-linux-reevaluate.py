@@ -48,6 +48,9 @@ for part in sorted(os.listdir(study)):
             run = os.path.join(directory, "runs", entry["run"])
         else:  # an lr-sweep's result
             run = os.path.join(directory, "runs", "%s-lr%g" % (entry["mode"], entry["learning_rate"]))
+        lr_result = os.path.join(run, "lr_result.json")
+        if os.path.isfile(lr_result) and OLD in json.load(open(lr_result)):
+            continue  # re-evaluated before (lr-sweep rewrites its results.json from these)
         if not os.path.isfile(os.path.join(run, "checkpoint.safetensors")):
             print("%s: no checkpoint, left as it was" % run)
             continue
@@ -55,7 +58,6 @@ for part in sorted(os.listdir(study)):
         print("%s: %.4f on the first %d windows, %.4f on %d spread" % (run, entry[KEY], windows, loss, windows))
         entry[OLD], entry[KEY] = entry[KEY], loss
         changed = True
-        lr_result = os.path.join(run, "lr_result.json")
         if os.path.isfile(lr_result):
             own = json.load(open(lr_result))
             own[OLD], own[KEY] = own[KEY], loss
