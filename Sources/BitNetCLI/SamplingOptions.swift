@@ -11,8 +11,13 @@ public struct SamplingOptions: ParsableArguments {
     @Option(parsing: .unconditional, help: "Sample from the smallest set of likely tokens whose probability reaches p (1: all).")
     public var topP: Float = 1
     @Option(parsing: .unconditional, help: "Random seed of the sampler.") public var seed: UInt64 = 0
+    @Flag(help: "Go on past the end-of-sequence token, to --max-tokens (as llama.cpp's --ignore-eos).")
+    public var ignoreEos = false
 
     public init() {}
+
+    /// The token that ends a generation: `eos`, or none with --ignore-eos.
+    public func endOfSequence(_ eos: Int32?) -> Int32? { ignoreEos ? nil : eos }
 
     public var settings: SamplingSettings { SamplingSettings(temperature: temperature, topK: topK, topP: topP, seed: seed) }
 

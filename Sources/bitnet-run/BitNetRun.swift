@@ -123,7 +123,7 @@ struct BitNetRun: ParsableCommand {
         var model = m, writeError: Error?
         let stop = Generation.generate(
             model: &model, prompt: ids, maxTokens: sampling.maxTokens, settings: sampling.settings,
-            endOfSequence: m.tokenizer.eosID, shouldStop: { writeError != nil || interrupt.takeRequest() }
+            endOfSequence: sampling.endOfSequence(m.tokenizer.eosID), shouldStop: { writeError != nil || interrupt.takeRequest() }
         ) { token in
             if streamer.tokenCount == 0 { firstToken = DispatchTime.now().uptimeNanoseconds }
             do { try Output.write(streamer.append(token)) } catch { writeError = writeError ?? error }

@@ -87,7 +87,7 @@ struct SampleCommand: ParsableCommand {
             var predictor = TransformerPredictor(model: model), writeError: Error?
             let reason = Generation.generate(
                 model: &predictor, prompt: promptIDs, maxTokens: sampling.maxTokens, settings: sampling.settings,
-                endOfSequence: tokenizer.eosID >= 0 ? tokenizer.eosID : nil, shouldStop: { writeError != nil }
+                endOfSequence: sampling.endOfSequence(tokenizer.eosID >= 0 ? tokenizer.eosID : nil), shouldStop: { writeError != nil }
             ) { token in
                 do { try Output.write(streamer.append(token)) } catch { writeError = writeError ?? error }
             }

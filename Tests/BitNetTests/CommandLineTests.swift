@@ -422,6 +422,28 @@ import BitNetRuntime
         #expect(!FileManager.default.fileExists(atPath: directory.path + "/x.bitnet"))
     }
 
+    /// --ignore-eos: a seed whose sampled text ends at end of sequence goes on to
+    /// --max-tokens with the flag.
+    @Test func ignoreEosGoesOnToMaxTokens() throws {
+        let directory = Fixtures.temporaryDirectory("cli-ignore-eos")
+        let model = directory.appendingPathComponent("m.bitnet").path
+        let export = try Fixtures.run(["export", "--random", "--mode", "binary", "--dim", "64", "--layers", "1", "--heads", "2",
+                                       "--ffn-dim", "64", "--vocab-size", "600", "--context", "512", "--out", model])
+        #expect(export.status == 0, "\(export.stderr)")
+        func generate(seed: Int, _ extra: [String]) throws -> String {
+            let result = try Fixtures.run([model, "--prompt-ids", "5", "--max-tokens", "400", "--seed", "\(seed)"] + extra,
+                                          executable: "bitnet-run")
+            #expect(result.status == 0, "\(result.stderr)")
+            return result.stderr
+        }
+        let seed = try (0..<20).first { try generate(seed: $0, []).contains("stopped at end of sequence") }
+        #expect(seed != nil, "no seed in 0..<20 ended at end of sequence within 400 tokens")
+        if let seed {
+            let stderr = try generate(seed: seed, ["--ignore-eos"])
+            #expect(stderr.contains("[400 tokens; stopped at max tokens"), "\(stderr)")
+        }
+    }
+
     /// Ctrl-C during a generation: the text so far is printed, the stop reason is said,
     /// and the exit status is 130.
     @Test func interruptStopsGenerationCleanly() throws {
@@ -430,7 +452,8 @@ import BitNetRuntime
         let export = try Fixtures.run(["export", "--random", "--mode", "binary", "--dim", "256", "--layers", "4", "--heads", "4",
                                        "--ffn-dim", "512", "--vocab-size", "600", "--context", "16384", "--out", model])
         #expect(export.status == 0, "\(export.stderr)")
-        let launched = try Fixtures.launch(["--prompt", "Hello", "--max-tokens", "16000", "--threads", "1"], executable: "bitnet-run",
+        // --ignore-eos: a random model's sampled end of sequence cannot end it before the interrupt.
+        let launched = try Fixtures.launch(["--prompt", "Hello", "--max-tokens", "16000", "--threads", "1", "--ignore-eos"], executable: "bitnet-run",
                                            leading: [model])
         // Wait until generation has started (text beyond the prompt), then Ctrl-C.
         let deadline = Date().addingTimeInterval(20)

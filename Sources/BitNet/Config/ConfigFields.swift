@@ -89,7 +89,7 @@ extension TrainingConfig {
         .init("log_every", \.logEvery, rule: .positive, default: "10", help: "Write a metrics line every this many steps."),
         .init("eval_every", \.evalEvery, rule: .positive, default: "100", help: "Evaluate the validation loss every this many steps."),
         .init("eval_windows", \.evalWindows, rule: .positive, default: "64",
-              help: "Validation windows (of context tokens) per evaluation."),
+              help: "Validation windows (of context tokens) per evaluation, spread evenly over the validation split."),
         .init("checkpoint_every", \.checkpointEvery, rule: .positive, default: "200",
               help: "Write a checkpoint every this many steps."),
         .init("activation_storage", \.activationStorage, rule: .anyChoice, default: "`f32`",
