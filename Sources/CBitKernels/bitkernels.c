@@ -266,44 +266,50 @@ void bitnet_plane_sums(const uint8_t *plane, int block_begin, int block_end, int
 
 // ---- FP16 and FP32 rows: the head, attention scores, the weighted sum of values ----
 
-// Element i of an FP16 (half = 1) or FP32 (half = 0) array as a float.
-static inline float load1(const void *p, size_t i, int half) {
-    return half ? half_to_float(((const uint16_t *)p)[i]) : ((const float *)p)[i];
+// What a row of the head, the KV cache or the int8 head holds.
+enum element { F32 = 0, F16 = 1, I8 = 2 };
+
+// Element i of an array of `kind` as a float.
+static inline float load1(const void *p, size_t i, int kind) {
+    return kind == F16 ? half_to_float(((const uint16_t *)p)[i]) : kind == I8 ? (float)((const int8_t *)p)[i] : ((const float *)p)[i];
 }
 
 #ifdef BITNET_X86
-// Eight elements from i on as floats (F16C widens FP16).
-__attribute__((target("avx2,f16c"), always_inline)) static inline __m256 load8(const void *p, size_t i, int half) {
-    return half ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)p + i))) : _mm256_loadu_ps((const float *)p + i);
+// Eight elements from i on as floats (F16C widens FP16; int8 goes through int32, exactly).
+__attribute__((target("avx2,f16c"), always_inline)) static inline __m256 load8(const void *p, size_t i, int kind) {
+    if (kind == F16) return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)p + i)));
+    if (kind == I8) return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)((const int8_t *)p + i))));
+    return _mm256_loadu_ps((const float *)p + i);
 }
 
-// 32 columns per step in four sums; returns the rows' tails (fewer than 32 columns) to the caller.
-__attribute__((target("avx2,fma,f16c"))) static void matvec_avx2(const void *w, int half, size_t stride, const float *x, float *y,
-                                                                 int cols, int row_begin, int row_end) {
+// 32 columns per step in four sums, the tail (fewer than 32 columns) one at a time; each
+// row's sum times scales[r] when there are scales (the int8 head's).
+__attribute__((target("avx2,fma,f16c"))) static void matvec_avx2(const void *w, int kind, const float *scales, size_t stride,
+                                                                 const float *x, float *y, int cols, int row_begin, int row_end) {
     int body = cols & ~31;
     for (int r = row_begin; r < row_end; r++) {
         size_t row = (size_t)r * stride;
         __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
         for (int i = 0; i < body; i += 32) {
-            s0 = _mm256_fmadd_ps(load8(w, row + i, half), _mm256_loadu_ps(x + i), s0);
-            s1 = _mm256_fmadd_ps(load8(w, row + i + 8, half), _mm256_loadu_ps(x + i + 8), s1);
-            s2 = _mm256_fmadd_ps(load8(w, row + i + 16, half), _mm256_loadu_ps(x + i + 16), s2);
-            s3 = _mm256_fmadd_ps(load8(w, row + i + 24, half), _mm256_loadu_ps(x + i + 24), s3);
+            s0 = _mm256_fmadd_ps(load8(w, row + i, kind), _mm256_loadu_ps(x + i), s0);
+            s1 = _mm256_fmadd_ps(load8(w, row + i + 8, kind), _mm256_loadu_ps(x + i + 8), s1);
+            s2 = _mm256_fmadd_ps(load8(w, row + i + 16, kind), _mm256_loadu_ps(x + i + 16), s2);
+            s3 = _mm256_fmadd_ps(load8(w, row + i + 24, kind), _mm256_loadu_ps(x + i + 24), s3);
         }
         __m256 s = _mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3));
         __m128 q = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
         q = _mm_add_ps(q, _mm_movehl_ps(q, q));
         q = _mm_add_ss(q, _mm_shuffle_ps(q, q, 1));
         float total = _mm_cvtss_f32(q);
-        for (int i = body; i < cols; i++) total += load1(w, row + i, half) * x[i];
-        y[r] = total;
+        for (int i = body; i < cols; i++) total += load1(w, row + i, kind) * x[i];
+        y[r] = scales ? scales[r] * total : total;
     }
 }
 
 // Columns in chunks of 64 (eight registers of sums, enough independent sums to keep
 // both FMA pipes busy), then of 32, positions inside; returns the columns done, leaving
 // a tail of fewer than 32 to the scalar loop.
-__attribute__((target("avx2,fma,f16c"))) static int weighted_sum_avx2(const void *values, int half, size_t stride,
+__attribute__((target("avx2,fma,f16c"))) static int weighted_sum_avx2(const void *values, int kind, size_t stride,
                                                                       const float *weights, int n, int cols, float *out) {
     int j = 0;
     for (; j + 64 <= cols; j += 64) {
@@ -312,7 +318,7 @@ __attribute__((target("avx2,fma,f16c"))) static int weighted_sum_avx2(const void
         for (int i = 0; i < n; i++) {
             size_t at = (size_t)i * stride + j;
             __m256 w = _mm256_broadcast_ss(weights + i);
-            for (int k = 0; k < 8; k++) s[k] = _mm256_fmadd_ps(w, load8(values, at + 8 * k, half), s[k]);
+            for (int k = 0; k < 8; k++) s[k] = _mm256_fmadd_ps(w, load8(values, at + 8 * k, kind), s[k]);
         }
         for (int k = 0; k < 8; k++) _mm256_storeu_ps(out + j + 8 * k, s[k]);
     }
@@ -321,10 +327,10 @@ __attribute__((target("avx2,fma,f16c"))) static int weighted_sum_avx2(const void
         for (int i = 0; i < n; i++) {
             size_t at = (size_t)i * stride + j;
             __m256 w = _mm256_broadcast_ss(weights + i);
-            s0 = _mm256_fmadd_ps(w, load8(values, at, half), s0);
-            s1 = _mm256_fmadd_ps(w, load8(values, at + 8, half), s1);
-            s2 = _mm256_fmadd_ps(w, load8(values, at + 16, half), s2);
-            s3 = _mm256_fmadd_ps(w, load8(values, at + 24, half), s3);
+            s0 = _mm256_fmadd_ps(w, load8(values, at, kind), s0);
+            s1 = _mm256_fmadd_ps(w, load8(values, at + 8, kind), s1);
+            s2 = _mm256_fmadd_ps(w, load8(values, at + 16, kind), s2);
+            s3 = _mm256_fmadd_ps(w, load8(values, at + 24, kind), s3);
         }
         _mm256_storeu_ps(out + j, s0);
         _mm256_storeu_ps(out + j + 8, s1);
@@ -332,32 +338,6 @@ __attribute__((target("avx2,fma,f16c"))) static int weighted_sum_avx2(const void
         _mm256_storeu_ps(out + j + 24, s3);
     }
     return j;
-}
-
-// An int8 row times x, 32 columns per step in four sums (codes widened to int32, then
-// to float: exact); returns the rows' tails to the caller like the FP16 path.
-__attribute__((target("avx2,fma"))) static void matvec_q8_avx2(const int8_t *w, const float *scales, size_t stride,
-                                                               const float *x, float *y, int cols, int row_begin, int row_end) {
-    int body = cols & ~31;
-#define Q8(at) _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(at))))
-    for (int r = row_begin; r < row_end; r++) {
-        const int8_t *row = w + (size_t)r * stride;
-        __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
-        for (int i = 0; i < body; i += 32) {
-            s0 = _mm256_fmadd_ps(Q8(row + i), _mm256_loadu_ps(x + i), s0);
-            s1 = _mm256_fmadd_ps(Q8(row + i + 8), _mm256_loadu_ps(x + i + 8), s1);
-            s2 = _mm256_fmadd_ps(Q8(row + i + 16), _mm256_loadu_ps(x + i + 16), s2);
-            s3 = _mm256_fmadd_ps(Q8(row + i + 24), _mm256_loadu_ps(x + i + 24), s3);
-        }
-#undef Q8
-        __m256 s = _mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3));
-        __m128 q = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
-        q = _mm_add_ps(q, _mm_movehl_ps(q, q));
-        q = _mm_add_ss(q, _mm_shuffle_ps(q, q, 1));
-        float total = _mm_cvtss_f32(q);
-        for (int i = body; i < cols; i++) total += (float)row[i] * x[i];
-        y[r] = scales[r] * total;
-    }
 }
 
 __attribute__((target("avx2,f16c"))) static int to_f16_avx2(const float *x, uint16_t *out, int n) {
@@ -368,61 +348,52 @@ __attribute__((target("avx2,f16c"))) static int to_f16_avx2(const float *x, uint
 }
 #endif
 
-static void matvec(const void *w, int half, size_t stride, const float *x, float *y, int cols, int row_begin, int row_end) {
+static void matvec(const void *w, int kind, const float *scales, size_t stride, const float *x, float *y, int cols, int row_begin,
+                   int row_end) {
 #ifdef BITNET_X86
     if (bitnet_kernels_use_avx2()) {
-        matvec_avx2(w, half, stride, x, y, cols, row_begin, row_end);
+        matvec_avx2(w, kind, scales, stride, x, y, cols, row_begin, row_end);
         return;
     }
 #endif
     for (int r = row_begin; r < row_end; r++) {
         float s = 0;
-        for (int i = 0; i < cols; i++) s += load1(w, (size_t)r * stride + i, half) * x[i];
-        y[r] = s;
+        for (int i = 0; i < cols; i++) s += load1(w, (size_t)r * stride + i, kind) * x[i];
+        y[r] = scales ? scales[r] * s : s;
     }
 }
 
 void bitnet_matvec_f16(const uint16_t *w, size_t stride, const float *x, float *y, int cols, int row_begin, int row_end) {
-    matvec(w, 1, stride, x, y, cols, row_begin, row_end);
+    matvec(w, F16, NULL, stride, x, y, cols, row_begin, row_end);
 }
 
 void bitnet_matvec_f32(const float *w, size_t stride, const float *x, float *y, int cols, int row_begin, int row_end) {
-    matvec(w, 0, stride, x, y, cols, row_begin, row_end);
+    matvec(w, F32, NULL, stride, x, y, cols, row_begin, row_end);
 }
 
 void bitnet_matvec_q8(const int8_t *w, const float *scales, size_t stride, const float *x, float *y, int cols, int row_begin,
                       int row_end) {
-#ifdef BITNET_X86
-    if (bitnet_kernels_use_avx2()) {
-        matvec_q8_avx2(w, scales, stride, x, y, cols, row_begin, row_end);
-        return;
-    }
-#endif
-    for (int r = row_begin; r < row_end; r++) {
-        float s = 0;
-        for (int i = 0; i < cols; i++) s += (float)w[(size_t)r * stride + i] * x[i];
-        y[r] = scales[r] * s;
-    }
+    matvec(w, I8, scales, stride, x, y, cols, row_begin, row_end);
 }
 
-static void weighted_sum(const void *values, int half, size_t stride, const float *weights, int n, int cols, float *out) {
+static void weighted_sum(const void *values, int kind, size_t stride, const float *weights, int n, int cols, float *out) {
     int j = 0;
 #ifdef BITNET_X86
-    if (bitnet_kernels_use_avx2()) j = weighted_sum_avx2(values, half, stride, weights, n, cols, out);
+    if (bitnet_kernels_use_avx2()) j = weighted_sum_avx2(values, kind, stride, weights, n, cols, out);
 #endif
     for (; j < cols; j++) {
         float s = 0;
-        for (int i = 0; i < n; i++) s += weights[i] * load1(values, (size_t)i * stride + j, half);
+        for (int i = 0; i < n; i++) s += weights[i] * load1(values, (size_t)i * stride + j, kind);
         out[j] = s;
     }
 }
 
 void bitnet_weighted_sum_f32(const float *values, size_t stride, const float *weights, int n, int cols, float *out) {
-    weighted_sum(values, 0, stride, weights, n, cols, out);
+    weighted_sum(values, F32, stride, weights, n, cols, out);
 }
 
 void bitnet_weighted_sum_f16(const uint16_t *values, size_t stride, const float *weights, int n, int cols, float *out) {
-    weighted_sum(values, 1, stride, weights, n, cols, out);
+    weighted_sum(values, F16, stride, weights, n, cols, out);
 }
 
 void bitnet_to_f16(const float *x, uint16_t *out, int n) {

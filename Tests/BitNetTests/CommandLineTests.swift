@@ -173,13 +173,21 @@ import BitNetRuntime
         #expect(!result.stderr.contains("Fatal error") && !result.stderr.contains("Stack dump"), sourceLocation: sourceLocation)
     }
 
+    /// A model of random weights exported into a new directory named for `test`; its path.
+    static func randomModel(_ test: String, mode: String, dim: Int, layers: Int, heads: Int, ffn: Int, vocab: Int = 600,
+                            context: Int) throws -> String {
+        let model = Fixtures.temporaryDirectory(test).appendingPathComponent("m.bitnet").path
+        let export = try Fixtures.run(["export", "--random", "--mode", mode, "--dim", "\(dim)", "--layers", "\(layers)",
+                                       "--heads", "\(heads)", "--ffn-dim", "\(ffn)", "--vocab-size", "\(vocab)",
+                                       "--context", "\(context)", "--out", model])
+        #expect(export.status == 0, "\(export.stderr)")
+        return model
+    }
+
     /// Generation with a busy neighbour on every core, and with more threads than cores,
     /// finishes in a bounded time (a spinning pool made it 50-700x slower).
     @Test func generationUnderLoad() throws {
-        let directory = Fixtures.temporaryDirectory("cli-load")
-        let model = directory.appendingPathComponent("m.bitnet").path
-        #expect(try Fixtures.run(["export", "--random", "--mode", "ternary", "--dim", "256", "--layers", "4", "--heads", "4",
-                                  "--ffn-dim", "688", "--vocab-size", "4096", "--context", "512", "--out", model]).status == 0)
+        let model = try Self.randomModel("cli-load", mode: "ternary", dim: 256, layers: 4, heads: 4, ffn: 688, vocab: 4096, context: 512)
         let generate = ["--prompt", "Hello there", "--max-tokens", "64", "--temperature", "0"]
         func seconds(_ threads: Int) throws -> Double {
             let start = Date()
@@ -425,11 +433,7 @@ import BitNetRuntime
     /// --ignore-eos: a seed whose sampled text ends at end of sequence goes on to
     /// --max-tokens with the flag.
     @Test func ignoreEosGoesOnToMaxTokens() throws {
-        let directory = Fixtures.temporaryDirectory("cli-ignore-eos")
-        let model = directory.appendingPathComponent("m.bitnet").path
-        let export = try Fixtures.run(["export", "--random", "--mode", "binary", "--dim", "64", "--layers", "1", "--heads", "2",
-                                       "--ffn-dim", "64", "--vocab-size", "600", "--context", "512", "--out", model])
-        #expect(export.status == 0, "\(export.stderr)")
+        let model = try Self.randomModel("cli-ignore-eos", mode: "binary", dim: 64, layers: 1, heads: 2, ffn: 64, context: 512)
         func generate(seed: Int, _ extra: [String]) throws -> String {
             let result = try Fixtures.run([model, "--prompt-ids", "5", "--max-tokens", "400", "--seed", "\(seed)"] + extra,
                                           executable: "bitnet-run")
@@ -447,11 +451,7 @@ import BitNetRuntime
     /// Ctrl-C during a generation: the text so far is printed, the stop reason is said,
     /// and the exit status is 130.
     @Test func interruptStopsGenerationCleanly() throws {
-        let directory = Fixtures.temporaryDirectory("cli-interrupt")
-        let model = directory.appendingPathComponent("m.bitnet").path
-        let export = try Fixtures.run(["export", "--random", "--mode", "binary", "--dim", "256", "--layers", "4", "--heads", "4",
-                                       "--ffn-dim", "512", "--vocab-size", "600", "--context", "16384", "--out", model])
-        #expect(export.status == 0, "\(export.stderr)")
+        let model = try Self.randomModel("cli-interrupt", mode: "binary", dim: 256, layers: 4, heads: 4, ffn: 512, context: 16384)
         // --ignore-eos: a random model's sampled end of sequence cannot end it before the interrupt.
         let launched = try Fixtures.launch(["--prompt", "Hello", "--max-tokens", "16000", "--threads", "1", "--ignore-eos"], executable: "bitnet-run",
                                            leading: [model])
@@ -468,10 +468,7 @@ import BitNetRuntime
     /// On a terminal with no prompt: prompt, generate, repeat until EOF. `script` gives
     /// bitnet-run a pseudo-terminal.
     @Test func interactiveModeOnATerminal() throws {
-        let directory = Fixtures.temporaryDirectory("cli-interactive")
-        let model = directory.appendingPathComponent("m.bitnet").path
-        #expect(try Fixtures.run(["export", "--random", "--mode", "ternary", "--dim", "32", "--layers", "1", "--heads", "2",
-                                  "--ffn-dim", "32", "--vocab-size", "600", "--context", "64", "--out", model]).status == 0)
+        let model = try Self.randomModel("cli-interactive", mode: "ternary", dim: 32, layers: 1, heads: 2, ffn: 32, context: 64)
         let runtime = Fixtures.executable.deletingLastPathComponent().appendingPathComponent("bitnet-run").path
         let result = try Fixtures.run(["-qec", "'\(runtime)' '\(model)' --max-tokens 5 --temperature 0", "/dev/null"],
                                       executable: "/usr/bin/script", input: Data("first line\nsecond line\n".utf8))
