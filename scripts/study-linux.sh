@@ -7,6 +7,7 @@
 #   scripts/study-linux.sh save   copy every finished run's config and result (not its
 #                                 checkpoints), and each part's results, report and
 #                                 plots, into docs/sweeps/linux/runs, to commit
+#   scripts/study-linux.sh hours  CPU-hours of the saved runs, per part
 # A run saved there is not trained again, even on a machine whose run directories are
 # gone: the study restores the saved files before it starts.
 cd "$(dirname "$0")/.."
@@ -44,7 +45,36 @@ copy_finished() {  # FROM TO
 }
 if [ "${1:-}" = save ]; then
   copy_finished $S $K
+  # The long run's config and metrics so far, outside runs/ (not restored: without its
+  # checkpoint it could not resume).
+  if [ -f $S/small-binary/config.json ]; then
+    mkdir -p $K/../small-binary
+    cp -p $S/small-binary/config.json $S/small-binary/metrics.jsonl $K/../small-binary/ 2>/dev/null
+  fi
   echo "study: saved finished runs into $K"
+  exit 0
+fi
+# The CPU time of the saved runs: each run's last elapsed_seconds times the threads it
+# trained with (one with --jobs 2, the long run two). Work thrown away (runs restarted
+# after a change) is not in it; PLAN.md says what was.
+if [ "${1:-}" = hours ]; then
+  python3 - $K <<'PY'
+import glob, json, os, sys
+total = 0.0
+parts = sorted(glob.glob(os.path.join(sys.argv[1], "*"))) + [os.path.join(sys.argv[1], "..", "small-binary")]
+for part in parts:
+    runs = sorted(glob.glob(os.path.join(part, "runs", "*", "metrics.jsonl")) + glob.glob(os.path.join(part, "metrics.jsonl")))
+    if not runs:
+        continue
+    threads = 2 if os.path.basename(part) == "small-binary" else 1
+    seconds = 0.0
+    for path in runs:
+        last = [json.loads(l) for l in open(path) if l.strip()][-1]
+        seconds += last["elapsed_seconds"] * threads
+    total += seconds
+    print("%-18s %3d runs %7.2f CPU-hours" % (os.path.basename(part), len(runs), seconds / 3600))
+print("%-18s          %7.2f CPU-hours" % ("total", total / 3600))
+PY
   exit 0
 fi
 # The corpus and its token files (data/README.md), made here when missing. The saved runs
