@@ -115,6 +115,11 @@ lr="--lr-from $S/lr-64x2,$S/lr-128x4"
 $B sweep --data $D --presets $sizes --modes $modes --tokens-per-param 20 $lr --text $S/shakespeare-1MB.txt \
   --jobs 2 --out $S/compute-optimal >> $S/compute-optimal.log 2>&1 || exit 1
 
+# 2b. A second seed at the three smallest sizes (minutes each): how much of a gap
+#     between modes is the seed's.
+$B sweep --data $D --presets 32x2,48x2,64x2 --modes $modes --tokens-per-param 20 $lr --text $S/shakespeare-1MB.txt \
+  --seed 2 --jobs 2 --out $S/compute-optimal-seed2 >> $S/compute-optimal-seed2.log 2>&1 || exit 1
+
 # 3. The paper's protocol: every size on the largest size's tokens; its runs are the same
 #    configs as in step 2, so their directories and results are copied, not retrained.
 steps=$(python3 -c "import json; print(json.load(open('$S/compute-optimal/runs/128x4-fp/config.json'))['training']['steps'])")
