@@ -106,7 +106,8 @@ public struct SweepReport {
         var md = "# Scaling sweep\n\n"
         if let d = definition {
             md += "Data `\(d.data)`; sizes \(d.sizes.map(\.name).joined(separator: ", ")); modes "
-                + "\(d.modes.map(\.rawValue).joined(separator: ", ")); budget: \(d.budget); seed \(d.seed).\n\n"
+                + "\(d.modes.map(\.rawValue).joined(separator: ", ")); budget: \(d.budget); seed \(d.seed); validation loss on "
+                + "\(d.evalWindows) windows spread over the validation split.\n\n"
             md += "Peak learning rates: " + (d.learningRateRule.map { "from lr-sweeps, \($0.description)." }
                                              ?? "each mode's default.") + "\n\n"
         }
