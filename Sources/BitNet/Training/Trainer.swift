@@ -132,9 +132,12 @@ public final class Trainer {
                 windowCommunication = session.communicationSeconds
             }
             if state.step % t.checkpointEvery == 0 || last {
+                let before = Date()
                 try saveCheckpoint()
                 report(.checkpoint(step: state.step, path: directory.checkpointURL.path))
-                windowStart = Date()
+                // The rate counts training time only: the window (which may have begun
+                // steps before) skips the time the checkpoint took.
+                windowStart = windowStart.addingTimeInterval(Date().timeIntervalSince(before))
             }
         }
     }
