@@ -60,20 +60,24 @@ fi
 if [ "${1:-}" = hours ]; then
   python3 - $K <<'PY'
 import glob, json, os, sys
-total = 0.0
+total, seen = 0.0, set()
 parts = sorted(glob.glob(os.path.join(sys.argv[1], "*"))) + [os.path.join(sys.argv[1], "..", "small-binary")]
 for part in parts:
     runs = sorted(glob.glob(os.path.join(part, "runs", "*", "metrics.jsonl")) + glob.glob(os.path.join(part, "metrics.jsonl")))
     if not runs:
         continue
     threads = 2 if os.path.basename(part) == "small-binary" else 1
-    seconds = 0.0
+    seconds, counted = 0.0, 0
     for path in runs:
-        last = [json.loads(l) for l in open(path) if l.strip()][-1]
-        seconds += last["elapsed_seconds"] * threads
+        lines = [l for l in open(path) if l.strip()]
+        if lines[-1] in seen:  # the paper's protocol holds copies of compute-optimal's 128x4 runs
+            continue
+        seen.add(lines[-1])
+        counted += 1
+        seconds += json.loads(lines[-1])["elapsed_seconds"] * threads
     total += seconds
-    print("%-18s %3d runs %7.2f CPU-hours" % (os.path.basename(part), len(runs), seconds / 3600))
-print("%-18s          %7.2f CPU-hours" % ("total", total / 3600))
+    print("%-21s %3d runs %7.2f CPU-hours" % (os.path.basename(part), counted, seconds / 3600))
+print("%-21s          %7.2f CPU-hours" % ("total", total / 3600))
 PY
   exit 0
 fi
