@@ -41,15 +41,12 @@ final class Head: @unchecked Sendable {
                 entry.row(r, base: base, into: row)
                 scales.pointer[r] = PackedBitLinear.quantize(row, count: cols, into: codes.pointer + r * cols) / 127
             }
-            // As it goes, so that the two heads are never resident together.
+            // As it goes, so that the whole stored head need not be resident at once.
             let bytesPerRow = entry.length / entry.rows
             file.release(entry.offset + rows.lowerBound * bytesPerRow..<entry.offset + rows.upperBound * bytesPerRow)
         }
         (self.codes, self.scales) = (codes, scales)
     }
-
-    /// The bytes the head adds to memory beyond the mapped file (0 for the stored head).
-    static func extraBytes(rows: Int, cols: Int, type: HeadType) -> Int { type == .int8 ? rows * (cols + 4) : 0 }
 
     /// The bytes a generated token reads from the head.
     var bytesPerToken: Int { codes == nil ? entry.length : entry.rows * (entry.cols + 4) }
