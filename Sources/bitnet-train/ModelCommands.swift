@@ -14,6 +14,8 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "A text file to evaluate instead (encoded with the run's tokenizer).") var text: String?
     @Option(parsing: .unconditional, help: "Validation windows to use (0: all).") var windows: Int = 0
     @Option(parsing: .unconditional, help: "Windows per forward pass.") var batch: Int = 8
+    @Flag(help: "Also the loss at each position of the window (the tokens of context a prediction had), in buckets of doubling length; with --json, every position.")
+    var byPosition = false
     @Flag(help: "Print one JSON object.") var json = false
 
     func validate() throws {
@@ -25,30 +27,46 @@ struct EvalCommand: ParsableCommand {
     func run() throws {
         try reportingErrors {
             let (model, config, state) = try Checkpoint.loadModel(runDirectory: URL(fileURLWithPath: runDirectory), batch: batch)
+            let context = config.model.context
+            // Per position: one pass gives both, the loss being the positions' mean.
+            var positions: [Double] = []
             let loss: Float, tokens: Int
             if let data {
                 let dataset = try TokenDataset(directory: data)
                 guard dataset.meta.vocabSize == config.model.vocabSize else {
                     throw BitNetError.invalid("\(data): vocabulary of \(dataset.meta.vocabSize) does not match the model's \(config.model.vocabSize)")
                 }
-                try dataset.check(context: config.model.context)
+                try dataset.check(context: context)
                 let limit = windows == 0 ? Int.max : windows
-                let n = dataset.validationWindows(context: config.model.context, limit: limit)
-                loss = Evaluation.loss(model: model, dataset: dataset, windows: limit, batch: batch)
-                tokens = n * config.model.context
+                let n = dataset.validationWindows(context: context, limit: limit)
+                if byPosition {
+                    positions = Evaluation.lossByPosition(model: model, dataset: dataset, windows: limit, batch: batch)
+                }
+                loss = byPosition ? Float(positions.reduce(0, +) / Double(context))
+                    : Evaluation.loss(model: model, dataset: dataset, windows: limit, batch: batch)
+                tokens = n * context
             } else {
                 let tokenizer = try runTokenizer(runDirectory, vocabSize: config.model.vocabSize)
                 let ids = try tokenizer.encode(try Corpus.readText(text!))
-                guard ids.count > config.model.context else {
-                    throw BitNetError.invalid("\(text!): \(ids.count) tokens is smaller than one context window (\(config.model.context) + 1)")
+                guard ids.count > context else {
+                    throw BitNetError.invalid("\(text!): \(ids.count) tokens is smaller than one context window (\(context) + 1)")
                 }
-                loss = Evaluation.loss(model: model, tokens: ids, batch: batch)
-                tokens = (ids.count - 1) / config.model.context * config.model.context
+                if byPosition { positions = Evaluation.lossByPosition(model: model, tokens: ids, batch: batch) }
+                loss = byPosition ? Float(positions.reduce(0, +) / Double(context))
+                    : Evaluation.loss(model: model, tokens: ids, batch: batch)
+                tokens = (ids.count - 1) / context * context
             }
             if json {
-                try printLine("{\"step\":\(state.step),\"val_loss\":\(loss),\"val_perplexity\":\(exp(Double(loss))),\"tokens\":\(tokens)}")
+                let byPositionField = byPosition ? ",\"loss_by_position\":[\(positions.map { "\(Float($0))" }.joined(separator: ","))]" : ""
+                try printLine("{\"step\":\(state.step),\"val_loss\":\(loss),\"val_perplexity\":\(exp(Double(loss))),\"tokens\":\(tokens)\(byPositionField)}")
             } else {
                 try printLine(String(format: "step %d: loss %.4f, perplexity %.3f over %d tokens", state.step, loss, exp(Double(loss)), tokens))
+                if byPosition {
+                    for (range, mean) in Evaluation.doublingBuckets(positions) {
+                        let label = range.count == 1 ? "\(range.lowerBound)" : "\(range.lowerBound)-\(range.upperBound)"
+                        try printLine("  context " + label.padding(toLength: 9, withPad: " ", startingAt: 0) + String(format: " loss %.4f", mean))
+                    }
+                }
             }
         }
     }

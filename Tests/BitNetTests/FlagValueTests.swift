@@ -34,6 +34,7 @@ struct FlagCase: CustomTestStringConvertible, Sendable {
         add("bitnet-run", run, ["--top-k"], valid: ["0"])
         add("bitnet-run", run, ["--seed"], valid: ["0"])
         add("bitnet-run", run, ["--top-p", "--threads", "--context"])
+        add("bitnet-run", run, ["--head", "--kv-cache"])
         add("bitnet-run", bench + ["--gen-tokens", "1"], ["--prompt-tokens"])
         add("bitnet-run", bench + ["--prompt-tokens", "1"], ["--gen-tokens"])
         add("bitnet-run", bench + ["--prompt-tokens", "1", "--gen-tokens", "1"], ["--repetitions"])

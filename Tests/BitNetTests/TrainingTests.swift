@@ -35,6 +35,43 @@ import Testing
         #expect(last < 0.5, "final loss \(last)")
     }
 
+    /// The loss at position p of a window is the prediction of token p + 1 from the first
+    /// p + 1 tokens alone (a forward of that length, its log-softmax in Float64), and the
+    /// positions' mean is the window loss. Per-token scaling keeps the model causal.
+    @Test func lossByPositionMatchesShorterForwards() {
+        var config = Fixtures.tinyRunConfig(mode: .binary).model
+        (config.vocabSize, config.context, config.activationScaling) = (40, 12, .perToken)
+        let model = Transformer(config: config, batch: 3)
+        model.initializeParameters(seed: 5)
+        var rng = Xoshiro256(seed: 6)
+        for i in 0..<model.layout.totalCount { model.parameters[i] += rng.normal() * 0.2 }
+        model.parametersDidChange()
+        let windows = 3, sequence = (0..<windows * 12 + 1).map { _ in Int32(rng.below(40)) }
+        // Batches of 2 over 3 windows: the last batch is short.
+        let byPosition = Evaluation.lossByPosition(model: model, tokens: sequence, batch: 2)
+        #expect(byPosition.count == 12)
+        let whole = Double(Evaluation.loss(model: model, tokens: sequence, batch: 3))
+        #expect(abs(byPosition.reduce(0, +) / 12 - whole) < 1e-5)
+        for p in [0, 4, 11] {
+            var reference = 0.0
+            for w in 0..<windows {
+                model.forward(tokens: Array(sequence[w * 12..<w * 12 + p + 1]), targets: nil, batch: 1, length: p + 1)
+                let logits = model.logits(row: p).map { Double($0) }
+                let top = logits.max() ?? 0
+                let logSum = log(logits.reduce(0) { $0 + exp($1 - top) }) + top
+                reference += logSum - logits[Int(sequence[w * 12 + p + 1])]
+            }
+            reference /= Double(windows)
+            #expect(abs(byPosition[p] - reference) < 1e-4, "position \(p): \(byPosition[p]) against \(reference)")
+        }
+        // Later positions see more context, and a random model cannot use it: the test
+        // is about the bookkeeping, so the values only need to differ between positions.
+        #expect(Set(byPosition.map { Float($0) }).count > 1)
+        let buckets = Evaluation.doublingBuckets(byPosition)
+        #expect(buckets.map(\.context) == [1...1, 2...2, 3...4, 5...8, 9...12])
+        #expect(abs(buckets[4].loss - byPosition[8..<12].reduce(0, +) / 4) < 1e-12)
+    }
+
     /// One batch of 8 sequences and 4 accumulated micro-batches of 2 are the same
     /// computation: per-tensor scaling takes gamma per sequence, so sequences do not
     /// change each other's quantization. (`int4` with its exact backward: sampling draws

@@ -41,8 +41,55 @@ public enum Evaluation {
         return Float(lossSum(model: model, windows: 0..<windows, batch: batch, fill: fill) / Double(windows))
     }
 
-    /// The sum of the windows' mean losses.
-    static func lossSum(model: Transformer, windows: Range<Int>, batch: Int,
+    /// Mean cross-entropy at each position of the window (element p: predicting token
+    /// p + 1 from the p + 1 before it), over the same windows as `loss`: how much a token
+    /// gains from the context before it. Empty when there is no window.
+    public static func lossByPosition(model: Transformer, dataset: TokenDataset, windows limit: Int, batch: Int) -> [Double] {
+        let context = model.config.context
+        let windows = dataset.validationWindows(context: context, limit: limit)
+        return lossByPosition(model: model, windows: windows, batch: batch) { index, tokens, targets in
+            dataset.validationWindow(index, of: windows, context: context, tokens: tokens, targets: targets)
+        }
+    }
+
+    /// The same over all whole windows of a token sequence.
+    public static func lossByPosition(model: Transformer, tokens sequence: [Int32], batch: Int) -> [Double] {
+        let context = model.config.context
+        return lossByPosition(model: model, windows: (sequence.count - 1) / context, batch: batch) { index, tokens, targets in
+            for i in 0..<context {
+                tokens[i] = sequence[index * context + i]
+                targets[i] = sequence[index * context + i + 1]
+            }
+        }
+    }
+
+    static func lossByPosition(model: Transformer, windows: Int, batch: Int,
+                               fill: (Int, UnsafeMutablePointer<Int32>, UnsafeMutablePointer<Int32>) -> Void) -> [Double] {
+        guard windows > 0 else { return [] }
+        var sums = [Double](repeating: 0, count: model.config.context)
+        sums.withUnsafeMutableBufferPointer { sums in
+            _ = lossSum(model: model, windows: 0..<windows, batch: batch, positions: sums.baseAddress, fill: fill)
+        }
+        return sums.map { $0 / Double(windows) }
+    }
+
+    /// Means of `lossByPosition` over buckets of doubling length, each named by the tokens
+    /// of context its predictions had (1-based): 1, 2, 3-4, 5-8, ..., up to the window.
+    public static func doublingBuckets(_ byPosition: [Double]) -> [(context: ClosedRange<Int>, loss: Double)] {
+        var buckets: [(context: ClosedRange<Int>, loss: Double)] = []
+        var first = 1
+        while first <= byPosition.count {
+            let last = min(max(first, 2 * (first - 1)), byPosition.count)
+            let slice = byPosition[(first - 1)..<last]
+            buckets.append((first...last, slice.reduce(0, +) / Double(slice.count)))
+            first = last + 1
+        }
+        return buckets
+    }
+
+    /// The sum of the windows' mean losses; with `positions` (context elements), also adds
+    /// each token's loss to its position's sum.
+    static func lossSum(model: Transformer, windows: Range<Int>, batch: Int, positions: UnsafeMutablePointer<Double>? = nil,
                         fill: (Int, UnsafeMutablePointer<Int32>, UnsafeMutablePointer<Int32>) -> Void) -> Double {
         let context = model.config.context
         let batch = min(batch, model.activations.batch)
@@ -58,6 +105,10 @@ public enum Evaluation {
             let b = min(batch, windows.upperBound - first)
             for i in 0..<b { fill(first + i, tokens + i * context, targets + i * context) }
             total += Double(model.forward(tokens: tokens, targets: targets, batch: b, length: context)) * Double(b)
+            if let positions {
+                let losses = model.activations.views.losses  // [b, context], from the forward above
+                for i in 0..<b * context { positions[i % context] += Double(losses[i]) }
+            }
             first += b
         }
         return total
