@@ -128,10 +128,18 @@ struct ReportCommand: ParsableCommand {
         commandName: "report", abstract: "Re-fit and re-draw a sweep's report from its results, without training.")
 
     @Argument(help: "Sweep directory.") var sweep: String
+    @Flag(help: "First measure the loss by position in the window of every finished run that lacks it (runs of sweeps made before it was measured), from its checkpoint, on the sweep's data.")
+    var byPosition = false
 
     func run() throws {
         try reportingErrors {
-            try printLine(try SweepReport(directory: URL(fileURLWithPath: sweep)).write())
+            let directory = URL(fileURLWithPath: sweep)
+            if byPosition {
+                let count = try PositionLoss.fill(directory: directory, skipped: { log("\($0): no checkpoint; its loss by position is not measured") },
+                                                  measured: { log(String(format: "%@: loss by position measured on %d windows", $0.run, $0.positionWindows ?? 0)) })
+                log("measured \(count) run\(count == 1 ? "" : "s")")
+            }
+            try printLine(try SweepReport(directory: directory).write())
         }
     }
 }

@@ -131,6 +131,12 @@ func isValidSVG(_ text: String) -> Bool {
             #expect(abs(try #require(r.textLoss) - expected) < 1e-5 * expected, "\(r.run): \(String(describing: r.textLoss)) vs \(expected)")
             #expect(r.tokens >= 12_000 - 256 && r.tokens <= 12_000 + 256)
             #expect(r.trainingFlops > 0 && !r.curve.isEmpty)
+            // The loss by position averages to the checkpoint's loss on the same windows.
+            let positions = try #require(r.lossByPosition), windows = try #require(r.positionWindows)
+            let dataset = try TokenDataset(directory: Fixtures.shared.data)
+            let whole = Double(Evaluation.loss(model: model, dataset: dataset, windows: windows, batch: 8))
+            #expect(positions.count == 32 && windows > 8)
+            #expect(abs(positions.reduce(0, +) / 32 - whole) < 1e-5 * whole, "\(r.run)")
         }
         let csv = try String(contentsOf: dir.appendingPathComponent("results.csv"), encoding: .utf8)
         #expect(csv.split(separator: "\n").count == 5 && csv.hasPrefix(SweepResult.csvHeader))
@@ -140,10 +146,21 @@ func isValidSVG(_ text: String) -> Bool {
         #expect(markdown.contains("binary - fp"))
         #expect(markdown.contains("45 nm"))
         #expect(markdown.contains("## Second corpus: `\(text.path)`"))
-        for name in ["loss_vs_params.svg", "loss_vs_compute.svg", "loss_vs_energy.svg", "training_curves.svg"] {
+        #expect(markdown.contains("## Loss by position in the window") && markdown.contains("4 of 4 runs measured"))
+        for name in ["loss_vs_params.svg", "loss_vs_compute.svg", "loss_vs_energy.svg", "training_curves.svg",
+                     "loss_vs_params_short_context.svg", "loss_vs_params_long_context.svg"] {
             let svg = try String(contentsOf: dir.appendingPathComponent(name), encoding: .utf8)
             #expect(isValidSVG(svg), "\(name) is not valid SVG")
         }
+
+        // A sweep from before the measurement: `report --by-position` measures the same values.
+        var cleared = Sweep.loadResults(dir)
+        for i in cleared.indices { (cleared[i].lossByPosition, cleared[i].positionWindows) = (nil, nil) }
+        try Sweep.saveResults(cleared, directory: dir)
+        #expect(!(try SweepReport(directory: dir).markdown().contains("## Loss by position")))
+        let filled = try Fixtures.run(["report", dir.path, "--by-position"])
+        #expect(filled.status == 0 && filled.stderr.contains("measured 4 runs"), "\(filled.stderr)")
+        #expect(Sweep.loadResults(dir) == results)
 
         // Running it again trains nothing.
         var events: [String] = []
@@ -277,10 +294,17 @@ func isValidSVG(_ text: String) -> Bool {
             for mode in [WeightMode.fp, .binary] {
                 let config = try definition.runConfig(size: SweepSize(size), mode: mode, vocabSize: 320).model
                 let n = Double(config.nonEmbeddingParameters), tokens = 12_000
+                // By position (context 32): short context (positions 3-4) on the law plus 0.5, long
+                // (17-32) on a steeper law, the others far off both.
+                let positions = (1...32).map { p -> Double in
+                    PositionLoss.shortContext(32).contains(p) ? law(mode, n) + 0.5
+                        : PositionLoss.longContext(32).contains(p) ? 2 * law(mode, n) - 2 : 7.0
+                }
                 results.append(SweepResult(run: "\(size)-\(mode.rawValue)", size: size, mode: mode, parameters: config.totalParameters,
                                            nonEmbeddingParameters: config.nonEmbeddingParameters, tokens: tokens,
                                            trainingFlops: 6 * n * Double(tokens), wallSeconds: 1800, finalTrainLoss: law(mode, n),
-                                           finalValLoss: law(mode, n), textLoss: law(mode, n) + (mode == .fp ? 1 : 1.25), curve: []))
+                                           finalValLoss: law(mode, n), textLoss: law(mode, n) + (mode == .fp ? 1 : 1.25), curve: [],
+                                           lossByPosition: positions, positionWindows: 64))
             }
         }
         try Sweep.saveResults(results, directory: dir)
@@ -311,6 +335,17 @@ func isValidSVG(_ text: String) -> Bool {
         #expect(markdown.contains(String(format: "| 32x1 | %d | %.4f | %.4f | %+.4f |", fp.nonEmbeddingParameters, fp.finalValLoss,
                                          binary.finalValLoss, gap)))
         #expect(isValidSVG(try String(contentsOf: dir.appendingPathComponent("loss_vs_energy.svg"), encoding: .utf8)))
+        // Both parts are exact laws: each predicts its largest size, and the gap tables
+        // hold each part's own differences.
+        for part in ["### Short context (3-4 tokens)", "### Long context (17-32 tokens)"] {
+            let section = try #require(markdown.components(separatedBy: part).dropFirst().first)
+            let rows = section.split(separator: "\n").filter { $0.hasPrefix("| fp |") || $0.hasPrefix("| binary |") }.prefix(2)
+            #expect(rows.count == 2, "\(part)")
+            for row in rows { #expect(row.hasSuffix("| +0.0000 (+0.0%) |") || row.hasSuffix("| -0.0000 (-0.0%) |"), "\(part): \(row)") }
+            let gapRow = try #require(section.split(separator: "\n").first { $0.hasPrefix("| 32x1 |") })
+            #expect(gapRow.hasSuffix(String(format: "| %+.4f |", part.contains("Short") ? gap : 2 * gap)), "\(part): \(gapRow)")
+        }
+        #expect(isValidSVG(try String(contentsOf: dir.appendingPathComponent("loss_vs_params_long_context.svg"), encoding: .utf8)))
     }
 
     @Test(arguments: [1, 2]) func learningRateSweepFlagsDivergence(jobs: Int) throws {

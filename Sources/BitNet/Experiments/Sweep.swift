@@ -20,11 +20,17 @@ public struct SweepResult: Codable, Sendable, Equatable {
     public var textLoss: Double?
     /// (tokens seen, training loss) at each logged step, for the training-curve plot.
     public var curve: [[Double]]
+    /// The final checkpoint's validation loss at each position of the window, on
+    /// `positionWindows` windows (PositionLoss); nil for runs measured before it existed
+    /// until `report --by-position` fills it in.
+    public var lossByPosition: [Double]?
+    public var positionWindows: Int?
 
     enum CodingKeys: String, CodingKey {
         case run, size, mode, parameters, nonEmbeddingParameters = "non_embedding_parameters", tokens
         case trainingFlops = "training_flops", wallSeconds = "wall_seconds", finalTrainLoss = "final_train_loss"
         case finalValLoss = "final_val_loss", textLoss = "text_loss", curve
+        case lossByPosition = "loss_by_position", positionWindows = "position_windows"
     }
 
     public static let csvHeader =
@@ -175,6 +181,8 @@ public enum Sweep {
             return [Double(step) * tokensPerStep, loss]
         }
         let tokens = trainer.state.tokensSeen
+        let positions = PositionLoss.measure(model: trainer.model, dataset: trainer.dataset,
+                                             batch: trainer.config.training.microBatchSize)
         return SweepResult(
             run: name, size: size.name, mode: mode, parameters: config.totalParameters,
             nonEmbeddingParameters: config.nonEmbeddingParameters, tokens: tokens,
@@ -182,7 +190,7 @@ public enum Sweep {
             finalTrainLoss: curve.last?[1] ?? .nan, finalValLoss: Double(try trainer.validationLoss()),
             textLoss: text.map { Double(Evaluation.loss(model: trainer.model, tokens: $0, batch: trainer.config.training.microBatchSize)) }
                 .flatMap { $0.isFinite ? $0 : nil },
-            curve: curve)
+            curve: curve, lossByPosition: positions.losses, positionWindows: positions.windows)
     }
 
     public static func loadResults(_ directory: URL) -> [SweepResult] {

@@ -91,11 +91,11 @@ public struct SweepReport {
         }
     }
 
-    /// Writes report.md and the three plots; returns the Markdown.
+    /// Writes report.md and the plots; returns the Markdown.
     @discardableResult
     public func write() throws -> String {
         let plots = [("loss_vs_params.svg", lossVersusParameters()), ("loss_vs_compute.svg", lossVersusCompute()),
-                     ("loss_vs_energy.svg", lossVersusEnergy()), ("training_curves.svg", trainingCurves())]
+                     ("loss_vs_energy.svg", lossVersusEnergy()), ("training_curves.svg", trainingCurves())] + positionPlots()
         for (name, svg) in plots { try AtomicFile.write(Data(svg.utf8), to: directory.appendingPathComponent(name)) }
         let markdown = self.markdown()
         try AtomicFile.write(Data(markdown.utf8), to: directory.appendingPathComponent("report.md"))
@@ -137,15 +137,16 @@ public struct SweepReport {
         md += "\n## Plots\n\n![validation loss against parameters](loss_vs_params.svg)\n\n"
             + "![validation loss against training compute](loss_vs_compute.svg)\n\n"
             + "![validation loss against inference energy](loss_vs_energy.svg)\n\n![training curves](training_curves.svg)\n"
+        md += positionSection()
         md += energySection()
         return md
     }
 
     /// Each size's loss per mode and each quantized mode's difference from `fp`.
-    func gapTable(_ title: String, loss: (SweepResult) -> Double?) -> String {
+    func gapTable(_ title: String, heading: String = "##", loss: (SweepResult) -> Double?) -> String {
         let others = modes.filter { $0 != .fp }
         guard modes.contains(.fp), !others.isEmpty else { return "" }
-        var md = "\n## \(title)\n\n| size | non-embedding |" + modes.map { " \($0.rawValue) |" }.joined()
+        var md = "\n\(heading) \(title)\n\n| size | non-embedding |" + modes.map { " \($0.rawValue) |" }.joined()
             + others.map { " \($0.rawValue) - fp |" }.joined() + "\n|---|---|" + String(repeating: "---|", count: modes.count + others.count) + "\n"
         func value(_ mode: WeightMode, _ size: String) -> Double? {
             results.first { $0.mode == mode && $0.size == size }.flatMap(loss)
@@ -224,11 +225,12 @@ public struct SweepReport {
     }
 
     func scatterWithFits(title: String, xLabel: String, x: (SweepResult) -> Double,
+                         y: (SweepResult) -> Double = \.finalValLoss, yLabel: String = "final validation loss (nats/token)",
                          fit: (WeightMode) -> PowerLawFit?) -> String {
-        var chart = SVGChart(title: title, xLabel: xLabel, yLabel: "final validation loss (nats/token)", logX: true)
+        var chart = SVGChart(title: title, xLabel: xLabel, yLabel: yLabel, logX: true)
         for mode in modes {
             let color = Self.modeColors[mode] ?? "#333"
-            let points = rows(mode).map { (x: x($0), y: $0.finalValLoss) }.filter { $0.x.isFinite }
+            let points = rows(mode).map { (x: x($0), y: y($0)) }.filter { $0.x.isFinite && $0.y.isFinite }
             chart.series.append(.init(name: mode.rawValue, points: points, color: color, line: false, markers: true))
             if let f = fit(mode) {
                 chart.series.append(.init(name: String(format: "%@ fit (alpha %.3f)", mode.rawValue, f.alpha),
