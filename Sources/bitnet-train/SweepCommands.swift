@@ -128,7 +128,7 @@ struct ReportCommand: ParsableCommand {
         commandName: "report", abstract: "Re-fit and re-draw a sweep's report from its results, without training.")
 
     @Argument(help: "Sweep directory.") var sweep: String
-    @Flag(help: "First measure the loss by position in the window of every finished run that lacks it (runs of sweeps made before it was measured), from its checkpoint, on the sweep's data.")
+    @Flag(help: "First measure the loss by position in the window of every finished run that lacks it (runs of sweeps made before it was measured), from its checkpoint, on the sweep's data (not while the sweep runs: it rewrites results.json).")
     var byPosition = false
 
     func run() throws {

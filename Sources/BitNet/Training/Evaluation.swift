@@ -17,9 +17,7 @@ public enum Evaluation {
         let windows = dataset.validationWindows(context: context, limit: limit)
         guard windows > 0 else { return .nan }
         let share = windows * ranks.rank / ranks.size..<windows * (ranks.rank + 1) / ranks.size
-        let total = lossSum(model: model, windows: share, batch: batch) { index, tokens, targets in
-            dataset.validationWindow(index, of: windows, context: context, tokens: tokens, targets: targets)
-        }
+        let total = lossSum(model: model, windows: share, batch: batch, fill: fillWindow(of: dataset, windows: windows, context: context))
         return Float(try ranks.sum(total) / Double(windows))
     }
 
@@ -27,7 +25,14 @@ public enum Evaluation {
     public static func loss(model: Transformer, tokens sequence: [Int32], batch: Int) -> Float {
         let context = model.config.context
         let windows = (sequence.count - 1) / context
-        return loss(model: model, windows: windows, batch: batch) { index, tokens, targets in
+        return loss(model: model, windows: windows, batch: batch, fill: fillWindow(of: sequence, context: context))
+    }
+
+    typealias WindowFill = (Int, UnsafeMutablePointer<Int32>, UnsafeMutablePointer<Int32>) -> Void
+
+    /// Writes window `index` of a token sequence (its tokens, and the tokens after them as targets).
+    static func fillWindow(of sequence: [Int32], context: Int) -> WindowFill {
+        { index, tokens, targets in
             for i in 0..<context {
                 tokens[i] = sequence[index * context + i]
                 targets[i] = sequence[index * context + i + 1]
@@ -35,8 +40,12 @@ public enum Evaluation {
         }
     }
 
-    static func loss(model: Transformer, windows: Int, batch: Int,
-                     fill: (Int, UnsafeMutablePointer<Int32>, UnsafeMutablePointer<Int32>) -> Void) -> Float {
+    /// Writes the `index`-th of `windows` validation windows spread over the split.
+    static func fillWindow(of dataset: TokenDataset, windows: Int, context: Int) -> WindowFill {
+        { index, tokens, targets in dataset.validationWindow(index, of: windows, context: context, tokens: tokens, targets: targets) }
+    }
+
+    static func loss(model: Transformer, windows: Int, batch: Int, fill: WindowFill) -> Float {
         guard windows > 0 else { return .nan }
         return Float(lossSum(model: model, windows: 0..<windows, batch: batch, fill: fill) / Double(windows))
     }
@@ -47,24 +56,17 @@ public enum Evaluation {
     public static func lossByPosition(model: Transformer, dataset: TokenDataset, windows limit: Int, batch: Int) -> [Double] {
         let context = model.config.context
         let windows = dataset.validationWindows(context: context, limit: limit)
-        return lossByPosition(model: model, windows: windows, batch: batch) { index, tokens, targets in
-            dataset.validationWindow(index, of: windows, context: context, tokens: tokens, targets: targets)
-        }
+        return lossByPosition(model: model, windows: windows, batch: batch, fill: fillWindow(of: dataset, windows: windows, context: context))
     }
 
     /// The same over all whole windows of a token sequence.
     public static func lossByPosition(model: Transformer, tokens sequence: [Int32], batch: Int) -> [Double] {
         let context = model.config.context
-        return lossByPosition(model: model, windows: (sequence.count - 1) / context, batch: batch) { index, tokens, targets in
-            for i in 0..<context {
-                tokens[i] = sequence[index * context + i]
-                targets[i] = sequence[index * context + i + 1]
-            }
-        }
+        return lossByPosition(model: model, windows: (sequence.count - 1) / context, batch: batch,
+                              fill: fillWindow(of: sequence, context: context))
     }
 
-    static func lossByPosition(model: Transformer, windows: Int, batch: Int,
-                               fill: (Int, UnsafeMutablePointer<Int32>, UnsafeMutablePointer<Int32>) -> Void) -> [Double] {
+    static func lossByPosition(model: Transformer, windows: Int, batch: Int, fill: WindowFill) -> [Double] {
         guard windows > 0 else { return [] }
         var sums = [Double](repeating: 0, count: model.config.context)
         sums.withUnsafeMutableBufferPointer { sums in
@@ -90,7 +92,7 @@ public enum Evaluation {
     /// The sum of the windows' mean losses; with `positions` (context elements), also adds
     /// each token's loss to its position's sum.
     static func lossSum(model: Transformer, windows: Range<Int>, batch: Int, positions: UnsafeMutablePointer<Double>? = nil,
-                        fill: (Int, UnsafeMutablePointer<Int32>, UnsafeMutablePointer<Int32>) -> Void) -> Double {
+                        fill: WindowFill) -> Double {
         let context = model.config.context
         let batch = min(batch, model.activations.batch)
         let tokens = UnsafeMutablePointer<Int32>.allocate(capacity: batch * context)
