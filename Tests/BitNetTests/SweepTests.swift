@@ -337,13 +337,15 @@ func isValidSVG(_ text: String) -> Bool {
         #expect(isValidSVG(try String(contentsOf: dir.appendingPathComponent("loss_vs_energy.svg"), encoding: .utf8)))
         // Both parts are exact laws: each predicts its largest size, and the gap tables
         // hold each part's own differences.
-        for part in ["### Short context (3-4 tokens)", "### Long context (17-32 tokens)"] {
+        for part in ["### Every position", "### Short context (3-4 tokens)", "### Long context (17-32 tokens)"] {
             let section = try #require(markdown.components(separatedBy: part).dropFirst().first)
             let rows = section.split(separator: "\n").filter { $0.hasPrefix("| fp |") || $0.hasPrefix("| binary |") }.prefix(2)
             #expect(rows.count == 2, "\(part)")
             for row in rows { #expect(row.hasSuffix("| +0.0000 (+0.0%) |") || row.hasSuffix("| -0.0000 (-0.0%) |"), "\(part): \(row)") }
             let gapRow = try #require(section.split(separator: "\n").first { $0.hasPrefix("| 32x1 |") })
-            #expect(gapRow.hasSuffix(String(format: "| %+.4f |", part.contains("Short") ? gap : 2 * gap)), "\(part): \(gapRow)")
+            // Every position: the constants cancel; 2 of the 32 positions carry the gap once, 16 twice.
+            let expected = part.contains("Short") ? gap : part.contains("Long") ? 2 * gap : (2 * gap + 16 * 2 * gap) / 32
+            #expect(gapRow.hasSuffix(String(format: "| %+.4f |", expected)), "\(part): \(gapRow)")
         }
         #expect(isValidSVG(try String(contentsOf: dir.appendingPathComponent("loss_vs_params_long_context.svg"), encoding: .utf8)))
     }

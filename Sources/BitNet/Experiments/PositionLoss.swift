@@ -92,9 +92,13 @@ extension SweepReport {
             md += "| \(r.run) |" + String(format: " %.4f |", losses.reduce(0, +) / Double(context))
                 + Evaluation.doublingBuckets(losses).map { String(format: " %.4f |", $0.loss) }.joined() + "\n"
         }
-        for (name, part) in [("short", PositionLoss.shortContext), ("long", PositionLoss.longContext)] {
-            let range = part(context)
-            md += "\n### \(name.capitalized) context (\(range.lowerBound)-\(range.upperBound) tokens)\n\n"
+        // The whole window first: the sweep's law again, on many more windows than its final loss.
+        let parts: [(name: String, part: (Int) -> ClosedRange<Int>)] = [("every position", { 1...$0 }),
+                                                                       ("short", PositionLoss.shortContext),
+                                                                       ("long", PositionLoss.longContext)]
+        for (name, part) in parts {
+            let range = part(context), whole = range.count == context
+            md += "\n### " + (whole ? "Every position (the whole window, on \(windows) windows)" : "\(name.capitalized) context (\(range.lowerBound)-\(range.upperBound) tokens)") + "\n\n"
                 + "| mode | alpha against non-embedding parameters | c | R^2 | sizes | largest predicted by the others | measured | error |\n"
                 + "|---|---|---|---|---|---|---|---|\n"
             for mode in modes {
@@ -114,8 +118,8 @@ extension SweepReport {
                     md += " | | |\n"
                 }
             }
-            md += gapTable("Gap to full precision, \(name) context", heading: "####", loss: { $0.positionLoss(part) })
-            md += "\n![\(name)-context loss against parameters](loss_vs_params_\(name)_context.svg)\n"
+            md += gapTable("Gap to full precision, " + (whole ? name : "\(name) context"), heading: "####", loss: { $0.positionLoss(part) })
+            if !whole { md += "\n![\(name)-context loss against parameters](loss_vs_params_\(name)_context.svg)\n" }
         }
         return md
     }
