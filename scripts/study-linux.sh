@@ -138,6 +138,11 @@ json.dump(rows, open(sys.argv[2], "w"))
 PY
 $B sweep --data $D --presets $sizes --modes $modes --tokens $((steps * 16 * 128)) $lr --text $S/shakespeare-1MB.txt \
   --jobs 2 --out $S/paper >> $S/paper.log 2>&1 || exit 1
+# The loss by position of runs trained before sweeps measured it (from their checkpoints;
+# runs restored from docs/ already have it or are passed over).
+for part in compute-optimal compute-optimal-seed2 paper; do
+  $B report $S/$part --by-position >> $S/$part.log 2>&1 || exit 1
+done
 
 # 4. The longest run: binary `small` at 20 tokens per non-embedding parameter (95M tokens),
 #    at the better of two peak rates on 2M tokens (488 steps of 16 x 256): the mode's
@@ -158,3 +163,8 @@ if [ ! -f $out/done ]; then
   rc=$?
   [ $rc -eq 0 ] && touch $out/done || { echo "exit $rc" >> $out.log; exit $rc; }
 fi
+
+# 5. A second seed at the two largest sizes, compute-optimal (about 2 hours): whether the
+#    gaps there, the widest of the study, are more than one seed's.
+$B sweep --data $D --presets 96x3,128x4 --modes $modes --tokens-per-param 20 $lr --text $S/shakespeare-1MB.txt \
+  --seed 2 --jobs 2 --out $S/compute-optimal-seed2-large >> $S/compute-optimal-seed2-large.log 2>&1 || exit 1
