@@ -8,12 +8,14 @@
 #                                 checkpoints), and each part's results, report and
 #                                 plots, into docs/sweeps/linux/runs, to commit
 #   scripts/study-linux.sh hours  CPU-hours of the saved runs, per part
+#   scripts/study-linux.sh long   the long run's curve, samples and runtime speed, from its
+#                                 latest checkpoint, into docs/sweeps/linux/small-binary
 # A run saved there is not trained again, even on a machine whose run directories are
 # gone: the study restores the saved files before it starts.
 cd "$(dirname "$0")/.."
 # Point BITNET_TRAIN at a copy of the binary, so that rebuilding does not disturb a running study.
 B=${BITNET_TRAIN:-.build/release/bitnet-train}
-S=runs/study-linux
+S=${STUDY_DIR:-runs/study-linux}
 K=docs/sweeps/linux/runs
 D=runs/linux-data
 sizes=32x2,48x2,64x2,96x3,128x4
@@ -52,6 +54,36 @@ if [ "${1:-}" = save ]; then
     cp -p $S/small-binary/config.json $S/small-binary/metrics.jsonl $K/../small-binary/ 2>/dev/null
   fi
   echo "study: saved finished runs into $K"
+  exit 0
+fi
+# The long run's page material, from its latest checkpoint (so it works while the run
+# trains): its curve, samples from the runtime on its exported model, and the runtime's
+# speed on that model, into docs/sweeps/linux/small-binary/.
+if [ "${1:-}" = long ]; then
+  run=$S/small-binary out=docs/sweeps/linux/small-binary R=${BITNET_RUN:-.build/release/bitnet-run}
+  [ -f $run/checkpoint.safetensors ] || { echo "study: $run has no checkpoint yet" >&2; exit 1; }
+  mkdir -p $out
+  cp -p $run/config.json $run/metrics.jsonl $out/
+  $B plot $run --out $out/curve.svg --x tokens --from-step 200 --title "small, binary, on the linux corpus" > $out/curve.txt || exit 1
+  $B export $run --out $S/small-binary.bitnet || exit 1
+  {
+    echo "# Samples from the long run's exported model"
+    echo
+    echo "\`bitnet-run small-binary.bitnet --prompt P --max-tokens 160 --temperature 0.8 --top-k 40 --seed 1\`,"
+    echo "from its checkpoint at $(grep -o 'step [0-9]*' $out/curve.txt | head -1)."
+    for prompt in 'static int ' '#include <linux/' 'struct file_operations ' '/*
+ * '; do
+      echo
+      echo "Prompt: \`$(printf '%s' "$prompt" | head -1)\`"
+      echo
+      echo '```c'
+      $R $S/small-binary.bitnet --prompt "$prompt" --max-tokens 160 --temperature 0.8 --top-k 40 --seed 1 || exit 1
+      echo
+      echo '```'
+    done
+  } > $out/samples.md.tmp && mv $out/samples.md.tmp $out/samples.md
+  { grep -m1 "model name" /proc/cpuinfo; $R $S/small-binary.bitnet --bench --threads 2 --repetitions 5; } > $out/bench.txt 2>&1 || exit 1
+  echo "study: wrote $out (curve.svg, samples.md, bench.txt)"
   exit 0
 fi
 # The CPU time of the saved runs: each run's last elapsed_seconds times the threads it
