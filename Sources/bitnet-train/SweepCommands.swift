@@ -80,22 +80,28 @@ struct SweepCommand: ParsableCommand {
             let interrupted = InterruptFlag()
             if jobs > 1 { log("\(jobs) runs at a time, \(max(1, Parallel.threads / jobs)) thread(s) each") }
             var progress: [String: ProgressPrinter] = [:]
+            let total = definition.sizes.count * definition.modes.count
+            var finished = 0
             let results = try Sweep.run(definition: definition, directory: directory, force: force, jobs: jobs,
                                         shouldStop: { interrupted.isSet }) { event in
                 switch event {
-                case .skipped(let run): log("\(run): finished earlier, kept")
+                case .skipped(let run):
+                    finished += 1
+                    log("\(run): finished earlier, kept")
                 case .starting(let run, let index, let total, let config, let resuming):
                     log("[\(index + 1)/\(total)] \(run): \(formatCount(config.model.nonEmbeddingParameters)) non-embedding "
                         + "parameters, \(config.training.steps) steps of \(config.training.batchSize) x \(config.model.context) tokens"
                         + (resuming ? " (resuming)" : ""))
                     progress[run] = ProgressPrinter(steps: config.training.steps, run: jobs > 1 ? run : nil)
                 case .training(let run, let e): progress[run]?.handle(e)
-                case .finished(let r):
+                case .finished(let r, let secondsLeft):
                     progress.removeValue(forKey: r.run)?.finish()
-                    log(String(format: "%@: final val loss %.4f after %.0f s", r.run, r.finalValLoss, r.wallSeconds))
+                    finished += 1
+                    let left = finished == total ? "" : secondsLeft.map { "; the other runs: about \(formatDuration($0)) at this pace" } ?? ""
+                    log(String(format: "%@: final val loss %.4f after %.0f s", r.run, r.finalValLoss, r.wallSeconds)
+                        + " (\(finished) of \(total) runs finished\(left))")
                 }
             }
-            let total = definition.sizes.count * definition.modes.count
             if interrupted.isSet || results.count < total {
                 // Not a finished sweep: no report that would read as one.
                 log("interrupted: \(results.count) of \(total) runs finished; the same command continues the sweep")

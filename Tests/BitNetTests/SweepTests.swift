@@ -117,11 +117,32 @@ func isValidSVG(_ text: String) -> Bool {
         let text = dir.appendingPathComponent("second.txt")
         try Fixtures.corpusText(lines: 400, seed: 11).write(to: text, atomically: true, encoding: .utf8)
         let definition = Self.definition(["32x1", "tiny"], text: text.path)
+        // The time left after each run: the planned FLOPs of the runs left at the pace so far.
+        var costs: [String: Double] = [:], estimates: [(reported: Double?, expected: Double)] = []
+        for size in ["32x1", "tiny"] {
+            for mode in [WeightMode.fp, .binary] {
+                costs["\(size)-\(mode.rawValue)"] = Sweep.cost(try definition.runConfig(size: SweepSize(size), mode: mode, vocabSize: 320))
+            }
+        }
+        let t0 = ProcessInfo.processInfo.systemUptime
         let results = try Sweep.run(definition: definition, directory: dir, force: false) { event in
-            if case .starting(let run, _, _, _, _) = event { started.append(run) }
+            switch event {
+            case .starting(let run, _, _, _, _): started.append(run)
+            case .finished(_, let secondsLeft):
+                let done = Set(started.prefix(estimates.count + 1))
+                let trained = costs.filter { done.contains($0.key) }.values.reduce(0, +)
+                let left = costs.filter { !done.contains($0.key) }.values.reduce(0, +)
+                estimates.append((secondsLeft, (ProcessInfo.processInfo.systemUptime - t0) * left / trained))
+            default: break
+            }
         }
         #expect(results.count == 4)
         #expect(started == ["32x1-fp", "32x1-binary", "tiny-fp", "tiny-binary"])
+        #expect(estimates.count == 4 && estimates.last?.reported == 0)
+        for (reported, expected) in estimates.dropLast() {
+            let value = try #require(reported)
+            #expect(value > 0 && abs(value - expected) <= 0.25 * expected, "reported \(value) s left, expected about \(expected) s")
+        }
         for r in results {
             #expect(r.finalValLoss.isFinite && r.finalValLoss < 5.77)  // below log(320), the untrained loss
             // The text loss is the run's checkpoint evaluated on the encoded text, as `eval --text` does.

@@ -48,7 +48,29 @@ public enum SweepEvent: Sendable {
     case starting(run: String, index: Int, total: Int, config: RunConfig, resuming: Bool)
     case skipped(run: String)
     case training(run: String, TrainingEvent)
-    case finished(SweepResult)
+    /// A finished run, and how long the runs not yet finished should take at this call's pace.
+    case finished(SweepResult, secondsLeft: Double?)
+}
+
+/// How long a sweep's unfinished runs should take at the pace this call has kept: the
+/// training FLOPs it has done over its wall time, against the FLOPs the unfinished runs
+/// were planned to take. Runs in progress count whole, so the estimate is high by at most
+/// what they have done.
+struct SweepPace {
+    var left: Double
+    var trained = 0.0
+    let started = ProcessInfo.processInfo.systemUptime
+
+    /// A run of planned `flops` finished, having trained `fraction` of its steps in this call.
+    mutating func finished(flops: Double, fraction: Double) {
+        left = max(0, left - flops)
+        trained += flops * fraction
+    }
+
+    func secondsLeft(now: Double = ProcessInfo.processInfo.systemUptime) -> Double? {
+        let elapsed = now - started
+        return trained > 0 && elapsed > 0 ? left / (trained / elapsed) : nil
+    }
 }
 
 public enum Sweep {
@@ -79,15 +101,20 @@ public enum Sweep {
         let names = plan.map { SweepDefinition.runName(size: $0.0, mode: $0.1) }
         var results = loadResults(directory).filter { names.contains($0.run) }
         let queue = ConcurrentRuns(jobs: jobs)
+        func runDirectory(_ name: String) -> URL { directory.appendingPathComponent("runs").appendingPathComponent(name) }
+        func isFinished(_ i: Int) -> Bool {
+            (try? RunDirectory(runDirectory(names[i])).readConfig()) == plan[i].2 && results.contains { $0.run == names[i] }
+        }
+        var pace = SweepPace(left: plan.indices.filter { !isFinished($0) }.map { cost(plan[$0].2) }.reduce(0, +))
         // Several at once: the longest runs first, so that the last to finish is a short one.
         let order = jobs == 1 ? Array(plan.indices) : plan.indices.sorted { cost(plan[$0].2) > cost(plan[$1].2) }
         try queue.forEach(order.count) { k in
             let index = order[k]
             let (size, mode, config) = plan[index], name = names[index]
-            let runDirectory = directory.appendingPathComponent("runs").appendingPathComponent(name)
+            let runDirectory = runDirectory(name)
             let unchanged = (try? RunDirectory(runDirectory).readConfig()) == config
             let skipped = queue.serialized { () -> Bool in
-                if unchanged, results.contains(where: { $0.run == name }) {
+                if isFinished(index) {
                     report(.skipped(run: name))
                     return true
                 }
@@ -98,6 +125,7 @@ public enum Sweep {
             if skipped { return }
             let trainer = try Trainer(runDirectory: runDirectory, config: config, dataset: dataset,
                                       resume: unchanged, force: !unchanged)
+            let firstStep = trainer.state.step
             trainer.shouldStop = { shouldStop() || queue.failed }
             try trainer.run { event in queue.serialized { report(.training(run: name, event)) } }
             if trainer.state.step < config.training.steps {  // stopped
@@ -109,7 +137,8 @@ public enum Sweep {
                 results.append(result)
                 results.sort { (names.firstIndex(of: $0.run) ?? 0) < (names.firstIndex(of: $1.run) ?? 0) }
                 try saveResults(results, directory: directory)
-                report(.finished(result))
+                pace.finished(flops: cost(config), fraction: Double(trainer.state.step - firstStep) / Double(config.training.steps))
+                report(.finished(result, secondsLeft: pace.secondsLeft()))
             }
         }
         return results
