@@ -97,9 +97,8 @@ struct SweepCommand: ParsableCommand {
                 case .finished(let r, let secondsLeft):
                     progress.removeValue(forKey: r.run)?.finish()
                     finished += 1
-                    let left = finished == total ? "" : secondsLeft.map { "; the other runs: about \(formatDuration($0)) at this pace" } ?? ""
-                    log(String(format: "%@: final val loss %.4f after %.0f s", r.run, r.finalValLoss, r.wallSeconds)
-                        + " (\(finished) of \(total) runs finished\(left))")
+                    log(String(format: "%@: final val loss %.4f after %.0f s ", r.run, r.finalValLoss, r.wallSeconds)
+                        + SweepPace.describe(finished: finished, of: total, secondsLeft: secondsLeft))
                 }
             }
             if interrupted.isSet || results.count < total {

@@ -92,14 +92,6 @@ func formatCount(_ n: Int) -> String {
     return "\(n)"
 }
 
-func formatDuration(_ seconds: Double) -> String {
-    guard seconds.isFinite && seconds >= 0 else { return "?" }
-    let s = Int(seconds.rounded())
-    if s >= 3600 { return "\(s / 3600)h\(String(format: "%02d", s % 3600 / 60))m" }
-    if s >= 60 { return "\(s / 60)m\(String(format: "%02d", s % 60))s" }
-    return "\(s)s"
-}
-
 /// A progress bar when stderr is a terminal, plain log lines otherwise, and always
 /// for one of several runs training at once (each line then starts with its name).
 final class ProgressPrinter {

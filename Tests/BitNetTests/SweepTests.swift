@@ -375,9 +375,14 @@ func isValidSVG(_ text: String) -> Bool {
         let dataset = try TokenDataset(directory: Fixtures.shared.data)
         let config = Fixtures.tinyRunConfig(mode: .fp, steps: 20, vocabSize: dataset.meta.vocabSize)
         let dir = Fixtures.temporaryDirectory("lr-sweep")
+        var progress: [String] = []
         let results = try LearningRateSweep.run(base: config, modes: [.fp, .binary], learningRates: [3e-3, 1000],
-                                                dataset: dataset, directory: dir, force: false, jobs: jobs) { _ in }
+                                                dataset: dataset, directory: dir, force: false, jobs: jobs) { progress.append($0) }
         #expect(results.map(\.mode) == [.fp, .fp, .binary, .binary] && results.map(\.learningRate) == [3e-3, 1000, 3e-3, 1000])
+        // Each finished run says how many are done and, but for the last, about how long the rest take.
+        let finishedLines = progress.filter { $0.contains("final val loss") }
+        #expect(finishedLines.count == 4 && finishedLines.last?.hasSuffix("(4 of 4 runs finished)") == true, "\(progress)")
+        #expect(finishedLines.dropLast().allSatisfy { $0.contains("runs finished; the other runs: about ") }, "\(progress)")
         for r in results {
             #expect(r.diverged == (r.learningRate == 1000), "\(r)")
         }

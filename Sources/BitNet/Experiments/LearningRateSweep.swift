@@ -60,11 +60,17 @@ public enum LearningRateSweep {
         let grid = modes.flatMap { mode in learningRates.map { (mode, $0) } }
         var results: [(Int, LearningRateResult)] = []
         let queue = ConcurrentRuns(jobs: jobs)
+        let configs = try grid.map { mode, lr in try base.overriding([("mode", mode.rawValue), ("learning_rate", "\(lr)")]) }
+        func runDirectory(_ index: Int) -> URL {
+            directory.appendingPathComponent("runs").appendingPathComponent("\(grid[index].0.rawValue)-lr\(grid[index].1)")
+        }
+        var pace = SweepPace(left: grid.indices.filter { force || finishedResult(runDirectory($0), config: configs[$0]) == nil }
+            .map { Sweep.cost(configs[$0]) }.reduce(0, +))
         try queue.forEach(grid.count) { index in
             let (mode, lr) = grid[index]
-            let config = try base.overriding([("mode", mode.rawValue), ("learning_rate", "\(lr)")])
+            let config = configs[index]
             let name = "\(mode.rawValue)-lr\(lr)"
-            let runDirectory = directory.appendingPathComponent("runs").appendingPathComponent(name)
+            let runDirectory = runDirectory(index)
             // A run finished before keeps its result beside its config, so it is not trained
             // (or even read) again: that holds when its checkpoints are gone too.
             if !force, let kept = finishedResult(runDirectory, config: config) {
@@ -77,6 +83,7 @@ public enum LearningRateSweep {
             queue.serialized { report("\(name): training \(config.training.steps) steps") }
             let trainer = try Trainer(runDirectory: runDirectory, config: config, dataset: dataset, resume: !force,
                                       force: force)
+            let firstStep = trainer.state.step
             trainer.shouldStop = { shouldStop() || queue.failed }
             // The starting loss, from a fresh model with the run's seed (a re-run resumes
             // finished runs, whose weights are trained).
@@ -102,8 +109,10 @@ public enum LearningRateSweep {
             }
             try AtomicFile.writeJSON(result, to: resultURL(runDirectory))
             queue.serialized {
-                report(String(format: "%@: final val loss %.4f%@", name, result.finalValLoss, result.diverged ? " (diverged)" : ""))
                 results.append((index, result))
+                pace.finished(flops: Sweep.cost(config), fraction: Double(trainer.state.step - firstStep) / Double(config.training.steps))
+                report(String(format: "%@: final val loss %.4f%@ ", name, result.finalValLoss, result.diverged ? " (diverged)" : "")
+                       + SweepPace.describe(finished: results.count, of: grid.count, secondsLeft: pace.secondsLeft()))
             }
         }
         let ordered = results.sorted { $0.0 < $1.0 }.map(\.1)

@@ -56,7 +56,7 @@ public enum SweepEvent: Sendable {
 /// training FLOPs it has done over its wall time, against the FLOPs the unfinished runs
 /// were planned to take. Runs in progress count whole, so the estimate is high by at most
 /// what they have done.
-struct SweepPace {
+public struct SweepPace {
     var left: Double
     var trained = 0.0
     let started = ProcessInfo.processInfo.systemUptime
@@ -71,6 +71,21 @@ struct SweepPace {
         let elapsed = now - started
         return trained > 0 && elapsed > 0 ? left / (trained / elapsed) : nil
     }
+
+    /// "(3 of 12 runs finished; the other runs: about 1h05m at this pace)".
+    public static func describe(finished: Int, of total: Int, secondsLeft: Double?) -> String {
+        let left = finished == total ? "" : secondsLeft.map { "; the other runs: about \(formatDuration($0)) at this pace" } ?? ""
+        return "(\(finished) of \(total) runs finished\(left))"
+    }
+}
+
+/// 45s, 12m05s, 3h07m.
+public func formatDuration(_ seconds: Double) -> String {
+    guard seconds.isFinite && seconds >= 0 else { return "?" }
+    let s = Int(seconds.rounded())
+    if s >= 3600 { return "\(s / 3600)h\(String(format: "%02d", s % 3600 / 60))m" }
+    if s >= 60 { return "\(s / 60)m\(String(format: "%02d", s % 60))s" }
+    return "\(s)s"
 }
 
 public enum Sweep {
