@@ -178,9 +178,19 @@ struct LearningRateSweepCommand: ParsableCommand {
             let modeList = try parseList(modes, flag: "--modes") { WeightMode(rawValue: $0) }
             let rates = try parseList(lrs, flag: "--lrs") { Float($0) }
             let interrupted = InterruptFlag()
+            var progress: [String: ProgressPrinter] = [:]
             let results = try LearningRateSweep.run(
                 base: base, modes: modeList, learningRates: rates, dataset: dataset, directory: URL(fileURLWithPath: out),
-                force: force, jobs: jobs, shouldStop: { interrupted.isSet }) { log($0) }
+                force: force, jobs: jobs, shouldStop: { interrupted.isSet },
+                training: { run, event in
+                    let printer = progress[run] ?? ProgressPrinter(steps: base.training.steps, run: jobs > 1 ? run : nil)
+                    progress[run] = printer
+                    printer.handle(event)
+                }) { line in
+                    // A run's line ends its progress bar (on a terminal).
+                    if let run = line.split(separator: ":").first.map(String.init) { progress.removeValue(forKey: run)?.finish() }
+                    log(line)
+                }
             if interrupted.isSet || results.count < modeList.count * rates.count {
                 log("interrupted: \(results.count) of \(modeList.count * rates.count) runs finished; "
                     + "the same command continues the sweep")

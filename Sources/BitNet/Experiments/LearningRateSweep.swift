@@ -48,12 +48,13 @@ public struct LearningRateResult: Codable, Sendable, Equatable {
 }
 
 public enum LearningRateSweep {
-    /// Trains `base` once per (mode, learning rate) under DIR/runs, `jobs` at a time,
-    /// then writes results.json, lr_sweep.svg and report.md into `directory`. Stopped
+    /// Trains `base` once per (mode, learning rate) under DIR/runs, `jobs` at a time
+    /// (`training` sees each run's events, by run name), then writes results.json, lr_sweep.svg and report.md into `directory`. Stopped
     /// (`shouldStop`), the runs in progress checkpoint and nothing is written: the
     /// results so far are returned, and the same call continues.
     public static func run(base: RunConfig, modes: [WeightMode], learningRates: [Float], dataset: TokenDataset,
                            directory: URL, force: Bool, jobs: Int = 1, shouldStop: @escaping () -> Bool = { false },
+                           training: (String, TrainingEvent) -> Void = { _, _ in },
                            report: (String) -> Void) throws -> [LearningRateResult] {
         guard !modes.isEmpty else { throw BitNetError.invalid("the list of modes is empty") }
         guard !learningRates.isEmpty else { throw BitNetError.invalid("the list of learning rates is empty") }
@@ -93,7 +94,7 @@ public enum LearningRateSweep {
             var result = LearningRateResult(mode: mode, learningRate: lr, initialValLoss: initial, finalValLoss: .nan,
                                             diverged: false, note: "")
             do {
-                try trainer.run { _ in }
+                try trainer.run { event in queue.serialized { training(name, event) } }
                 if trainer.state.step < config.training.steps {  // stopped
                     queue.stop()
                     return
