@@ -212,8 +212,11 @@ struct BitNetRun: ParsableCommand {
                          Double(modelBytes) / 1e6, RuntimeBenchmark.bitsPerWeight(m), Double(bytesPerToken) / 1e6))
             try printLine(String(format: "peak resident      %8.1f MB", Double(peak) / 1e6))
             if let bandwidth, let bound {
-                try printLine(String(format: "bandwidth bound    %8.1f tokens/s  (%.1f GB/s read with %d threads); generation at %.0f%% of it",
-                             bound, bandwidth / 1e9, m.threads, 100 * r.genTokensPerSecond / bound))
+                // A model small enough to stay in the CPU's caches is not read from memory each token.
+                let share = r.genTokensPerSecond > bound ? "above it: the model stays in the CPU's caches"
+                    : String(format: "generation at %.0f%% of it", 100 * r.genTokensPerSecond / bound)
+                try printLine(String(format: "bandwidth bound    %8.1f tokens/s  (%.1f GB/s read with %d threads); ", bound, bandwidth / 1e9,
+                                     m.threads) + share)
             }
         }
     }
