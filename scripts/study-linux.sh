@@ -8,8 +8,8 @@
 #                                 checkpoints), and each part's results, report and
 #                                 plots, into docs/sweeps/linux/runs, to commit
 #   scripts/study-linux.sh hours  CPU-hours of the saved runs, per part
-#   scripts/study-linux.sh long   the long run's curve, samples and runtime speed, from its
-#                                 latest checkpoint, into docs/sweeps/linux/small-binary
+#   scripts/study-linux.sh long   the long run's curve, loss, samples and runtime speed, from
+#                                 its latest checkpoint, into docs/sweeps/linux/small-binary
 # A run saved there is not trained again, even on a machine whose run directories are
 # gone: the study restores the saved files before it starts.
 cd "$(dirname "$0")/.."
@@ -65,6 +65,8 @@ if [ "${1:-}" = long ]; then
   mkdir -p $out
   cp -p $run/config.json $run/metrics.jsonl $out/
   $B plot $run --out $out/curve.svg --x tokens --from-step 200 --title "small, binary, on the linux corpus" > $out/curve.txt || exit 1
+  # Its loss on the sweeps' windows (128 of 128 tokens), comparable with their tables, and on its own.
+  { $B eval $run --data $D --windows 128 --window 128 && $B eval $run --data $D --windows 128; } > $out/eval.txt || exit 1
   $B export $run --out $S/small-binary.bitnet || exit 1
   {
     echo "# Samples from the long run's exported model"
@@ -83,7 +85,7 @@ if [ "${1:-}" = long ]; then
     done
   } > $out/samples.md.tmp && mv $out/samples.md.tmp $out/samples.md
   { grep -m1 "model name" /proc/cpuinfo; $R $S/small-binary.bitnet --bench --threads 2 --repetitions 5; } > $out/bench.txt 2>&1 || exit 1
-  echo "study: wrote $out (curve.svg, samples.md, bench.txt)"
+  echo "study: wrote $out (curve.svg, eval.txt, samples.md, bench.txt)"
   exit 0
 fi
 # The CPU time of the saved runs: each run's last elapsed_seconds times the threads it

@@ -14,6 +14,8 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "A text file to evaluate instead (encoded with the run's tokenizer).") var text: String?
     @Option(parsing: .unconditional, help: "Validation windows to use (0: all).") var windows: Int = 0
     @Option(parsing: .unconditional, help: "Windows per forward pass.") var batch: Int = 8
+    @Option(parsing: .unconditional, help: "Tokens per window (default: the model's context; at most it). Models trained with different contexts compare on the same window.")
+    var window: Int?
     @Flag(help: "Also the loss at each position of the window (the tokens of context a prediction had), in buckets of doubling length; with --json, every position.")
     var byPosition = false
     @Flag(help: "Print one JSON object.") var json = false
@@ -22,45 +24,48 @@ struct EvalCommand: ParsableCommand {
         if (data == nil) == (text == nil) { throw ValidationError("give exactly one of --data or --text") }
         if windows < 0 { throw ValidationError("--windows must be >= 0, got \(windows)") }
         if batch <= 0 { throw ValidationError("--batch must be positive, got \(batch)") }
+        if let window, window <= 0 { throw ValidationError("--window must be positive, got \(window)") }
     }
 
     func run() throws {
         try reportingErrors {
             let (model, config, state) = try Checkpoint.loadModel(runDirectory: URL(fileURLWithPath: runDirectory), batch: batch)
-            let context = config.model.context
-            // Per position: one pass gives both, the loss being the positions' mean.
-            var positions: [Double] = []
-            let loss: Float, tokens: Int
+            let length = window ?? config.model.context
+            guard length <= config.model.context else {
+                throw BitNetError.invalid("--window \(length) is longer than the model's context of \(config.model.context) tokens")
+            }
+            // The loss, or the loss per position (one pass gives both: the loss is the positions' mean).
+            var loss: Float = .nan, positions: [Double] = []
+            let tokens: Int
+            func measure(_ whole: () -> Float, _ perPosition: () -> [Double]) {
+                if byPosition { positions = perPosition() }
+                loss = byPosition ? Float(positions.reduce(0, +) / Double(length)) : whole()
+            }
             if let data {
                 let dataset = try TokenDataset(directory: data)
                 guard dataset.meta.vocabSize == config.model.vocabSize else {
                     throw BitNetError.invalid("\(data): vocabulary of \(dataset.meta.vocabSize) does not match the model's \(config.model.vocabSize)")
                 }
-                try dataset.check(context: context)
+                try dataset.check(context: length)
                 let limit = windows == 0 ? Int.max : windows
-                let n = dataset.validationWindows(context: context, limit: limit)
-                if byPosition {
-                    positions = Evaluation.lossByPosition(model: model, dataset: dataset, windows: limit, batch: batch)
-                }
-                loss = byPosition ? Float(positions.reduce(0, +) / Double(context))
-                    : Evaluation.loss(model: model, dataset: dataset, windows: limit, batch: batch)
-                tokens = n * context
+                measure({ Evaluation.loss(model: model, dataset: dataset, windows: limit, batch: batch, length: length) },
+                        { Evaluation.lossByPosition(model: model, dataset: dataset, windows: limit, batch: batch, length: length) })
+                tokens = dataset.validationWindows(context: length, limit: limit) * length
             } else {
                 let tokenizer = try runTokenizer(runDirectory, vocabSize: config.model.vocabSize)
                 let ids = try tokenizer.encode(try Corpus.readText(text!))
-                guard ids.count > context else {
-                    throw BitNetError.invalid("\(text!): \(ids.count) tokens is smaller than one context window (\(context) + 1)")
+                guard ids.count > length else {
+                    throw BitNetError.invalid("\(text!): \(ids.count) tokens is smaller than one window (\(length) + 1)")
                 }
-                if byPosition { positions = Evaluation.lossByPosition(model: model, tokens: ids, batch: batch) }
-                loss = byPosition ? Float(positions.reduce(0, +) / Double(context))
-                    : Evaluation.loss(model: model, tokens: ids, batch: batch)
-                tokens = (ids.count - 1) / context * context
+                measure({ Evaluation.loss(model: model, tokens: ids, batch: batch, length: length) },
+                        { Evaluation.lossByPosition(model: model, tokens: ids, batch: batch, length: length) })
+                tokens = (ids.count - 1) / length * length
             }
             if json {
                 let byPositionField = byPosition ? ",\"loss_by_position\":[\(positions.map { "\(Float($0))" }.joined(separator: ","))]" : ""
-                try printLine("{\"step\":\(state.step),\"val_loss\":\(loss),\"val_perplexity\":\(exp(Double(loss))),\"tokens\":\(tokens)\(byPositionField)}")
+                try printLine("{\"step\":\(state.step),\"val_loss\":\(loss),\"val_perplexity\":\(exp(Double(loss))),\"tokens\":\(tokens),\"window\":\(length)\(byPositionField)}")
             } else {
-                try printLine(String(format: "step %d: loss %.4f, perplexity %.3f over %d tokens", state.step, loss, exp(Double(loss)), tokens))
+                try printLine(String(format: "step %d: loss %.4f, perplexity %.3f over %d tokens in windows of %d", state.step, loss, exp(Double(loss)), tokens, length))
                 if byPosition {
                     for (range, mean) in Evaluation.doublingBuckets(positions) {
                         let label = range.count == 1 ? "\(range.lowerBound)" : "\(range.lowerBound)-\(range.upperBound)"

@@ -44,7 +44,7 @@ struct FlagCase: CustomTestStringConvertible, Sendable {
         add("bitnet-train", sample, ["--seed"], valid: ["0"])
         add("bitnet-train", sample, ["--top-p"])
         add("bitnet-train", eval, ["--windows"], valid: ["0"])
-        add("bitnet-train", eval, ["--batch"])
+        add("bitnet-train", eval, ["--batch", "--window"])
         add("bitnet-train", ["bench", "--preset", "tiny"], ["--bench-steps"])
         add("bitnet-train", ["tokenizer", "--input", "DATA/meta.json", "--out", "OUT/t.model"], ["--vocab-size"])
         add("bitnet-train", ["prepare", "--input", "DATA/meta.json", "--tokenizer", "DATA/tokenizer.model", "--out", "OUT"],

@@ -72,6 +72,32 @@ import Testing
         #expect(abs(buckets[4].loss - byPosition[8..<12].reduce(0, +) / 4) < 1e-12)
     }
 
+    /// A window shorter than the context is what a model trained with that context sees:
+    /// the same weights in a model whose context is the window give the same losses, on
+    /// a token sequence and on a dataset's spread validation windows (different windows
+    /// from the full context's, since their length places them).
+    @Test func shortWindowEqualsModelWithThatContext() throws {
+        let dataset = try TokenDataset(directory: Fixtures.shared.data)
+        var config = Fixtures.tinyRunConfig(mode: .binary, vocabSize: dataset.meta.vocabSize).model
+        config.context = 12
+        let long = Transformer(config: config, batch: 2)
+        long.initializeParameters(seed: 7)
+        config.context = 5
+        let short = Transformer(config: config, batch: 2)
+        #expect(short.layout.totalCount == long.layout.totalCount)
+        short.parameters.update(from: long.parameters, count: long.layout.totalCount)
+        short.parametersDidChange()
+        var rng = Xoshiro256(seed: 8)
+        let sequence = (0..<61).map { _ in Int32(rng.below(config.vocabSize)) }
+        let windowed = Evaluation.loss(model: long, tokens: sequence, batch: 2, length: 5)
+        #expect(windowed == Evaluation.loss(model: short, tokens: sequence, batch: 2))
+        #expect(windowed != Evaluation.loss(model: long, tokens: sequence, batch: 2))
+        #expect(Evaluation.lossByPosition(model: long, tokens: sequence, batch: 2, length: 5)
+                == Evaluation.lossByPosition(model: short, tokens: sequence, batch: 2))
+        #expect(Evaluation.loss(model: long, dataset: dataset, windows: 6, batch: 2, length: 5)
+                == Evaluation.loss(model: short, dataset: dataset, windows: 6, batch: 2))
+    }
+
     /// One batch of 8 sequences and 4 accumulated micro-batches of 2 are the same
     /// computation: per-tensor scaling takes gamma per sequence, so sequences do not
     /// change each other's quantization. (`int4` with its exact backward: sampling draws

@@ -1,76 +1,87 @@
 // Validation loss and perplexity of a model on fixed, non-overlapping windows.
+//
+// Windows are the model's context unless `length` says shorter: models trained with
+// different contexts then compare on the same windows (the model sees only those tokens,
+// as a model with that context would).
 import Foundation
 
 public enum Evaluation {
     /// Mean cross-entropy over `windows` validation windows of `dataset`, spread over its
     /// validation split (TokenDataset.validationWindow).
-    public static func loss(model: Transformer, dataset: TokenDataset, windows limit: Int, batch: Int) -> Float {
+    public static func loss(model: Transformer, dataset: TokenDataset, windows limit: Int, batch: Int, length: Int? = nil) -> Float {
         // One process: no collective that could fail.
-        (try? loss(model: model, dataset: dataset, windows: limit, batch: batch, ranks: .single)) ?? .nan
+        (try? loss(model: model, dataset: dataset, windows: limit, batch: batch, length: length, ranks: .single)) ?? .nan
     }
 
     /// The same over several ranks: each evaluates its share of the windows, and the sums
     /// of the losses are reduced.
-    public static func loss(model: Transformer, dataset: TokenDataset, windows limit: Int, batch: Int,
+    public static func loss(model: Transformer, dataset: TokenDataset, windows limit: Int, batch: Int, length: Int? = nil,
                             ranks: Communicator) throws -> Float {
-        let context = model.config.context
-        let windows = dataset.validationWindows(context: context, limit: limit)
+        let length = windowLength(length, model)
+        let windows = dataset.validationWindows(context: length, limit: limit)
         guard windows > 0 else { return .nan }
         let share = windows * ranks.rank / ranks.size..<windows * (ranks.rank + 1) / ranks.size
-        let total = lossSum(model: model, windows: share, batch: batch, fill: fillWindow(of: dataset, windows: windows, context: context))
+        let total = lossSum(model: model, windows: share, length: length, batch: batch,
+                            fill: fillWindow(of: dataset, windows: windows, length: length))
         return Float(try ranks.sum(total) / Double(windows))
     }
 
     /// Mean cross-entropy over all whole windows of a token sequence.
-    public static func loss(model: Transformer, tokens sequence: [Int32], batch: Int) -> Float {
-        let context = model.config.context
-        let windows = (sequence.count - 1) / context
-        return loss(model: model, windows: windows, batch: batch, fill: fillWindow(of: sequence, context: context))
+    public static func loss(model: Transformer, tokens sequence: [Int32], batch: Int, length: Int? = nil) -> Float {
+        let length = windowLength(length, model)
+        let windows = (sequence.count - 1) / length
+        guard windows > 0 else { return .nan }
+        return Float(lossSum(model: model, windows: 0..<windows, length: length, batch: batch,
+                             fill: fillWindow(of: sequence, length: length)) / Double(windows))
+    }
+
+    /// The window length: the model's context unless a shorter one is asked for.
+    static func windowLength(_ length: Int?, _ model: Transformer) -> Int {
+        guard let length else { return model.config.context }
+        precondition(length > 0 && length <= model.config.context, "window of \(length) tokens outside 1...\(model.config.context)")
+        return length
     }
 
     typealias WindowFill = (Int, UnsafeMutablePointer<Int32>, UnsafeMutablePointer<Int32>) -> Void
 
     /// Writes window `index` of a token sequence (its tokens, and the tokens after them as targets).
-    static func fillWindow(of sequence: [Int32], context: Int) -> WindowFill {
+    static func fillWindow(of sequence: [Int32], length: Int) -> WindowFill {
         { index, tokens, targets in
-            for i in 0..<context {
-                tokens[i] = sequence[index * context + i]
-                targets[i] = sequence[index * context + i + 1]
+            for i in 0..<length {
+                tokens[i] = sequence[index * length + i]
+                targets[i] = sequence[index * length + i + 1]
             }
         }
     }
 
     /// Writes the `index`-th of `windows` validation windows spread over the split.
-    static func fillWindow(of dataset: TokenDataset, windows: Int, context: Int) -> WindowFill {
-        { index, tokens, targets in dataset.validationWindow(index, of: windows, context: context, tokens: tokens, targets: targets) }
-    }
-
-    static func loss(model: Transformer, windows: Int, batch: Int, fill: WindowFill) -> Float {
-        guard windows > 0 else { return .nan }
-        return Float(lossSum(model: model, windows: 0..<windows, batch: batch, fill: fill) / Double(windows))
+    static func fillWindow(of dataset: TokenDataset, windows: Int, length: Int) -> WindowFill {
+        { index, tokens, targets in dataset.validationWindow(index, of: windows, context: length, tokens: tokens, targets: targets) }
     }
 
     /// Mean cross-entropy at each position of the window (element p: predicting token
     /// p + 1 from the p + 1 before it), over the same windows as `loss`: how much a token
     /// gains from the context before it. Empty when there is no window.
-    public static func lossByPosition(model: Transformer, dataset: TokenDataset, windows limit: Int, batch: Int) -> [Double] {
-        let context = model.config.context
-        let windows = dataset.validationWindows(context: context, limit: limit)
-        return lossByPosition(model: model, windows: windows, batch: batch, fill: fillWindow(of: dataset, windows: windows, context: context))
+    public static func lossByPosition(model: Transformer, dataset: TokenDataset, windows limit: Int, batch: Int,
+                                      length: Int? = nil) -> [Double] {
+        let length = windowLength(length, model)
+        let windows = dataset.validationWindows(context: length, limit: limit)
+        return lossByPosition(model: model, windows: windows, length: length, batch: batch,
+                              fill: fillWindow(of: dataset, windows: windows, length: length))
     }
 
     /// The same over all whole windows of a token sequence.
-    public static func lossByPosition(model: Transformer, tokens sequence: [Int32], batch: Int) -> [Double] {
-        let context = model.config.context
-        return lossByPosition(model: model, windows: (sequence.count - 1) / context, batch: batch,
-                              fill: fillWindow(of: sequence, context: context))
+    public static func lossByPosition(model: Transformer, tokens sequence: [Int32], batch: Int, length: Int? = nil) -> [Double] {
+        let length = windowLength(length, model)
+        return lossByPosition(model: model, windows: (sequence.count - 1) / length, length: length, batch: batch,
+                              fill: fillWindow(of: sequence, length: length))
     }
 
-    static func lossByPosition(model: Transformer, windows: Int, batch: Int, fill: WindowFill) -> [Double] {
+    static func lossByPosition(model: Transformer, windows: Int, length: Int, batch: Int, fill: WindowFill) -> [Double] {
         guard windows > 0 else { return [] }
-        var sums = [Double](repeating: 0, count: model.config.context)
+        var sums = [Double](repeating: 0, count: length)
         sums.withUnsafeMutableBufferPointer { sums in
-            _ = lossSum(model: model, windows: 0..<windows, batch: batch, positions: sums.baseAddress, fill: fill)
+            _ = lossSum(model: model, windows: 0..<windows, length: length, batch: batch, positions: sums.baseAddress, fill: fill)
         }
         return sums.map { $0 / Double(windows) }
     }
@@ -89,14 +100,13 @@ public enum Evaluation {
         return buckets
     }
 
-    /// The sum of the windows' mean losses; with `positions` (context elements), also adds
+    /// The sum of the windows' mean losses; with `positions` (`length` elements), also adds
     /// each token's loss to its position's sum.
-    static func lossSum(model: Transformer, windows: Range<Int>, batch: Int, positions: UnsafeMutablePointer<Double>? = nil,
-                        fill: WindowFill) -> Double {
-        let context = model.config.context
+    static func lossSum(model: Transformer, windows: Range<Int>, length: Int, batch: Int,
+                        positions: UnsafeMutablePointer<Double>? = nil, fill: WindowFill) -> Double {
         let batch = min(batch, model.activations.batch)
-        let tokens = UnsafeMutablePointer<Int32>.allocate(capacity: batch * context)
-        let targets = UnsafeMutablePointer<Int32>.allocate(capacity: batch * context)
+        let tokens = UnsafeMutablePointer<Int32>.allocate(capacity: batch * length)
+        let targets = UnsafeMutablePointer<Int32>.allocate(capacity: batch * length)
         defer {
             tokens.deallocate()
             targets.deallocate()
@@ -105,11 +115,11 @@ public enum Evaluation {
         var first = windows.lowerBound
         while first < windows.upperBound {
             let b = min(batch, windows.upperBound - first)
-            for i in 0..<b { fill(first + i, tokens + i * context, targets + i * context) }
-            total += Double(model.forward(tokens: tokens, targets: targets, batch: b, length: context)) * Double(b)
+            for i in 0..<b { fill(first + i, tokens + i * length, targets + i * length) }
+            total += Double(model.forward(tokens: tokens, targets: targets, batch: b, length: length)) * Double(b)
             if let positions {
-                let losses = model.activations.views.losses  // [b, context], from the forward above
-                for i in 0..<b * context { positions[i % context] += Double(losses[i]) }
+                let losses = model.activations.views.losses  // [b, length], from the forward above
+                for i in 0..<b * length { positions[i % length] += Double(losses[i]) }
             }
             first += b
         }
