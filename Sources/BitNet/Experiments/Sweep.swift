@@ -117,19 +117,20 @@ public enum Sweep {
         var results = loadResults(directory).filter { names.contains($0.run) }
         let queue = ConcurrentRuns(jobs: jobs)
         func runDirectory(_ name: String) -> URL { directory.appendingPathComponent("runs").appendingPathComponent(name) }
-        func isFinished(_ i: Int) -> Bool {
-            (try? RunDirectory(runDirectory(names[i])).readConfig()) == plan[i].2 && results.contains { $0.run == names[i] }
-        }
-        var pace = SweepPace(left: plan.indices.filter { !isFinished($0) }.map { cost(plan[$0].2) }.reduce(0, +))
+        // A run is finished when its directory holds the planned config and it has a result.
+        func configUnchanged(_ i: Int) -> Bool { (try? RunDirectory(runDirectory(names[i])).readConfig()) == plan[i].2 }
+        func isFinished(_ i: Int, configUnchanged: Bool) -> Bool { configUnchanged && results.contains { $0.run == names[i] } }
+        var pace = SweepPace(left: plan.indices.filter { !isFinished($0, configUnchanged: configUnchanged($0)) }
+            .map { cost(plan[$0].2) }.reduce(0, +))
         // Several at once: the longest runs first, so that the last to finish is a short one.
         let order = jobs == 1 ? Array(plan.indices) : plan.indices.sorted { cost(plan[$0].2) > cost(plan[$1].2) }
         try queue.forEach(order.count) { k in
             let index = order[k]
             let (size, mode, config) = plan[index], name = names[index]
             let runDirectory = runDirectory(name)
-            let unchanged = (try? RunDirectory(runDirectory).readConfig()) == config
+            let unchanged = configUnchanged(index)
             let skipped = queue.serialized { () -> Bool in
-                if isFinished(index) {
+                if isFinished(index, configUnchanged: unchanged) {
                     report(.skipped(run: name))
                     return true
                 }
