@@ -11,6 +11,10 @@ public struct SamplingOptions: ParsableArguments {
     @Option(parsing: .unconditional, help: "Sample from the smallest set of likely tokens whose probability reaches p (1: all).")
     public var topP: Float = 1
     @Option(parsing: .unconditional, help: "Random seed of the sampler.") public var seed: UInt64 = 0
+    @Option(parsing: .unconditional, help: "Penalize tokens used in the last --repeat-last-n: positive logits divided by it, negative ones multiplied (as llama.cpp's; 1: off, 1.1-1.3 breaks small models' loops).")
+    public var repeatPenalty: Float = 1
+    @Option(parsing: .unconditional, help: "Latest tokens, prompt included, the repetition penalty looks at (0: none).")
+    public var repeatLastN: Int = 64
     @Flag(help: "Go on past the end-of-sequence token, to --max-tokens (as llama.cpp's --ignore-eos).")
     public var ignoreEos = false
 
@@ -19,7 +23,8 @@ public struct SamplingOptions: ParsableArguments {
     /// The token that ends a generation: `eos`, or none with --ignore-eos.
     public func endOfSequence(_ eos: Int32?) -> Int32? { ignoreEos ? nil : eos }
 
-    public var settings: SamplingSettings { SamplingSettings(temperature: temperature, topK: topK, topP: topP, seed: seed) }
+    public var settings: SamplingSettings { SamplingSettings(temperature: temperature, topK: topK, topP: topP, seed: seed,
+                                                                   repeatPenalty: repeatPenalty, repeatLastN: repeatLastN) }
 
     public func validate() throws {
         if maxTokens <= 0 { throw ValidationError("--max-tokens must be positive, got \(maxTokens)") }

@@ -30,11 +30,18 @@ public enum Generation {
         var rng = SplitMix64(seed: settings.seed)
         var logits = model.logits(afterPrompt: prompt)
         var position = prompt.count
+        // The tokens the repetition penalty looks back on (only kept when it is on).
+        var history = settings.penalizesRepeats ? prompt : []
         for _ in 0..<maxTokens {
             if shouldStop() { return .interrupted }
+            Sampler.penalizeRepeats(&logits, history: history, settings: settings)
             let next = Sampler.sample(logits, settings: settings, rng: &rng)
             if next == endOfSequence { return .endOfSequence }
             onToken(next)
+            if settings.penalizesRepeats {
+                history.append(next)
+                if history.count > 2 * settings.repeatLastN { history.removeFirst(history.count - settings.repeatLastN) }
+            }
             // The last position has no successor inside the trained context.
             guard position < model.context else { return .contextFull }
             logits = model.logits(after: next, at: position)

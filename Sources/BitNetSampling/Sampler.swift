@@ -1,4 +1,5 @@
-// Choosing the next token from logits: greedy, temperature, top-k, top-p, seeded.
+// Choosing the next token from logits: greedy, temperature, top-k, top-p, seeded, with an
+// optional penalty on recently used tokens.
 // One definition for both programs, so a seed gives the same text from `bitnet-train
 // sample` on a checkpoint and from `bitnet-run` on its export.
 import Foundation
@@ -11,19 +12,32 @@ public struct SamplingSettings: Sendable, Equatable {
     /// Keep the smallest set of most likely tokens whose probability reaches p; 1 keeps all.
     public var topP: Float
     public var seed: UInt64
+    /// Divides the positive logits of tokens among the last `repeatLastN` (and multiplies
+    /// the negative ones), as CTRL (Keskar et al., 2019) and llama.cpp's --repeat-penalty
+    /// do: small models fall into loops. 1 is off.
+    public var repeatPenalty: Float
+    /// How many of the latest tokens (prompt included) the penalty looks at; 0 is none.
+    public var repeatLastN: Int
 
-    public init(temperature: Float = 0.8, topK: Int = 40, topP: Float = 1, seed: UInt64 = 0) {
+    public init(temperature: Float = 0.8, topK: Int = 40, topP: Float = 1, seed: UInt64 = 0,
+                repeatPenalty: Float = 1, repeatLastN: Int = 64) {
         self.temperature = temperature
         self.topK = topK
         self.topP = topP
         self.seed = seed
+        self.repeatPenalty = repeatPenalty
+        self.repeatLastN = repeatLastN
     }
+
+    var penalizesRepeats: Bool { repeatPenalty != 1 && repeatLastN > 0 }
 
     /// The setting that is out of range, as (name, value, the rule); nil when all are valid.
     public var invalidSetting: (name: String, value: String, rule: String)? {
         if !(temperature >= 0 && temperature.isFinite) { return ("temperature", "\(temperature)", "must be >= 0") }
         if topK < 0 { return ("top_k", "\(topK)", "must be >= 0") }
         if !(topP > 0 && topP <= 1) { return ("top_p", "\(topP)", "must be in (0, 1]") }
+        if !(repeatPenalty > 0 && repeatPenalty.isFinite) { return ("repeat_penalty", "\(repeatPenalty)", "must be > 0 (1: off)") }
+        if repeatLastN < 0 { return ("repeat_last_n", "\(repeatLastN)", "must be >= 0") }
         return nil
     }
 }
@@ -69,6 +83,17 @@ public enum Sampler {
 
     public static func sample(_ logits: [Float], settings: SamplingSettings, rng: inout SplitMix64) -> Int32 {
         logits.withUnsafeBufferPointer { sample($0, settings: settings, rng: &rng) }
+    }
+
+    /// Applies the repetition penalty of `settings` to `logits` for each distinct token
+    /// among the last `repeatLastN` of `history` (ids outside the vocabulary are ignored).
+    public static func penalizeRepeats(_ logits: inout [Float], history: [Int32], settings: SamplingSettings) {
+        guard settings.penalizesRepeats else { return }
+        var seen = Set<Int32>()
+        for token in history.suffix(settings.repeatLastN) where seen.insert(token).inserted {
+            guard let i = Int(exactly: token), logits.indices.contains(i) else { continue }
+            logits[i] = logits[i] > 0 ? logits[i] / settings.repeatPenalty : logits[i] * settings.repeatPenalty
+        }
     }
 
     /// Indices of the k largest logits, largest first, the lower id first on ties.

@@ -105,11 +105,13 @@ import BitNetRuntime
         }
         #expect(sampled[0] == sampled[1] && sampled[0] != sampled[2], "\(sampled)")
         // One sampler for both programs: the same seed and settings give the same text.
-        let settings = ["--max-tokens", "40", "--temperature", "0.9", "--top-k", "20", "--top-p", "0.95", "--seed", "5"]
-        let trainerSampled = try Fixtures.run(["sample", run.path, "--prompt", "the king"] + settings)
-        let runtimeSampled = try Fixtures.run(["--prompt", "the king"] + settings, executable: "bitnet-run", leading: [model])
-        #expect(trainerSampled.status == 0 && trainerSampled.stdout == runtimeSampled.stdout,
-                "\(trainerSampled.stdout.debugDescription) vs \(runtimeSampled.stdout.debugDescription)")
+        for penalty in [[], ["--repeat-penalty", "1.3", "--repeat-last-n", "16"]] {
+            let settings = ["--max-tokens", "40", "--temperature", "0.9", "--top-k", "20", "--top-p", "0.95", "--seed", "5"] + penalty
+            let trainerSampled = try Fixtures.run(["sample", run.path, "--prompt", "the king"] + settings)
+            let runtimeSampled = try Fixtures.run(["--prompt", "the king"] + settings, executable: "bitnet-run", leading: [model])
+            #expect(trainerSampled.status == 0 && trainerSampled.stdout == runtimeSampled.stdout,
+                    "\(penalty): \(trainerSampled.stdout.debugDescription) vs \(runtimeSampled.stdout.debugDescription)")
+        }
         // The prompt from stdin when there is no --prompt (and stdin is not a terminal).
         let piped = try Fixtures.run(["--max-tokens", "60", "--temperature", "0"], executable: "bitnet-run", leading: [model],
                                      input: Data("the king\n".utf8))
