@@ -72,16 +72,20 @@ if [ "${1:-}" = long ]; then
     echo "# Samples from the long run's exported model"
     echo
     echo "\`bitnet-run small-binary.bitnet --prompt P --max-tokens 160 --temperature 0.8 --top-k 40 --seed 1\`,"
-    echo "from its checkpoint at $(grep -o 'step [0-9]*' $out/curve.txt | head -1)."
-    for prompt in 'static int ' '#include <linux/' 'struct file_operations ' '/*
+    echo "from its checkpoint at $(grep -o 'step [0-9]*' $out/eval.txt | head -1); then the same with"
+    echo "\`--repeat-penalty 1.2\` (over the last 64 tokens)."
+    for penalty in 1 1.2; do
+      for prompt in 'static int ' '#include <linux/' 'struct file_operations ' '/*
  * '; do
-      echo
-      echo "Prompt: \`$(printf '%s' "$prompt" | head -1)\`"
-      echo
-      echo '```c'
-      $R $S/small-binary.bitnet --prompt "$prompt" --max-tokens 160 --temperature 0.8 --top-k 40 --seed 1 || exit 1
-      echo
-      echo '```'
+        echo
+        echo "Prompt: \`$(printf '%s' "$prompt" | head -1)\`$([ $penalty = 1 ] || echo ", repeat penalty $penalty")"
+        echo
+        echo '```c'
+        $R $S/small-binary.bitnet --prompt "$prompt" --max-tokens 160 --temperature 0.8 --top-k 40 --seed 1 \
+          --repeat-penalty $penalty || exit 1
+        echo
+        echo '```'
+      done
     done
   } > $out/samples.md.tmp && mv $out/samples.md.tmp $out/samples.md
   { grep -m1 "model name" /proc/cpuinfo; $R $S/small-binary.bitnet --bench --threads 2 --repetitions 5; } > $out/bench.txt 2>&1 || exit 1
