@@ -75,6 +75,9 @@ import BitNetRuntime
         let eval = try Fixtures.run(["eval", run.path, "--data", Fixtures.shared.data, "--json"])
         let object = try JSONSerialization.jsonObject(with: Data(eval.stdout.utf8)) as? [String: Any]
         #expect((object?["val_loss"] as? Double).map { $0 > 0 && $0 < 5 } == true, "\(eval.stdout)")
+        let tooLong = try Fixtures.run(["eval", run.path, "--data", Fixtures.shared.data, "--window", "33"])
+        #expect(tooLong.status == 1 && tooLong.stderr.contains("--window 33 is longer than the model's context of 32 tokens"),
+                "\(tooLong.stderr)")
         // Output to a full disk: one line and status 1 (eval printed nothing and exited 0 before).
         for arguments in [["eval", run.path, "--data", Fixtures.shared.data], ["sample", run.path, "--prompt", "the"]] {
             let full = try Fixtures.run(arguments, stdout: "/dev/full")
