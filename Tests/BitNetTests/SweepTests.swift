@@ -363,6 +363,16 @@ func isValidSVG(_ text: String) -> Bool {
             let rows = section.split(separator: "\n").filter { $0.hasPrefix("| fp |") || $0.hasPrefix("| binary |") }.prefix(2)
             #expect(rows.count == 2, "\(part)")
             for row in rows { #expect(row.hasSuffix("| +0.0000 (+0.0%) |") || row.hasSuffix("| -0.0000 (-0.0%) |"), "\(part): \(row)") }
+            // Each part's law in full (a, alpha, c): short context is the law plus 0.5, long twice the law minus 2.
+            for row in rows where !part.contains("Every") {
+                let cells = row.split(separator: "|").map { $0.trimmingCharacters(in: .whitespaces) }
+                let fp = cells[0] == "fp", short = part.contains("Short")
+                let a = (fp ? 9.0 : 4.0) * (short ? 1 : 2), alpha = fp ? 0.3 : 0.2
+                let c = short ? (fp ? 1.5 : 1.8) + 0.5 : 2 * (fp ? 1.5 : 1.8) - 2
+                let fitted = cells[1...3].compactMap { Double($0) }
+                #expect(fitted.count == 3 && abs(fitted[0] - a) < 0.01 * a && abs(fitted[1] - alpha) < 1e-3 && abs(fitted[2] - c) < 1e-3,
+                        "\(part): \(row)")
+            }
             let gapRow = try #require(section.split(separator: "\n").first { $0.hasPrefix("| 32x1 |") })
             // Every position: the constants cancel; 2 of the 32 positions carry the gap once, 16 twice.
             let expected = part.contains("Short") ? gap : part.contains("Long") ? 2 * gap : (2 * gap + 16 * 2 * gap) / 32

@@ -99,16 +99,16 @@ extension SweepReport {
         for (name, part) in parts {
             let range = part(context), whole = range.count == context
             md += "\n### " + (whole ? "Every position (the whole window, on \(windows) windows)" : "\(name.capitalized) context (\(range.lowerBound)-\(range.upperBound) tokens)") + "\n\n"
-                + "| mode | alpha against non-embedding parameters | c | R^2 | sizes | largest predicted by the others | measured | error |\n"
-                + "|---|---|---|---|---|---|---|---|\n"
+                + "| mode | a | alpha against non-embedding parameters | c | R^2 | sizes | largest predicted by the others | measured | error |\n"
+                + "|---|---|---|---|---|---|---|---|---|\n"
             for mode in modes {
                 let r = rows(mode).filter { $0.positionLoss(part) != nil }
                 let x = r.map { Double($0.nonEmbeddingParameters) }, y = r.compactMap { $0.positionLoss(part) }
                 guard let fit = PowerLawFit.fit(x: x, y: y) else {
-                    md += "| \(mode.rawValue) | too few sizes (\(r.count)) | | | | | | |\n"
+                    md += "| \(mode.rawValue) | too few sizes (\(r.count)) | | | | | | | |\n"
                     continue
                 }
-                md += "| \(mode.rawValue) | " + String(format: "%.4f | %.4f | %.4f | %d |", fit.alpha, fit.c, fit.rSquared, fit.points)
+                md += "| \(mode.rawValue) | " + String(format: "%.4g | %.4f | %.4f | %.4f | %d |", fit.a, fit.alpha, fit.c, fit.rSquared, fit.points)
                 if r.count >= 4, let held = y.last, let heldX = x.last,
                    let without = PowerLawFit.fit(x: Array(x.dropLast()), y: Array(y.dropLast())) {
                     let predicted = without.predict(heldX)
