@@ -65,8 +65,12 @@ if [ "${1:-}" = long ]; then
   mkdir -p $out
   cp -p $run/config.json $run/metrics.jsonl $out/
   $B plot $run --out $out/curve.svg --x tokens --from-step 200 --title "small, binary, on the linux corpus" > $out/curve.txt || exit 1
-  # Its loss on the sweeps' windows (128 of 128 tokens), comparable with their tables, and on its own.
-  { $B eval $run --data $D --windows 128 --window 128 && $B eval $run --data $D --windows 128; } > $out/eval.txt || exit 1
+  # Its loss on the sweeps' windows (128 of 128 tokens), comparable with their tables, and
+  # on its own; on the second corpus in windows of 128, as the sweeps' --text; and by
+  # position on the 4096 windows of 128 the reports' position laws were fitted on.
+  { $B eval $run --data $D --windows 128 --window 128 && $B eval $run --data $D --windows 128 &&
+    $B eval $run --text $S/shakespeare-1MB.txt --window 128 &&
+    $B eval $run --data $D --windows 4096 --window 128 --by-position; } > $out/eval.txt || exit 1
   $B export $run --out $S/small-binary.bitnet || exit 1
   {
     echo "# Samples from the long run's exported model"
