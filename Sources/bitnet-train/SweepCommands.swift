@@ -135,10 +135,29 @@ struct ReportCommand: ParsableCommand {
     @Argument(help: "Sweep directory.") var sweep: String
     @Flag(help: "First measure the loss by position in the window of every finished run that lacks it (runs of sweeps made before it was measured), from its checkpoint, on the sweep's data (not while the sweep runs: it rewrites results.json).")
     var byPosition = false
+    @Option(help: ArgumentHelp("Print instead what each mode's laws predict for these sizes (presets or WIDTHxLAYERS, "
+                               + "comma-separated), trained on the sweep's recipe and budget; writes nothing."))
+    var predict: String?
+
+    func validate() throws {
+        if let predict, try parseList(predict, flag: "--predict", { $0 }).isEmpty { throw ValidationError("--predict: no size given") }
+        if predict != nil && byPosition { throw ValidationError("--predict writes nothing: give it without --by-position") }
+    }
 
     func run() throws {
         try reportingErrors {
             let directory = URL(fileURLWithPath: sweep)
+            if let predict {
+                let report = try SweepReport(directory: directory)
+                for size in try parseList(predict, flag: "--predict", { SweepSize($0) }) {
+                    let extrapolation: SweepExtrapolation
+                    do { extrapolation = try report.extrapolate(to: size) } catch BitNetError.invalid(let message) {
+                        throw BitNetError.invalid("--predict: " + message)
+                    }
+                    try printLine(extrapolation.markdown())
+                }
+                return
+            }
             if byPosition {
                 let count = try PositionLoss.fill(directory: directory, skipped: { log("\($0): no checkpoint; its loss by position is not measured") },
                                                   measured: { log(String(format: "%@: loss by position measured on %d windows", $0.run, $0.positionWindows ?? 0)) })

@@ -207,6 +207,28 @@ func isValidSVG(_ text: String) -> Bool {
         #expect(more.count == 6)
         let fitted = try SweepReport(directory: dir)
         #expect(fitted.fitAgainstParameters(.fp) != nil && fitted.fitAgainstParameters(.binary) != nil)
+
+        // `report --predict` at a trained size: the tokens and FLOPs the sweep gave it, and
+        // each law evaluated there.
+        let extrapolation = try fitted.extrapolate(to: SweepSize("48x2"))
+        #expect(extrapolation.rows.map(\.mode) == [.fp, .binary])
+        for row in extrapolation.rows {
+            let trained = try #require(more.first { $0.run == "48x2-\(row.mode.rawValue)" })
+            #expect(extrapolation.tokens == trained.tokens && row.nonEmbeddingParameters == trained.nonEmbeddingParameters)
+            #expect(abs(row.trainingFlops - trained.trainingFlops) <= 1e-9 * trained.trainingFlops)
+            let compute = try #require(fitted.fitAgainstCompute(row.mode)).predict(trained.trainingFlops)
+            #expect(abs(try #require(row.againstCompute) - compute) < 1e-9)
+        }
+        let printed = try Fixtures.run(["report", dir.path, "--predict", "48x2,tiny"])
+        #expect(printed.status == 0 && printed.stdout.contains("48x2: ") && printed.stdout.contains("\ntiny: "), "\(printed.stderr)")
+        for value in FlagCase.values + ["48y2", "48x0", ","] {
+            let refused = try Fixtures.run(["report", dir.path, "--predict", value])
+            #expect((refused.status == 1 || refused.status == 64) && refused.stdout.isEmpty, "\(value): \(refused.stderr)")
+            #expect(refused.stderr.split(separator: "\n").first?.contains("--predict") == true, "\(value): \(refused.stderr)")
+            #expect(refused.stderr.split(separator: "\n").count == 1 || refused.stderr.contains("--help"), "\(value): \(refused.stderr)")
+        }
+        let both = try Fixtures.run(["report", dir.path, "--predict", "48x2", "--by-position"])
+        #expect(both.status == 64 && both.stderr.contains("--by-position"), "\(both.stderr)")
     }
 
     /// Stopped by a signal, every run in progress checkpoints; the next call resumes them.
@@ -379,6 +401,24 @@ func isValidSVG(_ text: String) -> Bool {
             #expect(gapRow.hasSuffix(String(format: "| %+.4f |", expected)), "\(part): \(gapRow)")
         }
         #expect(isValidSVG(try String(contentsOf: dir.appendingPathComponent("loss_vs_params_long_context.svg"), encoding: .utf8)))
+
+        // A size beyond the sweep: every law gives it its own exact value.
+        let beyond = try report.extrapolate(to: SweepSize("160x4"))
+        #expect(beyond.rows.count == 2 && beyond.sweepContext == 32 && beyond.context == 32)
+        #expect(beyond.tokens >= 12_000 - 256 && beyond.tokens <= 12_000 + 256)
+        for row in beyond.rows {
+            let n = Double(row.nonEmbeddingParameters), expected = law(row.mode, n)
+            #expect(n > 2 * Double(try #require(results.last).nonEmbeddingParameters))
+            #expect(abs(try #require(row.againstParameters) - expected) < 1e-3, "\(row.mode)")
+            #expect(abs(try #require(row.shortContext) - (expected + 0.5)) < 1e-3, "\(row.mode)")
+            #expect(abs(try #require(row.longContext) - (2 * expected - 2)) < 1e-3, "\(row.mode)")
+        }
+        #expect(beyond.markdown().contains("x the largest size fitted (128x3, "))
+        // Without the sweep's definition there is no recipe to predict with: one line.
+        try FileManager.default.removeItem(at: Sweep.definitionURL(dir))
+        let missing = try Fixtures.run(["report", dir.path, "--predict", "160x4"])
+        #expect(missing.status == 1 && missing.stderr.split(separator: "\n").count == 1 && missing.stderr.contains("sweep.json"),
+                "\(missing.stderr)")
     }
 
     @Test(arguments: [1, 2]) func learningRateSweepFlagsDivergence(jobs: Int) throws {

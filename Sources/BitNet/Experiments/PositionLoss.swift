@@ -104,7 +104,7 @@ extension SweepReport {
             for mode in modes {
                 let r = rows(mode).filter { $0.positionLoss(part) != nil }
                 let x = r.map { Double($0.nonEmbeddingParameters) }, y = r.compactMap { $0.positionLoss(part) }
-                guard let fit = PowerLawFit.fit(x: x, y: y) else {
+                guard let fit = positionFit(mode, part) else {
                     md += "| \(mode.rawValue) | too few sizes (\(r.count)) | | | | | | | |\n"
                     continue
                 }
@@ -124,6 +124,13 @@ extension SweepReport {
         return md
     }
 
+    /// A mode's law against non-embedding parameters for one part of the window, over
+    /// the runs measured by position.
+    func positionFit(_ mode: WeightMode, _ part: (Int) -> ClosedRange<Int>) -> PowerLawFit? {
+        let r = rows(mode).filter { $0.positionLoss(part) != nil }
+        return PowerLawFit.fit(x: r.map { Double($0.nonEmbeddingParameters) }, y: r.compactMap { $0.positionLoss(part) })
+    }
+
     /// The two parts' plots (file name, SVG), or none when no run was measured.
     func positionPlots() -> [(String, String)] {
         guard let context = results.lazy.compactMap(\.lossByPosition).first?.count else { return [] }
@@ -133,10 +140,7 @@ extension SweepReport {
             return ("loss_vs_params_\(name)_context.svg",
                     scatterWithFits(title: "Loss with \(range.lowerBound)-\(range.upperBound) tokens of context against model size",
                                     xLabel: "non-embedding parameters", x: { Double($0.nonEmbeddingParameters) },
-                                    y: y, yLabel: "validation loss (nats/token)") { mode in
-                        let r = rows(mode).filter { y($0).isFinite }
-                        return PowerLawFit.fit(x: r.map { Double($0.nonEmbeddingParameters) }, y: r.map(y))
-                    })
+                                    y: y, yLabel: "validation loss (nats/token)") { positionFit($0, part) })
         }
     }
 }

@@ -1,0 +1,82 @@
+// What a sweep's laws say of a size it did not train (`bitnet-train report DIR --predict
+// SIZE`): the loss each mode's law gives that size on the sweep's own recipe and budget
+// rule, so that a larger run can be checked against the small ones, the paper's claim
+// tested out of sample.
+import Foundation
+
+public struct SweepExtrapolation: Sendable {
+    /// One mode's predictions (nil where the mode has no law: fewer than 3 sizes).
+    public struct Row: Sendable {
+        public let mode: WeightMode
+        public let nonEmbeddingParameters: Int
+        public let trainingFlops: Double
+        public let againstParameters: Double?
+        public let againstCompute: Double?
+        /// The laws of the loss with short and long context, when the runs were measured by position.
+        public let shortContext: Double?
+        public let longContext: Double?
+    }
+
+    public let size: String
+    /// Tokens the sweep's budget gives the size, and the context it would train with.
+    public let tokens: Int
+    public let context: Int
+    /// The largest size the laws were fitted on (its non-embedding parameters, fp's).
+    public let largestFitted: (size: String, nonEmbeddingParameters: Int)
+    /// The context of the runs' windows (the laws hold for windows of this length) and
+    /// the positions the short- and long-context laws cover, when measured.
+    public let sweepContext: Int?
+    public let positionParts: (short: ClosedRange<Int>, long: ClosedRange<Int>)?
+    public let rows: [Row]
+
+    public func markdown() -> String {
+        let n = rows.first?.nonEmbeddingParameters ?? 0
+        let ratio = Double(n) / Double(largestFitted.nonEmbeddingParameters)
+        var md = "\(size): \(n) non-embedding parameters, "
+            + (ratio > 1 ? String(format: "%.1fx the largest size fitted", ratio) : "inside the range fitted")
+            + " (\(largestFitted.size), \(largestFitted.nonEmbeddingParameters)); on the sweep's budget \(tokens) tokens"
+            + String(format: ", %.3g training FLOPs", rows.first?.trainingFlops ?? 0) + ", context \(context).\n"
+        if let sweepContext, sweepContext != context {
+            md += "The laws are of the loss on windows of \(sweepContext) tokens: compare with `eval --window \(sweepContext)`.\n"
+        }
+        let parts = positionParts.map { [" \($0.short.lowerBound)-\($0.short.upperBound) tokens of context |",
+                                          " \($0.long.lowerBound)-\($0.long.upperBound) tokens of context |"] } ?? []
+        md += "\n| mode | against parameters | against training FLOPs |" + parts.joined() + "\n|---|---|---|"
+            + String(repeating: "---|", count: parts.count) + "\n"
+        func cell(_ v: Double?) -> String { v.map { String(format: " %.4f |", $0) } ?? " - |" }
+        for r in rows {
+            md += "| \(r.mode.rawValue) |" + cell(r.againstParameters) + cell(r.againstCompute)
+                + (parts.isEmpty ? "" : cell(r.shortContext) + cell(r.longContext)) + "\n"
+        }
+        return md
+    }
+}
+
+extension SweepReport {
+    /// Each mode's laws evaluated at `size` as the sweep would have trained it: its
+    /// recipe (base preset, overrides, learning-rate rule) and its budget.
+    public func extrapolate(to size: SweepSize) throws -> SweepExtrapolation {
+        guard let definition else {
+            throw BitNetError.file("\(Sweep.definitionURL(directory).path): missing; predicting a size needs the sweep's budget and recipe")
+        }
+        guard let vocabSize = results.lazy.compactMap({ self.runConfig($0) }).first?.vocabSize,
+              let largest = rows(.fp).last ?? results.max(by: { $0.nonEmbeddingParameters < $1.nonEmbeddingParameters })
+        else { throw BitNetError.invalid("\(directory.path): no finished run to fit") }
+        let measuredContext = results.lazy.compactMap(\.lossByPosition).first?.count
+        let parts = measuredContext.map { (PositionLoss.shortContext($0), PositionLoss.longContext($0)) }
+        var tokens = 0, context = 0
+        let predicted = try modes.map { mode -> SweepExtrapolation.Row in
+            let config = try definition.runConfig(size: size, mode: mode, vocabSize: vocabSize)
+            (context, tokens) = (config.model.context, config.training.steps * config.training.batchSize * config.model.context)
+            let n = Double(config.model.nonEmbeddingParameters), flops = config.model.trainingFlopsPerToken * Double(tokens)
+            return .init(mode: mode, nonEmbeddingParameters: config.model.nonEmbeddingParameters, trainingFlops: flops,
+                         againstParameters: fitAgainstParameters(mode)?.predict(n), againstCompute: fitAgainstCompute(mode)?.predict(flops),
+                         shortContext: positionFit(mode, PositionLoss.shortContext)?.predict(n),
+                         longContext: positionFit(mode, PositionLoss.longContext)?.predict(n))
+        }
+        return SweepExtrapolation(size: size.name, tokens: tokens, context: context,
+                                  largestFitted: (largest.size, largest.nonEmbeddingParameters),
+                                  sweepContext: results.lazy.compactMap { self.runConfig($0)?.context }.first,
+                                  positionParts: parts.map { (short: $0.0, long: $0.1) }, rows: predicted)
+    }
+}
