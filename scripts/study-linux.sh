@@ -71,6 +71,11 @@ if [ "${1:-}" = long ]; then
   { $B eval $run --data $D --windows 128 --window 128 && $B eval $run --data $D --windows 128 &&
     $B eval $run --text $S/shakespeare-1MB.txt --window 128 &&
     $B eval $run --data $D --windows 4096 --window 128 --by-position; } > $out/eval.txt || exit 1
+  # What the sweeps' laws predicted for it: the out-of-sample test of eval.txt's losses.
+  { for part in compute-optimal paper; do
+      echo "## The $part sweep's laws (\`bitnet-train report runs/$part --predict small\`)"; echo
+      $B report $K/$part --predict small || exit 1
+    done; } > $out/predicted.md.tmp && mv $out/predicted.md.tmp $out/predicted.md || exit 1
   $B export $run --out $S/small-binary.bitnet || exit 1
   {
     echo "# Samples from the long run's exported model"
@@ -93,7 +98,7 @@ if [ "${1:-}" = long ]; then
     done
   } > $out/samples.md.tmp && mv $out/samples.md.tmp $out/samples.md
   { grep -m1 "model name" /proc/cpuinfo; $R $S/small-binary.bitnet --bench --threads 2 --repetitions 5; } > $out/bench.txt 2>&1 || exit 1
-  echo "study: wrote $out (curve.svg, eval.txt, samples.md, bench.txt)"
+  echo "study: wrote $out (curve.svg, eval.txt, predicted.md, samples.md, bench.txt)"
   exit 0
 fi
 # The CPU time of the saved runs: each run's last elapsed_seconds times the threads it
