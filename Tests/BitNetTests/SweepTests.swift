@@ -77,6 +77,35 @@ func isValidSVG(_ text: String) -> Bool {
     @Test func fewerThanThreePointsGiveNoFit() {
         #expect(PowerLawFit.fit(x: [1e4, 1e5], y: [3, 2.5]) == nil)
         #expect(PowerLawFit.fit(x: [1e4, 1e4, 1e4], y: [3, 2.9, 2.8]) == nil)
+        #expect(LinearTrend.fit(x: [1, 2], y: [3, 4]) == nil && LinearTrend.fit(x: [1, 1, 1], y: [3, 4, 5]) == nil)
+        #expect(PowerLawFit.leaveOneOutAlphas(x: [1e4, 1e5, 1e6], y: [3.0, 2.5, 2.3]) == nil)
+    }
+
+    /// Leaving out each point in turn: on an exact law every fit finds its alpha; with one
+    /// point moved, the fit without it still does, and the others do not.
+    @Test func leaveOneOutAlphasShowWhatOnePointDecides() throws {
+        let x = [1e4, 3e4, 1e5, 3e5, 1e6]
+        let exact = x.map { 12 * pow($0, -0.3) + 1.5 }
+        let same = try #require(PowerLawFit.leaveOneOutAlphas(x: x, y: exact))
+        #expect(abs(same.lowerBound - 0.3) < 3e-3 && abs(same.upperBound - 0.3) < 3e-3, "\(same)")
+        var moved = exact
+        moved[4] -= 0.3
+        let spread = try #require(PowerLawFit.leaveOneOutAlphas(x: x, y: moved))
+        #expect(spread.contains(0.3) || abs(spread.lowerBound - 0.3) < 3e-3 || abs(spread.upperBound - 0.3) < 3e-3, "\(spread)")
+        #expect(spread.upperBound - spread.lowerBound > 0.05, "\(spread)")
+    }
+
+    /// The gap's trend, worked by hand: through (0, 0), (1, 1), (2, 1) the line is
+    /// 1/6 + x/2, its residuals -1/6, 1/3, -1/6, so the slope's standard error is
+    /// sqrt((1/6) / 1 / 2).
+    @Test func linearTrendByHand() throws {
+        let t = try #require(LinearTrend.fit(x: [0, 1, 2], y: [0, 1, 1]))
+        #expect(abs(t.slope - 0.5) < 1e-12 && abs(t.intercept - 1.0 / 6) < 1e-12 && t.points == 3)
+        #expect(abs(t.standardError - (1.0 / 12).squareRoot()) < 1e-12)
+        #expect(t.direction == .flat)  // 0.5 is under twice 0.289
+        let line = try #require(LinearTrend.fit(x: [4, 5, 6, 7], y: [2.2, 2.0, 1.8, 1.6]))
+        #expect(abs(line.slope + 0.2) < 1e-12 && line.standardError < 1e-12 && line.direction == .falls)
+        #expect(try #require(LinearTrend.fit(x: [1, 2, 3, 4], y: [0.1, 0.21, 0.29, 0.4])).direction == .rises)
     }
 }
 
@@ -367,6 +396,21 @@ func isValidSVG(_ text: String) -> Bool {
         #expect(try #require(report.fitAgainstEnergy(.fp)).rSquared > 0.99)
         let markdown = try report.write()
         #expect(markdown.contains("Wall time of the runs in all: 5.00 hours."))
+        // An exact law: leaving out any one size finds the same exponent.
+        let fpRow = try #require(markdown.split(separator: "\n").first { $0.hasPrefix("| fp | non-embedding parameters |") })
+        #expect(fpRow.hasSuffix("| 0.3000-0.3000 |") || fpRow.hasSuffix("| 0.2999-0.3000 |") || fpRow.hasSuffix("| 0.3000-0.3001 |"), "\(fpRow)")
+        // The gap's trend: the slope of the gaps against log10 N, by the normal equations.
+        var lx: [Double] = [], gaps: [Double] = []
+        for size in sizes {
+            let fp = try #require(results.first { $0.size == size && $0.mode == .fp })
+            let binary = try #require(results.first { $0.size == size && $0.mode == .binary })
+            lx.append(log10(Double(fp.nonEmbeddingParameters)))
+            gaps.append(binary.finalValLoss - fp.finalValLoss)
+        }
+        let k = Double(lx.count), sx = lx.reduce(0, +), sy = gaps.reduce(0, +)
+        let sxy = zip(lx, gaps).map(*).reduce(0, +), sxx = lx.map { $0 * $0 }.reduce(0, +)
+        let slope = (k * sxy - sx * sy) / (k * sxx - sx * sx)
+        #expect(markdown.contains(String(format: "binary - fp %+.3f nats per 10x the parameters", slope)), "slope \(slope)")
         #expect(markdown.contains("## Prediction test"))
         #expect(markdown.contains("inference energy per token"))
         // The second corpus's gaps are the validation gaps plus 0.25.

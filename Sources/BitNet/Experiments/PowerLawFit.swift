@@ -42,6 +42,20 @@ public struct PowerLawFit: Sendable, Equatable, Codable {
             .min { $0.residual < $1.residual }?.fit
     }
 
+    /// The range of alpha over the fits that leave out one point each (a jackknife: how
+    /// much a single size decides the exponent); nil below 4 points or when one fails.
+    public static func leaveOneOutAlphas(x: [Double], y: [Double]) -> ClosedRange<Double>? {
+        guard x.count == y.count, x.count >= 4 else { return nil }
+        let alphas = x.indices.compactMap { i -> Double? in
+            var (xs, ys) = (x, y)
+            xs.remove(at: i)
+            ys.remove(at: i)
+            return fit(x: xs, y: ys)?.alpha
+        }
+        guard alphas.count == x.count, let lo = alphas.min(), let hi = alphas.max() else { return nil }
+        return lo...hi
+    }
+
     /// log(y - c) = log a - alpha log x by ordinary least squares.
     private static func linearFit(x: [Double], y: [Double], c: Double) -> (fit: PowerLawFit, residual: Double)? {
         guard y.allSatisfy({ $0 - c > 0 }) else { return nil }

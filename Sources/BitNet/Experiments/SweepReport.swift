@@ -25,15 +25,32 @@ public struct SweepReport {
         results.filter { $0.mode == mode }.sorted { $0.nonEmbeddingParameters < $1.nonEmbeddingParameters }
     }
 
-    public func fitAgainstParameters(_ mode: WeightMode) -> PowerLawFit? {
-        let r = rows(mode)
-        return PowerLawFit.fit(x: r.map { Double($0.nonEmbeddingParameters) }, y: r.map(\.finalValLoss))
+    /// What the laws are fitted against.
+    enum LawAxis: String, CaseIterable {
+        case parameters = "non-embedding parameters", compute = "training FLOPs", energy = "inference energy per token"
     }
 
-    public func fitAgainstCompute(_ mode: WeightMode) -> PowerLawFit? {
-        let r = rows(mode)
-        return PowerLawFit.fit(x: r.map(\.trainingFlops), y: r.map(\.finalValLoss))
+    /// A mode's (x, final validation loss) points along an axis, smallest size first.
+    func lawPoints(_ mode: WeightMode, _ axis: LawAxis) -> (x: [Double], y: [Double]) {
+        // Each run's energy once (it reads the run's config); runs without one are left out.
+        let points = rows(mode).map { r -> (Double, Double) in
+            switch axis {
+            case .parameters: (Double(r.nonEmbeddingParameters), r.finalValLoss)
+            case .compute: (r.trainingFlops, r.finalValLoss)
+            case .energy: (inferenceEnergy(r), r.finalValLoss)
+            }
+        }.filter { $0.0.isFinite }
+        return (points.map(\.0), points.map(\.1))
     }
+
+    func fit(_ mode: WeightMode, _ axis: LawAxis) -> PowerLawFit? {
+        let (x, y) = lawPoints(mode, axis)
+        return PowerLawFit.fit(x: x, y: y)
+    }
+
+    public func fitAgainstParameters(_ mode: WeightMode) -> PowerLawFit? { fit(mode, .parameters) }
+
+    public func fitAgainstCompute(_ mode: WeightMode) -> PowerLawFit? { fit(mode, .compute) }
 
     /// The arithmetic a mode's products use at inference: FP16 multiply-adds for `fp`
     /// (the paper's baseline), additions only for BitNet, INT8 multiply-adds for `int4`
@@ -57,11 +74,7 @@ public struct SweepReport {
         } ?? .nan
     }
 
-    public func fitAgainstEnergy(_ mode: WeightMode) -> PowerLawFit? {
-        // Each run's energy once (it reads the run's config).
-        let points = rows(mode).map { (x: inferenceEnergy($0), y: $0.finalValLoss) }.filter { $0.x.isFinite }
-        return PowerLawFit.fit(x: points.map(\.x), y: points.map(\.y))
-    }
+    public func fitAgainstEnergy(_ mode: WeightMode) -> PowerLawFit? { fit(mode, .energy) }
 
     /// A law fitted on every size but the largest, and what it says of the largest.
     public struct Prediction: Sendable {
@@ -118,14 +131,18 @@ public struct SweepReport {
                 + String(format: "%.3g | %.0f s | %.4f | %.4f |\n", r.trainingFlops, r.wallSeconds, r.finalTrainLoss, r.finalValLoss)
         }
         md += String(format: "\nWall time of the runs in all: %.2f hours.\n", results.reduce(0) { $0 + $1.wallSeconds } / 3600)
-        md += "\n## Fits: L = a * x^(-alpha) + c\n\n| mode | against | a | alpha | c | R^2 | points |\n|---|---|---|---|---|---|---|\n"
+        md += "\n## Fits: L = a * x^(-alpha) + c\n\nThe last column is how far one size moves the exponent: alpha fitted again "
+            + "without each size in turn (from 4 sizes).\n\n| mode | against | a | alpha | c | R^2 | points | alpha leaving out one size |\n"
+            + "|---|---|---|---|---|---|---|---|\n"
         for mode in modes {
-            for (against, fit) in [("non-embedding parameters", fitAgainstParameters(mode)), ("training FLOPs", fitAgainstCompute(mode)),
-                                   ("inference energy per token", fitAgainstEnergy(mode))] {
-                if let f = fit {
-                    md += "| \(mode.rawValue) | \(against) | " + String(format: "%.4g | %.4f | %.4f | %.4f | %d |\n", f.a, f.alpha, f.c, f.rSquared, f.points)
+            for axis in LawAxis.allCases {
+                let (x, y) = lawPoints(mode, axis)
+                if let f = PowerLawFit.fit(x: x, y: y) {
+                    let spread = PowerLawFit.leaveOneOutAlphas(x: x, y: y).map { String(format: " %.4f-%.4f |", $0.lowerBound, $0.upperBound) }
+                    md += "| \(mode.rawValue) | \(axis.rawValue) | " + String(format: "%.4g | %.4f | %.4f | %.4f | %d |", f.a, f.alpha, f.c, f.rSquared, f.points)
+                        + (spread ?? " |") + "\n"
                 } else {
-                    md += "| \(mode.rawValue) | \(against) | too few points (\(rows(mode).count) < 3): no fit | | | | |\n"
+                    md += "| \(mode.rawValue) | \(axis.rawValue) | too few points (\(rows(mode).count) < 3): no fit | | | | | |\n"
                 }
             }
         }
@@ -158,6 +175,21 @@ public struct SweepReport {
                 return String(format: " %+.4f |", a - b)
             }
             md += "| \(fp.size) | \(fp.nonEmbeddingParameters) |" + losses.joined() + gaps.joined() + "\n"
+        }
+        // Whether each gap narrows with size: a line through it against log10 N.
+        let trends = others.compactMap { m -> String? in
+            let points = rows(.fp).compactMap { fp -> (Double, Double)? in
+                guard let a = value(m, fp.size), let b = loss(fp) else { return nil }
+                return (log10(Double(fp.nonEmbeddingParameters)), a - b)
+            }
+            return LinearTrend.fit(x: points.map(\.0), y: points.map(\.1)).map {
+                String(format: "%@ - fp %+.3f nats per 10x the parameters (standard error %.3f, %d sizes): %@",
+                       m.rawValue, $0.slope, $0.standardError, $0.points, $0.direction.rawValue)
+            }
+        }
+        if !trends.isEmpty {
+            md += "\nThe gap's trend with size, a line through it against log10 of the non-embedding parameters: "
+                + trends.joined(separator: "; ") + ".\n"
         }
         return md
     }
