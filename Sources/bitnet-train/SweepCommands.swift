@@ -136,7 +136,7 @@ struct ReportCommand: ParsableCommand {
     @Flag(help: "First measure the loss by position in the window of every finished run that lacks it (runs of sweeps made before it was measured), from its checkpoint, on the sweep's data (not while the sweep runs: it rewrites results.json).")
     var byPosition = false
     @Option(help: ArgumentHelp("Print instead what each mode's laws predict for these sizes (presets or WIDTHxLAYERS, "
-                               + "comma-separated), trained on the sweep's recipe and budget; writes nothing."))
+                               + "comma-separated), trained on the sweep's recipe and budget; writes nothing.", valueName: "sizes"))
     var predict: String?
 
     func validate() throws {
