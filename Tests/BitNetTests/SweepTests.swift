@@ -458,11 +458,21 @@ func isValidSVG(_ text: String) -> Bool {
             #expect(abs(try #require(row.longContext) - (2 * expected - 2)) < 1e-3, "\(row.mode)")
         }
         #expect(beyond.markdown().contains("x the largest size fitted (128x3, "))
-        // Without the sweep's definition there is no recipe to predict with: one line.
+        // Without a usable definition there is no recipe to predict with: one line naming sweep.json.
+        var unknownBase = definition
+        unknownBase.basePreset = "huge"
+        try AtomicFile.writeJSON(unknownBase, to: Sweep.definitionURL(dir))
+        let base = try Fixtures.run(["report", dir.path, "--predict", "160x4"])
+        #expect(base.stderr.contains("sweep.json: base preset: unknown preset 'huge'"), "\(base.stderr)")
+        try Data("{\"sizes\": 3".utf8).write(to: Sweep.definitionURL(dir))
+        let garbled = try Fixtures.run(["report", dir.path, "--predict", "160x4"])
+        #expect(garbled.stderr.contains("sweep.json: cannot be read"), "\(garbled.stderr)")
         try FileManager.default.removeItem(at: Sweep.definitionURL(dir))
         let missing = try Fixtures.run(["report", dir.path, "--predict", "160x4"])
-        #expect(missing.status == 1 && missing.stderr.split(separator: "\n").count == 1 && missing.stderr.contains("sweep.json"),
-                "\(missing.stderr)")
+        for failed in [base, garbled, missing] {
+            #expect(failed.status == 1 && failed.stderr.split(separator: "\n").count == 1 && failed.stderr.contains("sweep.json"),
+                    "\(failed.stderr)")
+        }
     }
 
     @Test(arguments: [1, 2]) func learningRateSweepFlagsDivergence(jobs: Int) throws {

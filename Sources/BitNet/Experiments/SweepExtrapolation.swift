@@ -56,9 +56,12 @@ extension SweepReport {
     /// Each mode's laws evaluated at `size` as the sweep would have trained it: its
     /// recipe (base preset, overrides, learning-rate rule) and its budget.
     public func extrapolate(to size: SweepSize) throws -> SweepExtrapolation {
+        let file = Sweep.definitionURL(directory).path
         guard let definition else {
-            throw BitNetError.file("\(Sweep.definitionURL(directory).path): missing; predicting a size needs the sweep's budget and recipe")
+            throw BitNetError.file(FileManager.default.fileExists(atPath: file)
+                ? "\(file): cannot be read as a sweep definition" : "\(file): missing; predicting a size needs the sweep's budget and recipe")
         }
+        do { _ = try Preset.named(definition.basePreset) } catch { throw BitNetError.file("\(file): base preset: \(error)") }
         guard let vocabSize = results.lazy.compactMap({ self.runConfig($0) }).first?.vocabSize,
               let largest = rows(.fp).last ?? results.max(by: { $0.nonEmbeddingParameters < $1.nonEmbeddingParameters })
         else { throw BitNetError.invalid("\(directory.path): no finished run to fit") }
