@@ -204,13 +204,13 @@ func isValidSVG(_ text: String) -> Bool {
         }
 
         // A sweep from before the measurement: `report --by-position` measures the same values.
-        var cleared = Sweep.loadResults(dir)
+        var cleared = try Sweep.loadResults(dir)
         for i in cleared.indices { (cleared[i].lossByPosition, cleared[i].positionWindows) = (nil, nil) }
         try Sweep.saveResults(cleared, directory: dir)
         #expect(!(try SweepReport(directory: dir).markdown().contains("## Loss by position")))
         let filled = try Fixtures.run(["report", dir.path, "--by-position"])
         #expect(filled.status == 0 && filled.stderr.contains("measured 4 runs"), "\(filled.stderr)")
-        #expect(Sweep.loadResults(dir) == results)
+        #expect(try Sweep.loadResults(dir) == results)
 
         // Running it again trains nothing.
         var events: [String] = []
@@ -320,8 +320,16 @@ func isValidSVG(_ text: String) -> Bool {
         try "too short".write(to: short, atomically: true, encoding: .utf8)
         #expect(message(Self.definition(["tiny"], text: short.path)).contains("smaller than one context window"))
         #expect(message(Self.definition(["tiny"], text: dir.path + "/missing.txt")).contains("missing.txt"))
+        // Results that cannot be read (an lr-sweep's, or a damaged file) are not taken for
+        // none: the sweep would train its runs again and write over them.
+        try Data("[{\"mode\": \"fp\", \"learning_rate\": 0.01}]".utf8).write(to: Sweep.resultsURL(dir))
+        #expect(message(Self.definition(["tiny"])).contains("results.json: not a sweep's results"))
+        let report = try Fixtures.run(["report", dir.path])
+        #expect(report.status == 1 && report.stderr.split(separator: "\n").count == 1 && report.stderr.contains("results.json"),
+                "\(report.stderr)")
         // Nothing was written for a refused sweep.
         #expect(!FileManager.default.fileExists(atPath: Sweep.definitionURL(dir).path))
+        #expect(!FileManager.default.fileExists(atPath: dir.appendingPathComponent("runs").path))
     }
 
     /// Every mode of a size trains on the same tokens under a tokens-per-parameter budget

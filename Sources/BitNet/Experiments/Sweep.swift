@@ -110,11 +110,10 @@ public enum Sweep {
         // Every run's config (and the second corpus) is checked before any training starts.
         let plan = try configs(definition, dataset: dataset)
         let text = try textTokens(definition, dataset: dataset, context: plan.map(\.2.model.context).max() ?? 0)
+        let names = plan.map { SweepDefinition.runName(size: $0.0, mode: $0.1) }
+        var results = try loadResults(directory).filter { names.contains($0.run) }
         try fm.createDirectory(at: directory.appendingPathComponent("runs"), withIntermediateDirectories: true)
         try AtomicFile.writeJSON(definition, to: definitionURL)
-
-        let names = plan.map { SweepDefinition.runName(size: $0.0, mode: $0.1) }
-        var results = loadResults(directory).filter { names.contains($0.run) }
         let queue = ConcurrentRuns(jobs: jobs)
         func runDirectory(_ name: String) -> URL { directory.appendingPathComponent("runs").appendingPathComponent(name) }
         // A run is finished when its directory holds the planned config and it has a result.
@@ -238,9 +237,15 @@ public enum Sweep {
             curve: curve, lossByPosition: positions.losses, positionWindows: positions.windows)
     }
 
-    public static func loadResults(_ directory: URL) -> [SweepResult] {
-        guard let data = FileManager.default.contents(atPath: resultsURL(directory).path) else { return [] }
-        return (try? JSONDecoder().decode([SweepResult].self, from: data)) ?? []
+    /// The finished runs' results, none before the first. A file that cannot be read is an
+    /// error, not an empty sweep: `sweep` would train its runs again and write over it.
+    public static func loadResults(_ directory: URL) throws -> [SweepResult] {
+        let url = resultsURL(directory)
+        guard let data = FileManager.default.contents(atPath: url.path) else { return [] }
+        guard let results = try? JSONDecoder().decode([SweepResult].self, from: data) else {
+            throw BitNetError.file("\(url.path): not a sweep's results (a list of runs with their losses); an lr-sweep's, or damaged?")
+        }
+        return results
     }
 
     static func saveResults(_ results: [SweepResult], directory: URL) throws {

@@ -9,7 +9,7 @@ public struct SweepReport {
 
     public init(directory: URL) throws {
         self.directory = directory
-        results = Sweep.loadResults(directory)
+        results = try Sweep.loadResults(directory)
         definition = FileManager.default.contents(atPath: Sweep.definitionURL(directory).path)
             .flatMap { try? JSONDecoder().decode(SweepDefinition.self, from: $0) }
         guard definition != nil || !results.isEmpty else {
