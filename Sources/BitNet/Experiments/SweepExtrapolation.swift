@@ -65,21 +65,22 @@ extension SweepReport {
         guard let vocabSize = results.lazy.compactMap({ self.runConfig($0) }).first?.vocabSize,
               let largest = rows(.fp).last ?? results.max(by: { $0.nonEmbeddingParameters < $1.nonEmbeddingParameters })
         else { throw BitNetError.invalid("\(directory.path): no finished run to fit") }
-        let measuredContext = results.lazy.compactMap(\.lossByPosition).first?.count
-        let parts = measuredContext.map { (PositionLoss.shortContext($0), PositionLoss.longContext($0)) }
-        var tokens = 0, context = 0
+        // Every mode of a size trains on the same tokens, with the same context.
+        let shape = try definition.runConfig(size: size, mode: .fp, vocabSize: vocabSize)
+        let tokens = shape.training.steps * shape.training.batchSize * shape.model.context
         let predicted = try modes.map { mode -> SweepExtrapolation.Row in
-            let config = try definition.runConfig(size: size, mode: mode, vocabSize: vocabSize)
-            (context, tokens) = (config.model.context, config.training.steps * config.training.batchSize * config.model.context)
-            let n = Double(config.model.nonEmbeddingParameters), flops = config.model.trainingFlopsPerToken * Double(tokens)
-            return .init(mode: mode, nonEmbeddingParameters: config.model.nonEmbeddingParameters, trainingFlops: flops,
+            let model = try definition.runConfig(size: size, mode: mode, vocabSize: vocabSize).model
+            let n = Double(model.nonEmbeddingParameters), flops = model.trainingFlopsPerToken * Double(tokens)
+            return .init(mode: mode, nonEmbeddingParameters: model.nonEmbeddingParameters, trainingFlops: flops,
                          againstParameters: fitAgainstParameters(mode)?.predict(n), againstCompute: fitAgainstCompute(mode)?.predict(flops),
                          shortContext: positionFit(mode, PositionLoss.shortContext)?.predict(n),
                          longContext: positionFit(mode, PositionLoss.longContext)?.predict(n))
         }
-        return SweepExtrapolation(size: size.name, tokens: tokens, context: context,
+        let measuredContext = results.lazy.compactMap(\.lossByPosition).first?.count
+        return SweepExtrapolation(size: size.name, tokens: tokens, context: shape.model.context,
                                   largestFitted: (largest.size, largest.nonEmbeddingParameters),
                                   sweepContext: results.lazy.compactMap { self.runConfig($0)?.context }.first,
-                                  positionParts: parts.map { (short: $0.0, long: $0.1) }, rows: predicted)
+                                  positionParts: measuredContext.map { (PositionLoss.shortContext($0), PositionLoss.longContext($0)) },
+                                  rows: predicted)
     }
 }
