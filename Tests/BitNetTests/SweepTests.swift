@@ -102,10 +102,18 @@ func isValidSVG(_ text: String) -> Bool {
         let t = try #require(LinearTrend.fit(x: [0, 1, 2], y: [0, 1, 1]))
         #expect(abs(t.slope - 0.5) < 1e-12 && abs(t.intercept - 1.0 / 6) < 1e-12 && t.points == 3)
         #expect(abs(t.standardError - (1.0 / 12).squareRoot()) < 1e-12)
-        #expect(t.direction == .flat)  // 0.5 is under twice 0.289
+        // One degree of freedom: t = 12.706, so the interval is 0.5 +- 3.668 and holds zero.
+        #expect(abs(t.interval95.upperBound - (0.5 + 12.706 * (1.0 / 12).squareRoot())) < 1e-9 && t.direction == .flat)
         let line = try #require(LinearTrend.fit(x: [4, 5, 6, 7], y: [2.2, 2.0, 1.8, 1.6]))
         #expect(abs(line.slope + 0.2) < 1e-12 && line.standardError < 1e-12 && line.direction == .falls)
         #expect(try #require(LinearTrend.fit(x: [1, 2, 3, 4], y: [0.1, 0.21, 0.29, 0.4])).direction == .rises)
+        // Five points whose slope is 2.04 standard errors from zero: past 2 (the normal
+        // quantile's round value) but inside t's 3.182 for 3 degrees of freedom, so flat.
+        let noisy = try #require(LinearTrend.fit(x: [0, 1, 2, 3, 4], y: [0, 0.3, 0.1, 0.5, 0.4]))
+        let z = noisy.slope / noisy.standardError
+        #expect(z > 2 && z < 3.182 && noisy.direction == .flat, "slope \(noisy.slope), standard error \(noisy.standardError)")
+        #expect(LinearTrend.tQuantile975(degrees: 3) == 3.182 && LinearTrend.tQuantile975(degrees: 45) == 2.021
+                    && LinearTrend.tQuantile975(degrees: 1000) == 1.980 && LinearTrend.tQuantile975(degrees: 0) == .infinity)
     }
 }
 

@@ -25,13 +25,34 @@ public struct LinearTrend: Sendable, Equatable {
         return LinearTrend(slope: slope, intercept: intercept, standardError: (residual / (n - 2) / sxx).squareRoot(), points: x.count)
     }
 
-    /// Which way the line goes, when the slope is more than twice its standard error from
-    /// zero (about 95% for normal errors with many points; fewer points need more).
+    /// Student's t at 97.5% for `degrees` of freedom: the half-width of a 95% interval in
+    /// standard errors. Tabulated (any statistics table) to 30, then at 40, 60 and 120; in
+    /// between, the next lower entry, which is the wider interval.
+    public static func tQuantile975(degrees: Int) -> Double {
+        let table: [Double] = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
+                               2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
+                               2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042]
+        switch degrees {
+        case ..<1: return .infinity
+        case 1...30: return table[degrees - 1]
+        case 31..<60: return 2.021
+        case 60..<120: return 2.000
+        default: return 1.980
+        }
+    }
+
+    /// The slope's 95% interval (normal errors).
+    public var interval95: ClosedRange<Double> {
+        let half = Self.tQuantile975(degrees: points - 2) * standardError
+        return (slope - half)...(slope + half)
+    }
+
+    /// Which way the line goes: up or down when its 95% interval leaves out zero.
     public enum Direction: String, Sendable {
-        case falls = "falls", rises = "rises", flat = "no trend beyond twice its standard error"
+        case falls = "falls", rises = "rises", flat = "no trend (the interval holds zero)"
     }
 
     public var direction: Direction {
-        slope + 2 * standardError < 0 ? .falls : slope - 2 * standardError > 0 ? .rises : .flat
+        interval95.upperBound < 0 ? .falls : interval95.lowerBound > 0 ? .rises : .flat
     }
 }

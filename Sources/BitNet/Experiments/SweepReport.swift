@@ -183,8 +183,8 @@ public struct SweepReport {
                 return (log10(Double(fp.nonEmbeddingParameters)), a - b)
             }
             return LinearTrend.fit(x: points.map(\.0), y: points.map(\.1)).map {
-                String(format: "%@ - fp %+.3f nats per 10x the parameters (standard error %.3f, %d sizes): %@",
-                       m.rawValue, $0.slope, $0.standardError, $0.points, $0.direction.rawValue)
+                String(format: "%@ - fp %+.3f nats per 10x the parameters (95%% interval %+.3f to %+.3f, %d sizes): %@",
+                       m.rawValue, $0.slope, $0.interval95.lowerBound, $0.interval95.upperBound, $0.points, $0.direction.rawValue)
             }
         }
         if !trends.isEmpty {
