@@ -71,9 +71,13 @@ if [ "${1:-}" = long ]; then
   { $B eval $run --data $D --windows 128 --window 128 && $B eval $run --data $D --windows 128 &&
     $B eval $run --text $S/shakespeare-1MB.txt --window 128 &&
     $B eval $run --data $D --windows 4096 --window 128 --by-position; } > $out/eval.txt || exit 1
-  # What the sweeps' laws predicted for it: the out-of-sample test of eval.txt's losses.
-  { for part in compute-optimal paper; do
-      echo "## The $part sweep's laws (\`bitnet-train report runs/$part --predict small\`)"; echo
+  # The out-of-sample test: the compute-optimal laws beside the run's loss measured as the
+  # sweep measured its runs; then what each sweep's laws say of `small` on its own budget.
+  { echo "## The run against the compute-optimal sweep's laws"; echo
+    echo "\`bitnet-train report runs/compute-optimal --predict-run small-binary\`:"; echo
+    $B report $K/compute-optimal --predict-run $run || exit 1
+    for part in compute-optimal paper; do
+      echo; echo "## The $part sweep's laws for \`small\` on that sweep's budget (\`report runs/$part --predict small\`)"; echo
       $B report $K/$part --predict small || exit 1
     done; } > $out/predicted.md.tmp && mv $out/predicted.md.tmp $out/predicted.md || exit 1
   $B export $run --out $S/small-binary.bitnet || exit 1

@@ -138,10 +138,18 @@ struct ReportCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Print instead what each mode's laws predict for these sizes (presets or WIDTHxLAYERS, "
                                + "comma-separated), trained on the sweep's recipe and budget; writes nothing.", valueName: "sizes"))
     var predict: String?
+    @Option(name: .customLong("predict-run"),
+            help: ArgumentHelp("Print instead what each law of the run's mode predicts for a run trained outside the sweep (a larger "
+                               + "or longer one), beside its loss measured on the sweep's windows; writes nothing.", valueName: "run"))
+    var predictRun: String?
+    @Option(help: "With --predict-run: the data directory to measure on (default: the sweep's).") var data: String?
 
     func validate() throws {
         if let predict, try parseList(predict, flag: "--predict", { $0 }).isEmpty { throw ValidationError("--predict: no size given") }
-        if predict != nil && byPosition { throw ValidationError("--predict writes nothing: give it without --by-position") }
+        if (predict != nil || predictRun != nil) && byPosition {
+            throw ValidationError("--predict and --predict-run write nothing: give them without --by-position")
+        }
+        if data != nil && predictRun == nil { throw ValidationError("--data goes with --predict-run") }
     }
 
     func run() throws {
@@ -156,8 +164,11 @@ struct ReportCommand: ParsableCommand {
                     }
                     try printLine(extrapolation.markdown())
                 }
-                return
             }
+            if let predictRun {
+                try printLine(try SweepReport(directory: directory).predict(runDirectory: URL(fileURLWithPath: predictRun), data: data).markdown())
+            }
+            if predict != nil || predictRun != nil { return }
             if byPosition {
                 let count = try PositionLoss.fill(directory: directory, skipped: { log("\($0): no checkpoint; its loss by position is not measured") },
                                                   measured: { log(String(format: "%@: loss by position measured on %d windows", $0.run, $0.positionWindows ?? 0)) })

@@ -266,6 +266,24 @@ func isValidSVG(_ text: String) -> Bool {
         }
         let both = try Fixtures.run(["report", dir.path, "--predict", "48x2", "--by-position"])
         #expect(both.status == 64 && both.stderr.contains("--by-position"), "\(both.stderr)")
+
+        // `report --predict-run` on one of the sweep's own runs measures it as the sweep did:
+        // its recorded final loss and loss by position come back.
+        let own = try fitted.predict(runDirectory: dir.appendingPathComponent("runs/48x2-binary"))
+        let recorded = try #require(more.first { $0.run == "48x2-binary" })
+        #expect(own.tokens == recorded.tokens && own.nonEmbeddingParameters == recorded.nonEmbeddingParameters && own.laws.count == 4)
+        #expect(abs(own.laws[1].predicted - (try #require(fitted.fitAgainstCompute(.binary))).predict(recorded.trainingFlops)) < 1e-9)
+        for (law, expected) in zip(own.laws, [recorded.finalValLoss, recorded.finalValLoss,
+                                              recorded.positionLoss(PositionLoss.shortContext), recorded.positionLoss(PositionLoss.longContext)]) {
+            let value = try #require(expected)
+            #expect(abs(law.measured - value) < 1e-5 * value, "\(law.name): \(law.measured) against \(value)")
+        }
+        let checked = try Fixtures.run(["report", dir.path, "--predict-run", dir.path + "/runs/tiny-fp"])
+        #expect(checked.status == 0 && checked.stdout.contains("| against training FLOPs | "), "\(checked.stderr)")
+        let noRun = try Fixtures.run(["report", dir.path, "--predict-run", dir.path + "/runs/missing"])
+        #expect(noRun.status == 1 && noRun.stderr.split(separator: "\n").count == 1 && noRun.stderr.contains("runs/missing"), "\(noRun.stderr)")
+        let strayData = try Fixtures.run(["report", dir.path, "--data", Fixtures.shared.data])
+        #expect(strayData.status == 64 && strayData.stderr.contains("--predict-run"), "\(strayData.stderr)")
     }
 
     /// Stopped by a signal, every run in progress checkpoints; the next call resumes them.

@@ -84,3 +84,84 @@ extension SweepReport {
                                   rows: predicted)
     }
 }
+
+/// A run trained outside a sweep (larger, longer) set against the sweep's laws: what
+/// they predict for its size and compute, and its loss measured as the sweep measured
+/// its own runs (the same windows of the same length), so the error is the laws' alone.
+public struct RunPrediction: Sendable {
+    public struct Law: Sendable {
+        public let name: String
+        public let predicted: Double
+        public let measured: Double
+        public var error: Double { (predicted - measured) / measured }
+    }
+
+    public let run: String
+    public let mode: WeightMode
+    public let step: Int
+    public let nonEmbeddingParameters: Int
+    public let tokens: Int
+    public let trainingFlops: Double
+    /// The sweep's windows: how many, of how many tokens, from which data directory.
+    public let windows: Int
+    public let windowLength: Int
+    public let data: String
+    public let laws: [Law]
+
+    public func markdown() -> String {
+        var md = "\(run) (\(mode.rawValue), step \(step)): \(nonEmbeddingParameters) non-embedding parameters, \(tokens) tokens"
+            + String(format: ", %.3g training FLOPs; measured on the sweep's %d windows of %d tokens from %@.\n\n",
+                     trainingFlops, windows, windowLength, data)
+            + "| law | predicted | measured | error |\n|---|---|---|---|\n"
+        for law in laws {
+            md += "| \(law.name) | " + String(format: "%.4f | %.4f | %+.1f%% |\n", law.predicted, law.measured, 100 * law.error)
+        }
+        return md
+    }
+}
+
+extension SweepReport {
+    /// Measures the run at `runDirectory` as the sweep measured its runs and sets each of
+    /// its mode's laws beside it: against parameters (for the sweep's budget rule), against
+    /// the compute the run actually spent, and, when the sweep was measured by position,
+    /// with short and long context (on PositionLoss.windows windows).
+    public func predict(runDirectory: URL, data: String? = nil) throws -> RunPrediction {
+        let file = Sweep.definitionURL(directory).path
+        guard let definition else { throw BitNetError.file("\(file): missing or unreadable; the sweep's data and windows are named there") }
+        guard let length = results.lazy.compactMap({ self.runConfig($0)?.context }).first else {
+            throw BitNetError.invalid("\(directory.path): no finished run to fit")
+        }
+        let (model, config, state) = try Checkpoint.loadModel(runDirectory: runDirectory, batch: 8)
+        let mode = config.model.mode
+        guard let parameterLaw = fitAgainstParameters(mode), let computeLaw = fitAgainstCompute(mode) else {
+            throw BitNetError.invalid("\(directory.path): no law for \(mode.rawValue) (it needs 3 sizes in that mode) to set \(runDirectory.path) against")
+        }
+        guard config.model.context >= length else {
+            throw BitNetError.invalid("\(runDirectory.path): a context of \(config.model.context) is shorter than the sweep's windows of \(length)")
+        }
+        let dataPath = data ?? definition.data
+        let dataset = try TokenDataset(directory: dataPath)
+        guard dataset.meta.vocabSize == config.model.vocabSize else {
+            throw BitNetError.invalid("\(dataPath): vocabulary of \(dataset.meta.vocabSize) does not match \(runDirectory.path)'s \(config.model.vocabSize)")
+        }
+        try dataset.check(context: length)
+        let n = config.model.nonEmbeddingParameters
+        let tokens = state.step * config.training.batchSize * config.model.context
+        let flops = config.model.trainingFlopsPerToken * Double(tokens)
+        let measured = Double(Evaluation.loss(model: model, dataset: dataset, windows: definition.evalWindows, batch: 8, length: length))
+        var laws = [RunPrediction.Law(name: "against non-embedding parameters", predicted: parameterLaw.predict(Double(n)), measured: measured),
+                    .init(name: "against training FLOPs", predicted: computeLaw.predict(flops), measured: measured)]
+        if results.contains(where: { $0.lossByPosition != nil }) {
+            let positions = Evaluation.lossByPosition(model: model, dataset: dataset, windows: PositionLoss.windows, batch: 8, length: length)
+            for (name, part) in [("short", PositionLoss.shortContext), ("long", PositionLoss.longContext)] {
+                let range = part(length)
+                guard let fit = positionFit(mode, part), let loss = PositionLoss.mean(positions, range) else { continue }
+                laws.append(.init(name: "\(range.lowerBound)-\(range.upperBound) tokens of context (\(name), \(PositionLoss.windows) windows)",
+                                  predicted: fit.predict(Double(n)), measured: loss))
+            }
+        }
+        return RunPrediction(run: runDirectory.relativePath, mode: mode, step: state.step, nonEmbeddingParameters: n, tokens: tokens,
+                             trainingFlops: flops, windows: dataset.validationWindows(context: length, limit: definition.evalWindows),
+                             windowLength: length, data: dataPath, laws: laws)
+    }
+}
