@@ -284,6 +284,12 @@ func isValidSVG(_ text: String) -> Bool {
         #expect(noRun.status == 1 && noRun.stderr.split(separator: "\n").count == 1 && noRun.stderr.contains("runs/missing"), "\(noRun.stderr)")
         let strayData = try Fixtures.run(["report", dir.path, "--data", Fixtures.shared.data])
         #expect(strayData.status == 64 && strayData.stderr.contains("--predict-run"), "\(strayData.stderr)")
+        // A sweep.json asking for no windows leaves nothing to measure: one line, not a NaN in a table.
+        var noWindows = Self.definition(["32x1", "tiny", "48x2"], text: text.path)
+        noWindows.evalWindows = 0
+        try AtomicFile.writeJSON(noWindows, to: Sweep.definitionURL(dir))
+        let empty = try Fixtures.run(["report", dir.path, "--predict-run", dir.path + "/runs/tiny-fp"])
+        #expect(empty.status == 1 && empty.stdout.isEmpty && empty.stderr.contains("no finite loss"), "\(empty.stderr)")
     }
 
     /// Stopped by a signal, every run in progress checkpoints; the next call resumes them.

@@ -149,6 +149,10 @@ extension SweepReport {
         let tokens = state.step * config.training.batchSize * config.model.context
         let flops = config.model.trainingFlopsPerToken * Double(tokens)
         let measured = Double(Evaluation.loss(model: model, dataset: dataset, windows: definition.evalWindows, batch: 8, length: length))
+        guard measured.isFinite else {
+            throw BitNetError.invalid("\(runDirectory.relativePath): no finite loss on \(dataPath)'s validation windows "
+                                      + "(\(file) asks for \(definition.evalWindows) of \(length) tokens)")
+        }
         var laws = [RunPrediction.Law(name: "against non-embedding parameters", predicted: parameterLaw.predict(Double(n)), measured: measured),
                     .init(name: "against training FLOPs", predicted: computeLaw.predict(flops), measured: measured)]
         if results.contains(where: { $0.lossByPosition != nil }) {
