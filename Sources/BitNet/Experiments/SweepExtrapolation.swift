@@ -1,7 +1,7 @@
-// What a sweep's laws say of a size it did not train (`bitnet-train report DIR --predict
-// SIZE`): the loss each mode's law gives that size on the sweep's own recipe and budget
-// rule, so that a larger run can be checked against the small ones, the paper's claim
-// tested out of sample.
+// What a sweep's laws say beyond the sweep: of a size it did not train (`report
+// --predict SIZE`, on the sweep's own recipe and budget rule), and of a run trained
+// outside it (`report --predict-run RUN`, measured as the sweep measured its own runs).
+// A larger run checked against the small ones: the paper's claim tested out of sample.
 import Foundation
 
 public struct SweepExtrapolation: Sendable {
@@ -37,7 +37,7 @@ public struct SweepExtrapolation: Sendable {
             + " (\(largestFitted.size), \(largestFitted.nonEmbeddingParameters)); on the sweep's budget \(tokens) tokens"
             + String(format: ", %.3g training FLOPs", rows.first?.trainingFlops ?? 0) + ", context \(context).\n"
         if let sweepContext, sweepContext != context {
-            md += "The laws are of the loss on windows of \(sweepContext) tokens: compare with `eval --window \(sweepContext)`.\n"
+            md += "The laws are of the loss on windows of \(sweepContext) tokens: compare with `eval --window \(sweepContext)` or `report --predict-run`.\n"
         }
         let parts = positionParts.map { [" \($0.short.lowerBound)-\($0.short.upperBound) tokens of context |",
                                           " \($0.long.lowerBound)-\($0.long.upperBound) tokens of context |"] } ?? []
