@@ -143,12 +143,17 @@ struct ReportCommand: ParsableCommand {
                                + "or longer one), beside its loss measured on the sweep's windows; writes nothing.", valueName: "run"))
     var predictRun: String?
     @Option(help: "With --predict-run: the data directory to measure on (default: the sweep's).") var data: String?
+    @Option(help: ArgumentHelp("Print instead this sweep beside the same sweep at other seeds (directories, comma-separated): "
+                               + "each loss and gap as a mean and range, and the gap's trend through every seed's gap; writes nothing.",
+                               valueName: "sweeps"))
+    var seeds: String?
 
     func validate() throws {
         if let predict, try parseList(predict, flag: "--predict", { $0 }).isEmpty { throw ValidationError("--predict: no size given") }
-        if (predict != nil || predictRun != nil) && byPosition {
-            throw ValidationError("--predict and --predict-run write nothing: give them without --by-position")
+        if (predict != nil || predictRun != nil || seeds != nil) && byPosition {
+            throw ValidationError("--predict, --predict-run and --seeds write nothing: give them without --by-position")
         }
+        if let seeds, try parseList(seeds, flag: "--seeds", { $0 }).isEmpty { throw ValidationError("--seeds: no directory given") }
         if data != nil && predictRun == nil { throw ValidationError("--data goes with --predict-run") }
     }
 
@@ -168,7 +173,11 @@ struct ReportCommand: ParsableCommand {
             if let predictRun {
                 try printLine(try SweepReport(directory: directory).predict(runDirectory: URL(fileURLWithPath: predictRun), data: data).markdown())
             }
-            if predict != nil || predictRun != nil { return }
+            if let seeds {
+                let others = try parseList(seeds, flag: "--seeds") { $0 }.map { try SweepReport(directory: URL(fileURLWithPath: $0)) }
+                try printLine(try SweepReport(directory: directory).seedSpread(others).markdown())
+            }
+            if predict != nil || predictRun != nil || seeds != nil { return }
             if byPosition {
                 let count = try PositionLoss.fill(directory: directory, skipped: { log("\($0): no checkpoint; its loss by position is not measured") },
                                                   measured: { log(String(format: "%@: loss by position measured on %d windows", $0.run, $0.positionWindows ?? 0)) })

@@ -292,6 +292,55 @@ func isValidSVG(_ text: String) -> Bool {
         #expect(empty.status == 1 && empty.stdout.isEmpty && empty.stderr.contains("no finite loss"), "\(empty.stderr)")
     }
 
+    /// `report --seeds`: two seeds' sweeps side by side, by hand. Seed 3 trains three sizes,
+    /// seed 4 the two smaller; each loss is a mean with its range, each gap is taken within
+    /// a seed, and the trend goes through every seed's gap.
+    @Test func seedsSideBySide() throws {
+        func sweep(_ name: String, _ seed: UInt64, _ sizes: [String], budget: SweepBudget = .tokens(12_000),
+                   loss: (String, WeightMode) -> Double) throws -> URL {
+            let dir = Fixtures.temporaryDirectory(name)
+            var definition = Self.definition(sizes, budget: budget)
+            definition.seed = seed
+            try AtomicFile.writeJSON(definition, to: Sweep.definitionURL(dir))
+            let results = sizes.flatMap { size in
+                [WeightMode.fp, .binary].map { mode in
+                    SweepResult(run: "\(size)-\(mode.rawValue)", size: size, mode: mode, parameters: 0,
+                                nonEmbeddingParameters: ["32x1": 1_000, "48x1": 10_000, "64x2": 100_000][size] ?? 0, tokens: 12_000,
+                                trainingFlops: 1e9, wallSeconds: 1, finalTrainLoss: 0, finalValLoss: loss(size, mode), textLoss: nil, curve: [])
+                }
+            }
+            try Sweep.saveResults(results, directory: dir)
+            return dir
+        }
+        // Gaps: seed 3 0.30, 0.20, 0.10 at 10^3, 10^4, 10^5 parameters; seed 4 0.40, 0.20.
+        let gap3 = ["32x1": 0.3, "48x1": 0.2, "64x2": 0.1], gap4 = ["32x1": 0.4, "48x1": 0.2]
+        let a = try sweep("seeds-a", 3, ["32x1", "48x1", "64x2"]) { size, mode in 3 + (mode == .binary ? gap3[size]! : 0) }
+        let b = try sweep("seeds-b", 4, ["32x1", "48x1"]) { size, mode in 3.5 + (mode == .binary ? gap4[size]! : 0) }
+        let spread = try SweepReport(directory: a).seedSpread([try SweepReport(directory: b)])
+        #expect(spread.seeds == [3, 4] && spread.sizes.map(\.size) == ["32x1", "48x1", "64x2"])
+        let gaps = spread.sizes[0].gaps(.binary)
+        #expect(gaps.count == 2 && abs((gaps[3] ?? 0) - 0.3) < 1e-12 && abs((gaps[4] ?? 0) - 0.4) < 1e-12)
+        let markdown = spread.markdown()
+        #expect(markdown.contains("| 32x1 | 1000 | 2 | 3.2500 (3.0000 to 3.5000) | 3.6000 (3.3000 to 3.9000) | +0.3500 (+0.3000 to +0.4000) |"),
+                "\(markdown)")
+        #expect(markdown.contains("| 64x2 | 100000 | 1 | 3.0000 | 3.1000 | +0.1000 |"), "\(markdown)")
+        // Through (3, 0.3), (3, 0.4), (4, 0.2), (4, 0.2), (5, 0.1): -0.36 / 2.8 by the normal equations.
+        let x = [3.0, 3, 4, 4, 5], y = [0.3, 0.4, 0.2, 0.2, 0.1]
+        let n = Double(x.count), sx = x.reduce(0, +), sy = y.reduce(0, +)
+        let slope = (n * zip(x, y).map(*).reduce(0, +) - sx * sy) / (n * x.map { $0 * $0 }.reduce(0, +) - sx * sx)
+        let trend = try #require(spread.trend(.binary))
+        #expect(abs(trend.slope - slope) < 1e-12 && trend.points == 5 && abs(slope + 0.36 / 2.8) < 1e-12)
+        #expect(markdown.contains("binary - fp -0.129 nats per 10x the parameters"), "\(markdown)")
+        // Another budget is another sweep, not another seed: one line, from the command too.
+        let other = try sweep("seeds-c", 5, ["32x1"], budget: .tokens(24_000)) { _, _ in 3 }
+        #expect(throws: BitNetError.self) { try SweepReport(directory: a).seedSpread([try SweepReport(directory: other)]) }
+        let refused = try Fixtures.run(["report", a.path, "--seeds", b.path + "," + other.path])
+        #expect(refused.status == 1 && refused.stderr.split(separator: "\n").count == 1 && refused.stderr.contains("not the same sweep"),
+                "\(refused.stderr)")
+        let printed = try Fixtures.run(["report", a.path, "--seeds", b.path])
+        #expect(printed.status == 0 && printed.stdout.contains("Seeds 3, 4:"), "\(printed.stderr)")
+    }
+
     /// Stopped by a signal, every run in progress checkpoints; the next call resumes them.
     @Test(arguments: [1, 2]) func interruptedSweepResumes(jobs: Int) throws {
         let dir = Fixtures.temporaryDirectory("sweep-stop")
