@@ -8,6 +8,7 @@
 #                                 checkpoints), and each part's results, report and
 #                                 plots, into docs/sweeps/linux/runs, to commit
 #   scripts/study-linux.sh hours  CPU-hours of the saved runs, per part
+#   scripts/study-linux.sh seeds  each protocol beside its second-seed sweeps, from the saved runs
 #   scripts/study-linux.sh long   the long run's curve, loss, samples and runtime speed, from
 #                                 its latest checkpoint, into docs/sweeps/linux/small-binary
 # A run saved there is not trained again, even on a machine whose run directories are
@@ -103,6 +104,18 @@ if [ "${1:-}" = long ]; then
   } > $out/samples.md.tmp && mv $out/samples.md.tmp $out/samples.md
   { grep -m1 "model name" /proc/cpuinfo; $R $S/small-binary.bitnet --bench --threads 2 --repetitions 5; } > $out/bench.txt 2>&1 || exit 1
   echo "study: wrote $out (curve.svg, eval.txt, predicted.md, samples.md, bench.txt)"
+  exit 0
+fi
+# Each protocol beside its second-seed sweeps (as saved), into docs/sweeps/linux/runs/seeds-*.md.
+if [ "${1:-}" = seeds ]; then
+  for part in compute-optimal paper; do
+    others=$(ls -d $K/$part-seed2* 2>/dev/null | paste -sd, -)
+    [ -n "$others" ] || continue
+    { echo "# The $part protocol at both seeds"; echo
+      echo "\`bitnet-train report runs/$part --seeds $(echo "$others" | sed "s|$K/|runs/|g")\`"; echo
+      $B report $K/$part --seeds "$others" || exit 1; } > $K/seeds-$part.md.tmp && mv $K/seeds-$part.md.tmp $K/seeds-$part.md || exit 1
+    echo "study: wrote $K/seeds-$part.md"
+  done
   exit 0
 fi
 # The CPU time of the saved runs: each run's last elapsed_seconds times the threads it
