@@ -52,6 +52,13 @@ public struct LinearTrend: Sendable, Equatable {
         case falls = "falls", rises = "rises", flat = "no trend (the interval holds zero)"
     }
 
+    /// "binary - fp +0.025 nats per 10x the parameters (95% interval ..., 5 sizes): ...",
+    /// for a gap's line against log10 of the parameters; `counted` names the points.
+    public func describeGap(_ mode: WeightMode, counted: String) -> String {
+        String(format: "%@ - fp %+.3f nats per 10x the parameters (95%% interval %+.3f to %+.3f, %d %@): %@", mode.rawValue,
+               slope, interval95.lowerBound, interval95.upperBound, points, counted, direction.rawValue)
+    }
+
     public var direction: Direction {
         interval95.upperBound < 0 ? .falls : interval95.lowerBound > 0 ? .rises : .flat
     }

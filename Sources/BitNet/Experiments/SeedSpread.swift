@@ -45,12 +45,7 @@ public struct SeedSpread: Sendable {
                 + modes.map { spread(Array((size.losses[$0] ?? [:]).values), signed: false) }.joined()
                 + others.map { spread(Array(size.gaps($0).values), signed: true) }.joined() + "\n"
         }
-        let trends = others.compactMap { mode in
-            trend(mode).map {
-                String(format: "%@ - fp %+.3f nats per 10x the parameters (95%% interval %+.3f to %+.3f, %d gaps): %@", mode.rawValue,
-                       $0.slope, $0.interval95.lowerBound, $0.interval95.upperBound, $0.points, $0.direction.rawValue)
-            }
-        }
+        let trends = others.compactMap { trend($0)?.describeGap($0, counted: "gaps") }
         if !trends.isEmpty {
             md += "\nThe gap's trend with size through every seed's gap: " + trends.joined(separator: "; ") + ".\n"
         }

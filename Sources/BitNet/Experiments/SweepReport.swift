@@ -182,10 +182,7 @@ public struct SweepReport {
                 guard let a = value(m, fp.size), let b = loss(fp) else { return nil }
                 return (log10(Double(fp.nonEmbeddingParameters)), a - b)
             }
-            return LinearTrend.fit(x: points.map(\.0), y: points.map(\.1)).map {
-                String(format: "%@ - fp %+.3f nats per 10x the parameters (95%% interval %+.3f to %+.3f, %d sizes): %@",
-                       m.rawValue, $0.slope, $0.interval95.lowerBound, $0.interval95.upperBound, $0.points, $0.direction.rawValue)
-            }
+            return LinearTrend.fit(x: points.map(\.0), y: points.map(\.1))?.describeGap(m, counted: "sizes")
         }
         if !trends.isEmpty {
             md += "\nThe gap's trend with size, a line through it against log10 of the non-embedding parameters: "
