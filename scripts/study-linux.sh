@@ -29,6 +29,8 @@ copy_finished() {  # FROM TO
   for part in "$1"/*/; do
     part=$(basename "$part")
     [ -d "$1/$part/runs" ] || continue
+    # Not yet a part with a finished run (a sweep's results.json, an lr-sweep's result).
+    [ -f "$1/$part/results.json" ] || ls "$1/$part"/runs/*/lr_result.json > /dev/null 2>&1 || continue
     mkdir -p "$2/$part"
     for f in sweep.json results.json results.csv report.md "$1/$part"/*.svg; do
       f=$(basename "$f")
