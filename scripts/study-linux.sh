@@ -9,8 +9,10 @@
 #                                 plots, into docs/sweeps/linux/runs, to commit
 #   scripts/study-linux.sh hours  CPU-hours of the saved runs, per part
 #   scripts/study-linux.sh seeds  each protocol beside its second-seed sweeps, from the saved runs
-#   scripts/study-linux.sh long   the long run's curve, loss, samples and runtime speed, from
-#                                 its latest checkpoint, into docs/sweeps/linux/small-binary
+#   scripts/study-linux.sh long [RUN]
+#                                 a long run's curve, loss, samples and runtime speed, from
+#                                 its latest checkpoint, into docs/sweeps/linux/RUN
+#                                 (small-binary, the default, or small-fp)
 # A run saved there is not trained again, even on a machine whose run directories are
 # gone: the study restores the saved files before it starts.
 cd "$(dirname "$0")/.."
@@ -50,24 +52,30 @@ copy_finished() {  # FROM TO
 }
 if [ "${1:-}" = save ]; then
   copy_finished $S $K
-  # The long run's config and metrics so far, outside runs/ (not restored: without its
-  # checkpoint it could not resume).
-  if [ -f $S/small-binary/config.json ]; then
-    mkdir -p $K/../small-binary
-    cp -p $S/small-binary/config.json $S/small-binary/metrics.jsonl $K/../small-binary/ 2>/dev/null
-  fi
+  # The long runs' configs and metrics so far, outside runs/ (not restored: without their
+  # checkpoints they could not resume).
+  for long in $S/small-*/; do
+    long=$(basename "$long")
+    [ -f $S/$long/config.json ] || continue
+    mkdir -p $K/../$long
+    cp -p $S/$long/config.json $S/$long/metrics.jsonl $K/../$long/ 2>/dev/null
+    [ -f $S/$long/done ] && cp -p $S/$long/done $K/../$long/
+  done
   echo "study: saved finished runs into $K"
   exit 0
 fi
-# The long run's page material, from its latest checkpoint (so it works while the run
+# A long run's page material, from its latest checkpoint (so it works while the run
 # trains): its curve, samples from the runtime on its exported model, and the runtime's
-# speed on that model, into docs/sweeps/linux/small-binary/.
+# speed on that model, into docs/sweeps/linux/RUN/.
 if [ "${1:-}" = long ]; then
-  run=$S/small-binary out=docs/sweeps/linux/small-binary R=${BITNET_RUN:-.build/release/bitnet-run}
+  name=${2:-small-binary}
+  case $name in small-binary|small-fp) ;; *) echo "study: long: no long run named '$name' (small-binary or small-fp)" >&2; exit 64;; esac
+  run=$S/$name out=docs/sweeps/linux/$name R=${BITNET_RUN:-.build/release/bitnet-run}
+  mode=${name#small-}
   [ -f $run/checkpoint.safetensors ] || { echo "study: $run has no checkpoint yet" >&2; exit 1; }
   mkdir -p $out
   cp -p $run/config.json $run/metrics.jsonl $out/
-  $B plot $run --out $out/curve.svg --x tokens --from-step 200 --title "small, binary, on the linux corpus" > $out/curve.txt || exit 1
+  $B plot $run --out $out/curve.svg --x tokens --from-step 200 --title "small, $mode, on the linux corpus" > $out/curve.txt || exit 1
   # Its loss on the sweeps' windows (128 of 128 tokens), comparable with their tables, and
   # on its own; on the second corpus in windows of 128, as the sweeps' --text; and by
   # position on the 4096 windows of 128 the reports' position laws were fitted on.
@@ -77,17 +85,17 @@ if [ "${1:-}" = long ]; then
   # The out-of-sample test: the compute-optimal laws beside the run's loss measured as the
   # sweep measured its runs; then what each sweep's laws say of `small` on its own budget.
   { echo "## The run against the compute-optimal sweep's laws"; echo
-    echo "\`bitnet-train report runs/compute-optimal --predict-run small-binary\`:"; echo
+    echo "\`bitnet-train report runs/compute-optimal --predict-run $name\`:"; echo
     $B report $K/compute-optimal --predict-run $run || exit 1
     for part in compute-optimal paper; do
       echo; echo "## The $part sweep's laws for \`small\` on that sweep's budget (\`report runs/$part --predict small\`)"; echo
       $B report $K/$part --predict small || exit 1
     done; } > $out/predicted.md.tmp && mv $out/predicted.md.tmp $out/predicted.md || exit 1
-  $B export $run --out $S/small-binary.bitnet || exit 1
+  $B export $run --out $S/$name.bitnet || exit 1
   {
     echo "# Samples from the long run's exported model"
     echo
-    echo "\`bitnet-run small-binary.bitnet --prompt P --max-tokens 160 --temperature 0.8 --top-k 40 --seed 1\`,"
+    echo "\`bitnet-run $name.bitnet --prompt P --max-tokens 160 --temperature 0.8 --top-k 40 --seed 1\`,"
     echo "from its checkpoint at $(grep -o 'step [0-9]*' $out/eval.txt | head -1); then the same with"
     echo "\`--repeat-penalty 1.2\` (over the last 64 tokens)."
     for penalty in 1 1.2; do
@@ -97,14 +105,14 @@ if [ "${1:-}" = long ]; then
         echo "Prompt: \`$(printf '%s' "$prompt" | head -1)\`$([ $penalty = 1 ] || echo ", repeat penalty $penalty")"
         echo
         echo '```c'
-        $R $S/small-binary.bitnet --prompt "$prompt" --max-tokens 160 --temperature 0.8 --top-k 40 --seed 1 \
+        $R $S/$name.bitnet --prompt "$prompt" --max-tokens 160 --temperature 0.8 --top-k 40 --seed 1 \
           --repeat-penalty $penalty || exit 1
         echo
         echo '```'
       done
     done
   } > $out/samples.md.tmp && mv $out/samples.md.tmp $out/samples.md
-  { grep -m1 "model name" /proc/cpuinfo; $R $S/small-binary.bitnet --bench --threads 2 --repetitions 5; } > $out/bench.txt 2>&1 || exit 1
+  { grep -m1 "model name" /proc/cpuinfo; $R $S/$name.bitnet --bench --threads 2 --repetitions 5; } > $out/bench.txt 2>&1 || exit 1
   echo "study: wrote $out (curve.svg, eval.txt, predicted.md, samples.md, bench.txt)"
   exit 0
 fi
@@ -121,18 +129,18 @@ if [ "${1:-}" = seeds ]; then
   exit 0
 fi
 # The CPU time of the saved runs: each run's last elapsed_seconds times the threads it
-# trained with (one with --jobs 2, the long run two). Work thrown away (runs restarted
+# trained with (one with --jobs 2, the long runs two). Work thrown away (runs restarted
 # after a change) is not in it; PLAN.md says what was.
 if [ "${1:-}" = hours ]; then
   python3 - $K <<'PY'
 import glob, json, os, sys
 total, seen = 0.0, set()
-parts = sorted(glob.glob(os.path.join(sys.argv[1], "*"))) + [os.path.join(sys.argv[1], "..", "small-binary")]
+parts = sorted(glob.glob(os.path.join(sys.argv[1], "*"))) + sorted(glob.glob(os.path.join(sys.argv[1], "..", "small-*")))
 for part in parts:
     runs = sorted(glob.glob(os.path.join(part, "runs", "*", "metrics.jsonl")) + glob.glob(os.path.join(part, "metrics.jsonl")))
     if not runs:
         continue
-    threads = 2 if os.path.basename(part) == "small-binary" else 1
+    threads = 2 if os.path.basename(part).startswith("small-") else 1
     seconds, counted = 0.0, 0
     for path in runs:
         lines = [l for l in open(path) if l.strip()]
@@ -210,25 +218,32 @@ for part in compute-optimal compute-optimal-seed2 paper; do
   $B report $S/$part --by-position >> $S/$part.log 2>&1 || exit 1
 done
 
-# 4. The longest run: binary `small` at 20 tokens per non-embedding parameter (95M tokens),
-#    at the better of two peak rates on 2M tokens (488 steps of 16 x 256): the mode's
-#    default 3e-3 and the 1e-2 the lr rule gives binary at every width.
-[ -f $S/lr-small/results.json ] || $B lr-sweep --data $D --preset small --steps 488 --modes binary \
-  --lrs 3e-3,1e-2 --jobs 2 --out $S/lr-small >> $S/lr-small.log 2>&1 || exit 1
-lr_small=$(python3 -c "import json; r = json.load(open('$S/lr-small/results.json')); print(min((x for x in r if not x['diverged']), key=lambda x: x['final_val_loss'])['learning_rate'])") || exit 1
-out=$S/small-binary
-if [ ! -f $out/done ]; then
+# The long runs: `small` (4.82M non-embedding parameters) at 20 tokens per parameter
+# (23176 steps of 16 x 256, 95M tokens) on both cores, at the better of two peak rates on
+# 2M tokens (488 steps), checkpointing every 250 steps.
+long_run() {  # MODE RATES
+  local lrdir=$S/lr-small out=$S/small-$1 rate rc
+  [ $1 = binary ] || lrdir=$S/lr-small-$1
+  [ -f $lrdir/results.json ] || $B lr-sweep --data $D --preset small --steps 488 --modes $1 \
+    --lrs $2 --jobs 2 --out $lrdir >> $lrdir.log 2>&1 || exit 1
+  # Done here, or on an earlier machine (its `done` saved with its metrics).
+  [ -f $out/done ] || [ -f $K/../small-$1/done ] && return 0
   # --resume once the run has a config: a run killed before its first checkpoint then
   # starts again from step 0 with that config (a fresh `train` would refuse the directory).
   if [ -f $out/config.json ]; then
     $B train --data $D --out $out --resume >> $out.log 2>&1
   else
-    $B train --data $D --out $out --preset small --mode binary --steps 23176 --lr $lr_small --log-every 50 --eval-every 1000 \
+    rate=$(python3 -c "import json; r = json.load(open('$lrdir/results.json')); print(min((x for x in r if not x['diverged']), key=lambda x: x['final_val_loss'])['learning_rate'])") || exit 1
+    $B train --data $D --out $out --preset small --mode $1 --steps 23176 --lr $rate --log-every 50 --eval-every 1000 \
       --checkpoint-every 250 --seed 1 >> $out.log 2>&1
   fi
   rc=$?
   [ $rc -eq 0 ] && touch $out/done || { echo "exit $rc" >> $out.log; exit $rc; }
-fi
+}
+
+# 4. The longest run, binary: rates 3e-3 (the mode's default) and 1e-2 (what the lr rule
+#    gives binary at every width).
+long_run binary 3e-3,1e-2
 
 # 5. A second seed at 48x2 and 64x2 on the paper's budget (about an hour; before step 6 so
 #    that it lands within one session): whether 48x2-fp sitting below 64x2-fp (2.67
@@ -240,3 +255,8 @@ $B sweep --data $D --presets 48x2,64x2 --modes $modes --tokens $((steps * 16 * 1
 #    gaps there, the widest of the study, are more than one seed's.
 $B sweep --data $D --presets 96x3,128x4 --modes $modes --tokens-per-param 20 $lr --text $S/shakespeare-1MB.txt \
   --seed 2 --jobs 2 --out $S/compute-optimal-seed2-large >> $S/compute-optimal-seed2-large.log 2>&1 || exit 1
+
+# 7. The same long run in fp (binary's took 6.9 hours at full speed): the gap measured at `small`, 6x beyond the
+#    sweeps, where the laws predict +0.15 (binary 1.7774 measured against fp's law, 1.6272).
+#    Rates 1e-3 (near the fp rule's 9e-4 at width 256) and 3e-3 (binary's choice).
+long_run fp 1e-3,3e-3
