@@ -116,7 +116,7 @@ public struct RunPrediction: Sendable {
         for law in laws {
             md += "| \(law.name) | " + String(format: "%.4f | %.4f | %+.1f%% |\n", law.predicted, law.measured, 100 * law.error)
         }
-        return md
+        return md + "\nerror = (predicted - measured) / measured: positive where the law expected a higher loss than the run reached.\n"
     }
 }
 

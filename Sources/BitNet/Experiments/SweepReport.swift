@@ -201,7 +201,7 @@ public struct SweepReport {
                 + " | \(p.heldOut.size) | " + String(format: "%.4f | %.4f | %+.4f (%+.1f%%) |\n", p.predicted,
                                                       p.heldOut.finalValLoss, p.error, 100 * p.error / p.heldOut.finalValLoss)
         }
-        return md
+        return md + "\nerror = predicted - actual (and as a share of actual): positive where the law expected a higher loss.\n"
     }
 
     /// Arithmetic energy per token of each size, in each kind of arithmetic, at each node.
