@@ -99,7 +99,9 @@ if [ "${1:-}" = long ]; then
     echo "from its checkpoint at $(grep -o 'step [0-9]*' $out/eval.txt | head -1); then the same with"
     echo "\`--repeat-penalty 1.2\` (over the last 64 tokens)."
     for penalty in 1 1.2; do
-      for prompt in 'static int ' '#include <linux/' 'struct file_operations ' '/*
+      # No trailing space on the code prompts: ending in a lone space piece, `static int `
+      # drew only whitespace from the binary run.
+      for prompt in 'static int' '#include <linux/' 'struct file_operations' '/*
  * '; do
         echo
         echo "Prompt: \`$(printf '%s' "$prompt" | head -1)\`$([ $penalty = 1 ] || echo ", repeat penalty $penalty")"
